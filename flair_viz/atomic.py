@@ -1,0 +1,50 @@
+"""Write files so that a crash never leaves a partial file under a final name.
+
+Everything FLAIR Viz writes (COGs, Parquet, GeoPackages, CSV, JSON) goes through here:
+write to a hidden temp file in the same folder, fsync, then ``os.replace``, which is atomic on POSIX.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path beside ``final``; on success it replaces ``final``, on error it is removed."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial" + final.suffix, dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    tmp_path.unlink()  # writers such as GDAL want to create the file themselves
+    try:
+        yield tmp_path
+        if tmp_path.exists():
+            with open(tmp_path, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+        # GDAL side-cars (e.g. .aux.xml) written next to the temp file
+        for side in final.parent.glob(tmp_path.name + ".*"):
+            side.unlink(missing_ok=True)
+
+
+def write_text(final: str | os.PathLike[str], text: str) -> Path:
+    """Atomically write a text file (UTF-8)."""
+    with atomic_path(final) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(final)
+
+
+def write_bytes(final: str | os.PathLike[str], data: bytes) -> Path:
+    """Atomically write a binary file."""
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+    return Path(final)

@@ -1,0 +1,131 @@
+"""The one class table of FLAIR Viz: FLAIR-1 (19 classes, values 1..19) and FLAIR-HUB/CoSIA (0-based).
+
+Every page, endpoint, metric and test reads classes from here, so colours and names never drift.
+Class rasters written by FLAIR Viz use FLAIR-1 values 1..19, with 0 as nodata, like FLAIR masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NODATA = 0
+
+
+@dataclass(frozen=True)
+class LandCoverClass:
+    value: int  # FLAIR-1 value, 1..19
+    key: str  # stable machine name
+    name: str  # human name, as in IGN's documentation
+    color: str  # hex colour from IGN's FLAIR-1 palette
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        h = self.color.lstrip("#")
+        return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+FLAIR1_CLASSES: tuple[LandCoverClass, ...] = (
+    LandCoverClass(1, "building", "building", "#db0e9a"),
+    LandCoverClass(2, "pervious", "pervious surface", "#938e7b"),
+    LandCoverClass(3, "impervious", "impervious surface", "#f80c00"),
+    LandCoverClass(4, "bare_soil", "bare soil", "#a97101"),
+    LandCoverClass(5, "water", "water", "#1553ae"),
+    LandCoverClass(6, "coniferous", "coniferous", "#194a26"),
+    LandCoverClass(7, "deciduous", "deciduous", "#46e483"),
+    LandCoverClass(8, "brushwood", "brushwood", "#f3a60d"),
+    LandCoverClass(9, "vineyard", "vineyard", "#660082"),
+    LandCoverClass(10, "herbaceous", "herbaceous vegetation", "#55ff00"),
+    LandCoverClass(11, "agricultural", "agricultural land", "#fff30d"),
+    LandCoverClass(12, "plowed", "plowed land", "#e4df7c"),
+    LandCoverClass(13, "swimming_pool", "swimming pool", "#3de6eb"),
+    LandCoverClass(14, "snow", "snow", "#ffffff"),
+    LandCoverClass(15, "clear_cut", "clear cut", "#8ab3a0"),
+    LandCoverClass(16, "mixed", "mixed", "#6b714f"),
+    LandCoverClass(17, "ligneous", "ligneous", "#c5dc42"),
+    LandCoverClass(18, "greenhouse", "greenhouse", "#9999ff"),
+    LandCoverClass(19, "other", "other", "#000000"),
+)
+N_CLASSES = len(FLAIR1_CLASSES)
+BY_VALUE: dict[int, LandCoverClass] = {c.value: c for c in FLAIR1_CLASSES}
+BY_KEY: dict[str, LandCoverClass] = {c.key: c for c in FLAIR1_CLASSES}
+
+# FLAIR-HUB / CoSIA order (0-based index -> class key), as published by IGN.
+FLAIRHUB_ORDER: tuple[str, ...] = (
+    "building", "greenhouse", "swimming_pool", "impervious", "pervious", "bare_soil", "water",
+    "snow", "herbaceous", "agricultural", "plowed", "vineyard", "deciduous", "coniferous",
+    "brushwood", "clear_cut", "ligneous", "mixed", "other",
+)
+
+NOMENCLATURES = ("flair1", "flairhub")
+
+# FLAIR-1 evaluation protocol: values above 13 merge into "other"; mIoU over the first 12.
+PROTOCOL_FLAIR1_N = 13
+PROTOCOL_FLAIR1_MIOU_N = 12
+
+
+def flairhub_to_flair1_lut() -> np.ndarray:
+    """LUT mapping a FLAIR-HUB 0-based index to a FLAIR-1 value (256 entries, unknown -> 0)."""
+    lut = np.zeros(256, dtype=np.uint8)
+    for i, key in enumerate(FLAIRHUB_ORDER):
+        lut[i] = BY_KEY[key].value
+    return lut
+
+
+def flair1_to_flairhub_lut() -> np.ndarray:
+    """LUT mapping a FLAIR-1 value (1..19) to the FLAIR-HUB 0-based index (unknown -> 255)."""
+    lut = np.full(256, 255, dtype=np.uint8)
+    for i, key in enumerate(FLAIRHUB_ORDER):
+        lut[BY_KEY[key].value] = i
+    return lut
+
+
+def to_flair1(values: np.ndarray, nomenclature: str) -> np.ndarray:
+    """Convert a class raster to FLAIR-1 values (1..19, 0 nodata) so all comparisons share one table."""
+    if nomenclature == "flair1":
+        return values
+    if nomenclature == "flairhub":
+        return flairhub_to_flair1_lut()[values.astype(np.uint8)]
+    raise ValueError(f"unknown nomenclature {nomenclature!r}; expected one of {NOMENCLATURES}")
+
+
+def valid_values(nomenclature: str) -> set[int]:
+    """The pixel values a class raster of this nomenclature may hold (nodata 0 included for FLAIR-1)."""
+    if nomenclature == "flair1":
+        return {NODATA, *BY_VALUE}
+    if nomenclature == "flairhub":
+        return set(range(len(FLAIRHUB_ORDER))) | {255}
+    raise ValueError(f"unknown nomenclature {nomenclature!r}; expected one of {NOMENCLATURES}")
+
+
+def protocol_flair1_lut() -> np.ndarray:
+    """LUT from FLAIR-1 values to the 13 protocol classes, 1-based (14..19 -> 13 "other"); 0 stays 0."""
+    lut = np.arange(256, dtype=np.uint8)
+    lut[PROTOCOL_FLAIR1_N + 1 : N_CLASSES + 1] = PROTOCOL_FLAIR1_N
+    lut[N_CLASSES + 1 :] = 0
+    return lut
+
+
+def protocol_names(protocol: str) -> list[str]:
+    """Class names for a metrics view: ``full`` (19) or ``flair1`` (13, the last is "other")."""
+    if protocol == "full":
+        return [c.name for c in FLAIR1_CLASSES]
+    if protocol == "flair1":
+        return [c.name for c in FLAIR1_CLASSES[: PROTOCOL_FLAIR1_N - 1]] + ["other"]
+    raise ValueError(f"unknown protocol {protocol!r}; expected 'flair1' or 'full'")
+
+
+def colormap() -> dict[int, tuple[int, int, int, int]]:
+    """rio-tiler colormap for FLAIR-1 class rasters; 0 (nodata) is transparent."""
+    cmap = {v: (*c.rgb, 255) for v, c in BY_VALUE.items()}
+    cmap[NODATA] = (0, 0, 0, 0)
+    return cmap
+
+
+def palette_rgba() -> np.ndarray:
+    """(256, 4) uint8 RGBA palette indexed by FLAIR-1 value, for fast numpy colouring."""
+    pal = np.zeros((256, 4), dtype=np.uint8)
+    for v, (r, g, b, a) in colormap().items():
+        pal[v] = (r, g, b, a)
+    return pal

@@ -1,0 +1,84 @@
+"""Run the tile server (``flair-viz serve``) and make sure one is up for the app.
+
+The server is stateless apart from caches, so scaling out is ``--workers N`` or more replicas.
+It binds 127.0.0.1 unless ``--host`` says otherwise; an exposed server should set ``--token``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from flair_viz import config
+from flair_viz.errors import FlairVizError
+
+
+def app_factory():
+    """uvicorn ``--factory`` entry: reads catalog and token from the environment set by ``serve``."""
+    from flair_viz.tiles import create_app
+
+    return create_app(os.environ.get("FLAIR_VIZ_CATALOG"), token=os.environ.get("FLAIR_VIZ_TOKEN"))
+
+
+def is_up(url: str, timeout: float = 0.5) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=timeout) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def serve(catalog: str | None, host: str, port: int, workers: int = 1, token: str | None = None) -> None:
+    import uvicorn
+
+    if catalog:
+        os.environ["FLAIR_VIZ_CATALOG"] = str(Path(catalog).resolve())
+    if token:
+        os.environ["FLAIR_VIZ_TOKEN"] = token
+    if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("FLAIR_VIZ_TOKEN"):
+        print(f"warning: serving on {host} without a token; anyone who can reach it can read the catalog's "
+              "datasets. Set --token or FLAIR_VIZ_TOKEN.", file=sys.stderr)
+    uvicorn.run("flair_viz.server:app_factory", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")
+
+
+def ensure_running(url: str | None = None, catalog: str | os.PathLike[str] | None = None,
+                   wait_s: float = 30.0) -> str:
+    """Start a local tile server in the background unless one already answers at ``url``."""
+    url = url or config.tile_server_url()
+    if is_up(url):
+        return url
+    port = int(url.rsplit(":", 1)[-1].split("/")[0])
+    cmd = [sys.executable, "-m", "flair_viz", "serve", "--port", str(port)]
+    if catalog:
+        cmd += ["--catalog", str(catalog)]
+    log = open(config.user_data_dir() / "tile-server.log", "ab")
+    subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True, cwd=config.REPO_ROOT)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if is_up(url):
+            return url
+        time.sleep(0.2)
+    raise FlairVizError(f"The tile server did not start on {url}",
+                        f"see {config.user_data_dir() / 'tile-server.log'}; is port {port} taken? "
+                        "Set FLAIR_VIZ_TILE_PORT to another port")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    serve(args.catalog, args.host, args.port, args.workers, args.token)
+    return 0
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the tile server (binds 127.0.0.1 unless --host is given)")
+    p.add_argument("--catalog", help="catalog TOML (default: $FLAIR_VIZ_CATALOG or the demo catalog)")
+    p.add_argument("--host", default=config.DEFAULT_HOST)
+    p.add_argument("--port", type=int, default=config.tile_port())
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument("--token", default=None, help="require this token on every request (or FLAIR_VIZ_TOKEN)")
+    p.set_defaults(func=cmd_serve)
