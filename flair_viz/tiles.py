@@ -3,12 +3,13 @@
 Shape follows titiler's ``factory.py``: :class:`DatasetTilerFactory` is a ``TilerFactory`` whose
 path dependency resolves ``/datasets/{dataset_id}`` through the catalog, so no request parameter
 is ever a path or a URL. Feature modules (live prediction, change…) add their own routers through
-:data:`EXTENSIONS`; they all share the catalog held in ``app.state``.
+:data:`EXTENSION_MODULES`; they all share the catalog held in ``app.state``.
 """
 
 from __future__ import annotations
 
 import hmac
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path as FsPath
@@ -99,8 +100,8 @@ class DatasetTilerFactory(TilerFactory):
     add_part: bool = False
 
 
-# Feature modules append a callable(app) here to mount their routers (prediction, change, ...).
-EXTENSIONS: list[Callable[[FastAPI], None]] = []
+# Feature modules that mount their own routers: each defines ``register(app: FastAPI) -> None``.
+EXTENSION_MODULES: tuple[str, ...] = ()
 
 
 def _dataset_json(ds: Dataset) -> dict:
@@ -147,8 +148,8 @@ def create_app(catalog_path: str | os.PathLike[str] | None = None, token: str | 
     def list_datasets(catalog: Annotated[Catalog, Depends(get_catalog)]) -> list[dict]:
         return [_dataset_json(d) for d in catalog]
 
-    for extend in EXTENSIONS:
-        extend(app)
+    for name in EXTENSION_MODULES:
+        importlib.import_module(name).register(app)
 
     factory = DatasetTilerFactory(router_prefix="/datasets/{dataset_id}")
     app.include_router(factory.router, prefix="/datasets/{dataset_id}", tags=["datasets"])
