@@ -1,0 +1,467 @@
+"""Rank places to annotate: score each cell of the FLAIR patch grid from a model's probabilities.
+
+Annotation is costly, so a team labels where the model is unsure (entropy, margin), wrong (ground
+truth), inconsistent (two models disagree) or sees rare classes. Everything here works on plain
+numpy arrays plus a georeference, so it does not depend on how the probabilities were produced
+(live inference, or a probability GeoTIFF from ``flair-viz predict --proba``).
+
+The grid
+    FLAIR patches are 512 px at 0.2 m = 102.4 m. A scene's grid starts at its upper-left corner
+    (its origin) and each pixel belongs to the cell that holds its centre, so rasters of any
+    resolution share the same metric grid. A finer grid (``cell_m = 102.4 / n``) gives several
+    candidates per patch; selections are always snapped back to the 102.4 m grid (:func:`snap`).
+
+The components (all "higher = more worth annotating", in [0, 1], averaged over the cell's valid pixels)
+    ``entropy``  mean per-pixel entropy of the class probabilities, divided by log K;
+    ``margin``   1 − mean margin between the two most likely classes (the uncertainty);
+    ``gt``       share of ground-truth pixels (value ≠ 0) where the predicted class differs;
+    ``models``   share of pixels where two models predict different classes;
+    ``rare``     share of pixels predicted as a *rare* class. A class is rare when its share of all
+                 predicted pixels in the ranked set is below ``rare_below`` (default 2 %), or in the
+                 ``class_frequencies`` given (e.g. FLAIR-1 training frequencies). Rarity is decided
+                 at ranking time because it depends on every scene being ranked.
+
+The combined score
+    each component is min-max normalised over the ranked cells (a constant or absent component
+    becomes 0), then ``score = Σ w_c · norm_c / Σ w_c`` with the user's non-negative weights, so the
+    score stays in [0, 1] whatever the weights. A component that is missing for a cell (no ground
+    truth, no second model) counts as 0 there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+import shapely
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from flair_viz import classes, raster
+from flair_viz.errors import AlignmentError, FlairVizError
+
+FLAIR_PATCH_PX = 512
+FLAIR_RES_M = 0.2
+FLAIR_CELL_M = FLAIR_PATCH_PX * FLAIR_RES_M  # 102.4 m
+COMPONENTS: tuple[str, ...] = ("entropy", "margin", "gt", "models", "rare")
+DEFAULT_WEIGHTS: dict[str, float] = {c: 1.0 for c in COMPONENTS}
+RARE_BELOW = 0.02
+COUNT_COLS: tuple[str, ...] = tuple(f"px_{c.value}" for c in classes.FLAIR1_CLASSES)
+CELL_COLUMNS: tuple[str, ...] = ("cell_id", "dataset", "row", "col", "cell_m", "valid_px", "coverage",
+                                 "entropy", "margin", "gt", "models")
+
+
+# ------------------------------------------------------------------------------------------------
+# The grid
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Grid:
+    """A square metric grid anchored at a scene's upper-left corner, clipped to the scene's extent."""
+
+    x0: float  # upper-left corner (scene origin)
+    y0: float
+    cell_m: float
+    rows: int
+    cols: int
+    crs: CRS | None
+
+    @classmethod
+    def for_scene(cls, transform: rasterio.Affine, width: int, height: int, crs: CRS | None,
+                  cell_m: float = FLAIR_CELL_M) -> Grid:
+        """The grid of a scene; a rotated or south-up raster is refused because cells would not be squares on the ground."""
+        _check_north_up(transform)
+        if cell_m <= 0:
+            raise FlairVizError(f"Grid cell size must be positive, got {cell_m}", "use 102.4 m (FLAIR) or 102.4/n")
+        rows = math.ceil(round(height * abs(transform.e) / cell_m, 6))
+        cols = math.ceil(round(width * transform.a / cell_m, 6))
+        return cls(transform.c, transform.f, cell_m, max(rows, 1), max(cols, 1), crs)
+
+    def bounds(self, row: int, col: int) -> tuple[float, float, float, float]:
+        """(minx, miny, maxx, maxy) of one cell, computed from the origin so cells never drift."""
+        minx = self.x0 + col * self.cell_m
+        maxy = self.y0 - row * self.cell_m
+        return minx, maxy - self.cell_m, minx + self.cell_m, maxy
+
+    def polygon(self, row: int, col: int) -> shapely.Polygon:
+        return shapely.box(*self.bounds(row, col))
+
+    def cell_of(self, x: float, y: float) -> tuple[int, int]:
+        """The (row, col) holding a point (may lie outside the scene's rows/cols)."""
+        return math.floor((self.y0 - y) / self.cell_m), math.floor((x - self.x0) / self.cell_m)
+
+    def cells_covering(self, geom: shapely.Geometry) -> list[tuple[int, int]]:
+        """Cells of the scene whose area overlaps ``geom`` (touching an edge is not overlapping)."""
+        minx, miny, maxx, maxy = geom.bounds
+        r0, c0 = self.cell_of(minx, maxy)
+        r1, c1 = self.cell_of(maxx, miny)
+        shapely.prepare(geom)
+        found = []
+        for r in range(max(r0, 0), min(r1, self.rows - 1) + 1):
+            for c in range(max(c0, 0), min(c1, self.cols - 1) + 1):
+                cell = self.polygon(r, c)
+                if geom.intersects(cell) and geom.intersection(cell).area > 1e-6 * self.cell_m ** 2:
+                    found.append((r, c))
+        return found
+
+    def flair(self) -> Grid:
+        """The 102.4 m FLAIR grid with the same origin (a finer grid nests inside it exactly)."""
+        if abs(self.cell_m - FLAIR_CELL_M) < 1e-6:
+            return self
+        rows = math.ceil(round(self.rows * self.cell_m / FLAIR_CELL_M, 6))
+        cols = math.ceil(round(self.cols * self.cell_m / FLAIR_CELL_M, 6))
+        return Grid(self.x0, self.y0, FLAIR_CELL_M, rows, cols, self.crs)
+
+    def footprint(self) -> shapely.Polygon:
+        return shapely.box(self.x0, self.y0 - self.rows * self.cell_m, self.x0 + self.cols * self.cell_m, self.y0)
+
+
+def _check_north_up(transform: rasterio.Affine) -> None:
+    if transform.b != 0 or transform.d != 0 or transform.a <= 0 or transform.e >= 0:
+        raise AlignmentError("The raster is rotated or not north-up, so the FLAIR grid cannot be laid on it",
+                             "warp it to a north-up EPSG:2154 grid first (gdalwarp -t_srs EPSG:2154)")
+
+
+def cell_id(dataset: str, row: int, col: int, cell_m: float = FLAIR_CELL_M) -> str:
+    """Stable cell name: the same FLAIR cell always gets the same ID, so selections merge by ID."""
+    base = f"{dataset}_r{row:03d}_c{col:03d}"
+    if abs(cell_m - FLAIR_CELL_M) < 1e-6:
+        return base
+    return f"{base}_{cell_m:g}m"
+
+
+def snap(geom: shapely.Geometry, grid: Grid) -> shapely.Geometry:
+    """The union of the FLAIR-grid cells a geometry covers, so annotators always get whole patches."""
+    flair = grid.flair()
+    cells = flair.cells_covering(geom)
+    if not cells:
+        raise FlairVizError("The region does not overlap the scene's grid", "draw the region over the scene's image")
+    return shapely.union_all([flair.polygon(r, c) for r, c in cells]).normalize()
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-pixel maths
+# ------------------------------------------------------------------------------------------------
+def normalise_proba(proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities as float32 summing to 1 per pixel, plus the valid-pixel mask.
+
+    uint8 probabilities (IGN's 0..255 output) do not sum exactly to 255 after rounding, so every
+    pixel is renormalised. A pixel whose probabilities are all 0 (or NaN) is nodata.
+    """
+    if proba.ndim != 3 or proba.shape[0] < 2:
+        raise FlairVizError(f"Probabilities must be (classes, height, width) with ≥ 2 classes, got shape {proba.shape}",
+                            "give one band per class (e.g. the output of `flair-viz predict --proba`)")
+    if proba.dtype == np.uint8:
+        p = proba.astype(np.float32)
+    elif np.issubdtype(proba.dtype, np.floating):
+        p = proba.astype(np.float32, copy=True)
+        p[~np.isfinite(p)] = 0
+        if p.size and (p.min() < -1e-6 or p.max() > 1 + 1e-3):
+            raise FlairVizError(f"Probabilities range {p.min():.3g}..{p.max():.3g}, outside 0..1: these look like logits",
+                                "apply a softmax over the class axis first, or give uint8 0..255 probabilities")
+    else:
+        raise FlairVizError(f"Probabilities of type {proba.dtype} are not supported", "give float 0..1 or uint8 0..255")
+    total = p.sum(axis=0)
+    valid = total > 0
+    np.divide(p, total, out=p, where=valid[None])
+    return p, valid
+
+
+def pixel_uncertainty(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel normalised entropy, top-2 margin and argmax index of normalised probabilities (K, H, W)."""
+    k = p.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)
+    entropy = -plogp.sum(axis=0) / math.log(k)
+    part = np.partition(p, k - 2, axis=0)
+    margin = part[k - 1] - part[k - 2]
+    return entropy.astype(np.float32), margin.astype(np.float32), p.argmax(axis=0)
+
+
+def _class_lut(class_values: Sequence[int] | None, k: int, what: str) -> np.ndarray:
+    """Band index -> FLAIR-1 value; default band i is value i + 1 (FLAIR-1 model output order)."""
+    values = list(class_values) if class_values is not None else list(range(1, k + 1))
+    if len(values) != k:
+        raise FlairVizError(f"{what} has {k} class bands but {len(values)} class values were given",
+                            "give one FLAIR-1 value per band, in band order")
+    bad = [v for v in values if v not in classes.BY_VALUE]
+    if bad:
+        raise FlairVizError(f"{what}: class values {bad} are not FLAIR-1 values 1..{classes.N_CLASSES}",
+                            "map the model's classes to FLAIR-1 values (see flair_viz.classes)")
+    return np.asarray(values, dtype=np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------
+# Scoring cells
+# ------------------------------------------------------------------------------------------------
+class _Accumulator:
+    """Per-cell sums, filled strip by strip so a large scene never needs K×H×W floats at once."""
+
+    def __init__(self, grid: Grid, res: tuple[float, float]) -> None:
+        n = grid.rows * grid.cols
+        self.grid = grid
+        self.px_per_cell = grid.cell_m ** 2 / (res[0] * res[1])
+        self.valid = np.zeros(n)
+        self.entropy = np.zeros(n)
+        self.margin = np.zeros(n)
+        self.gt_n = np.zeros(n)
+        self.gt_bad = np.zeros(n)
+        self.mod_n = np.zeros(n)
+        self.mod_bad = np.zeros(n)
+        self.counts = np.zeros((n, classes.N_CLASSES + 1))
+        self.total_px = np.zeros(n)
+
+    def add(self, cell: np.ndarray, proba: np.ndarray, lut: np.ndarray, truth: np.ndarray | None,
+            proba_b: np.ndarray | None, lut_b: np.ndarray | None) -> None:
+        n = self.valid.size
+        p, valid = normalise_proba(proba)
+        entropy, margin, arg = pixel_uncertainty(p)
+        pred = lut[arg]
+        self.total_px += np.bincount(cell.ravel(), minlength=n)
+        idx = cell[valid]
+        self.valid += np.bincount(idx, minlength=n)
+        self.entropy += np.bincount(idx, weights=entropy[valid], minlength=n)
+        self.margin += np.bincount(idx, weights=margin[valid], minlength=n)
+        self.counts += np.bincount(idx * (classes.N_CLASSES + 1) + pred[valid],
+                                   minlength=n * (classes.N_CLASSES + 1)).reshape(n, -1)
+        if truth is not None:
+            has = valid & (truth != classes.NODATA)
+            self.gt_n += np.bincount(cell[has], minlength=n)
+            self.gt_bad += np.bincount(cell[has & (pred != truth)], minlength=n)
+        if proba_b is not None and lut_b is not None:
+            pb, valid_b = normalise_proba(proba_b)
+            pred_b = lut_b[pb.argmax(axis=0)]
+            both = valid & valid_b
+            self.mod_n += np.bincount(cell[both], minlength=n)
+            self.mod_bad += np.bincount(cell[both & (pred != pred_b)], minlength=n)
+
+    def frame(self, dataset: str, have_truth: bool, have_b: bool) -> gpd.GeoDataFrame:
+        g = self.grid
+        rows, cols = np.divmod(np.arange(self.valid.size), g.cols)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            df = pd.DataFrame({
+                "cell_id": [cell_id(dataset, r, c, g.cell_m) for r, c in zip(rows, cols)],
+                "dataset": dataset, "row": rows, "col": cols, "cell_m": g.cell_m,
+                "valid_px": self.valid.astype(np.int64),
+                "coverage": np.minimum(self.total_px / self.px_per_cell, 1.0),
+                "entropy": self.entropy / self.valid,
+                "margin": 1 - self.margin / self.valid,
+                "gt": self.gt_bad / self.gt_n if have_truth else np.nan,
+                "models": self.mod_bad / self.mod_n if have_b else np.nan,
+            })
+        for j, col in enumerate(COUNT_COLS, start=1):
+            df[col] = self.counts[:, j].astype(np.int64)
+        geoms = [g.polygon(r, c) for r, c in zip(rows, cols)]
+        return gpd.GeoDataFrame(df, geometry=geoms, crs=g.crs)
+
+
+def _cell_index(grid: Grid, transform: rasterio.Affine, row0: int, nrows: int, width: int) -> np.ndarray:
+    """Cell number of every pixel of a strip, from the pixel centre (works at any resolution)."""
+    ys = (np.arange(row0, row0 + nrows) + 0.5) * abs(transform.e)
+    xs = (np.arange(width) + 0.5) * transform.a
+    r = np.minimum((ys // grid.cell_m).astype(np.int64), grid.rows - 1)
+    c = np.minimum((xs // grid.cell_m).astype(np.int64), grid.cols - 1)
+    return r[:, None] * grid.cols + c[None, :]
+
+
+def score_cells(proba: np.ndarray, transform: rasterio.Affine, crs: CRS | str | None = "EPSG:2154", *,
+                dataset: str = "scene", truth: np.ndarray | None = None, proba_b: np.ndarray | None = None,
+                class_values: Sequence[int] | None = None, class_values_b: Sequence[int] | None = None,
+                cell_m: float = FLAIR_CELL_M) -> gpd.GeoDataFrame:
+    """Raw components of every grid cell of one scene (one row per cell, geometry = the cell).
+
+    ``proba`` is (K, H, W) float 0..1 or uint8 0..255; ``truth`` is (H, W) in FLAIR-1 values with 0
+    as nodata; ``proba_b`` is a second model's probabilities on the same pixels. Empty cells (no
+    valid pixel) are kept with NaN components; :func:`rank` drops them.
+    """
+    crs = CRS.from_user_input(crs) if crs is not None else None
+    k, h, w = _shape3(proba, "Probabilities")
+    lut = _class_lut(class_values, k, "Probabilities")
+    if truth is not None and truth.shape != (h, w):
+        raise AlignmentError(f"Ground truth is {truth.shape[1]}x{truth.shape[0]} px but the probabilities are {w}x{h}",
+                             "give the ground truth of the same scene, on the same pixel grid")
+    lut_b = None
+    if proba_b is not None:
+        kb, hb, wb = _shape3(proba_b, "Second model's probabilities")
+        if (hb, wb) != (h, w):
+            raise AlignmentError(f"The second model's probabilities are {wb}x{hb} px but the first are {w}x{h}",
+                                 "predict both models on the same scene")
+        lut_b = _class_lut(class_values_b, kb, "Second model's probabilities")
+    grid = Grid.for_scene(transform, w, h, crs, cell_m)
+    acc = _Accumulator(grid, (transform.a, abs(transform.e)))
+    strip = max(1, int(round(grid.cell_m / abs(transform.e))))
+    for r0 in range(0, h, strip):
+        sl = slice(r0, min(h, r0 + strip))
+        acc.add(_cell_index(grid, transform, r0, sl.stop - r0, w), proba[:, sl], lut,
+                None if truth is None else np.asarray(truth[sl]),
+                None if proba_b is None else proba_b[:, sl], lut_b)
+    return acc.frame(dataset, truth is not None, proba_b is not None)
+
+
+def score_files(proba_path: str, *, dataset: str = "scene", truth_path: str | None = None,
+                truth_nomenclature: str = "flair1", proba_b_path: str | None = None,
+                class_values: Sequence[int] | None = None, class_values_b: Sequence[int] | None = None,
+                cell_m: float = FLAIR_CELL_M) -> gpd.GeoDataFrame:
+    """:func:`score_cells` on probability GeoTIFFs, read one grid row at a time to bound memory."""
+    info = raster.describe(proba_path)
+    others = []
+    if truth_path:
+        others.append(raster.check_mask(truth_path, truth_nomenclature, scan_values=False))
+    if proba_b_path:
+        others.append(raster.describe(proba_b_path))
+    for o in others:
+        raster.check_same_grid(info, o)
+    grid = Grid.for_scene(info.transform, info.width, info.height, info.crs, cell_m)
+    lut = _class_lut(class_values, info.count, f"Probabilities {info.path.name}")
+    lut_b = _class_lut(class_values_b, others[-1].count, f"Probabilities {others[-1].path.name}") if proba_b_path else None
+    acc = _Accumulator(grid, info.res)
+    strip = max(1, int(round(grid.cell_m / abs(info.transform.e))))
+    for r0 in range(0, info.height, strip):
+        win = Window(0, r0, info.width, min(strip, info.height - r0))
+        truth = None
+        if truth_path:
+            truth = classes.to_flair1(raster.read(truth_path, 1, window=win), truth_nomenclature)
+        pb = raster.read(proba_b_path, window=win) if proba_b_path else None
+        acc.add(_cell_index(grid, info.transform, r0, int(win.height), info.width), raster.read(proba_path, window=win),
+                lut, truth, pb, lut_b)
+    return acc.frame(dataset, truth_path is not None, proba_b_path is not None)
+
+
+def _shape3(a: np.ndarray, what: str) -> tuple[int, int, int]:
+    if a.ndim != 3:
+        raise FlairVizError(f"{what} must be (classes, height, width), got shape {a.shape}",
+                            "give one band per class")
+    return a.shape  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------------------------
+# Ranking
+# ------------------------------------------------------------------------------------------------
+def parse_weights(text: str | None) -> dict[str, float]:
+    """``"entropy=1,gt=2"`` -> weights; components not named keep their default weight of 1."""
+    weights = dict(DEFAULT_WEIGHTS)
+    if not text:
+        return weights
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, val = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in COMPONENTS:
+            raise FlairVizError(f"Bad weight {part!r}", f"write NAME=NUMBER with NAME in {', '.join(COMPONENTS)}, "
+                                                         "e.g. --weights entropy=1,gt=2,rare=0.5")
+        try:
+            weights[key] = float(val)
+        except ValueError:
+            raise FlairVizError(f"Weight {key}={val!r} is not a number", "use a number ≥ 0, e.g. gt=2") from None
+    return check_weights(weights)
+
+
+def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """Weights must be known, finite, ≥ 0 and not all 0, or the ranking would be meaningless."""
+    unknown = set(weights) - set(COMPONENTS)
+    if unknown:
+        raise FlairVizError(f"Unknown score component(s): {', '.join(sorted(unknown))}",
+                            f"use {', '.join(COMPONENTS)}")
+    w = {c: float(weights.get(c, 0.0)) for c in COMPONENTS}
+    if any(not math.isfinite(v) or v < 0 for v in w.values()):
+        raise FlairVizError("Weights must be finite numbers ≥ 0", "set a negative weight to 0 instead")
+    if sum(w.values()) <= 0:
+        raise FlairVizError("All weights are 0, so nothing can be ranked", "give at least one component a weight > 0")
+    return w
+
+
+def rare_classes(counts: np.ndarray, rare_below: float = RARE_BELOW,
+                 class_frequencies: Mapping[int, float] | None = None) -> list[int]:
+    """FLAIR-1 values whose frequency is below ``rare_below`` (from ``class_frequencies`` or the counts)."""
+    if class_frequencies is not None:
+        total = sum(class_frequencies.values()) or 1.0
+        return sorted(v for v in classes.BY_VALUE if class_frequencies.get(v, 0.0) / total < rare_below)
+    freq = counts / max(counts.sum(), 1)
+    return [v for v, f in zip(classes.BY_VALUE, freq) if f < rare_below]
+
+
+def minmax(values: pd.Series) -> pd.Series:
+    """Min-max normalisation; a constant or all-missing component gives 0 (it ranks nothing)."""
+    v = values.astype(float)
+    lo, hi = v.min(skipna=True), v.max(skipna=True)
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo <= 0:
+        return pd.Series(0.0, index=v.index)
+    return ((v - lo) / (hi - lo)).fillna(0.0)
+
+
+def combine(cells: gpd.GeoDataFrame, weights: Mapping[str, float] | None = None, *, rare_below: float = RARE_BELOW,
+            class_frequencies: Mapping[int, float] | None = None) -> gpd.GeoDataFrame:
+    """Add ``rare``, the normalised ``n_<component>`` columns and ``score``, sorted best first.
+
+    Cells without a valid pixel are dropped: there is nothing to annotate there.
+    """
+    w = check_weights(weights if weights is not None else DEFAULT_WEIGHTS)
+    df = cells[cells["valid_px"] > 0].copy()
+    counts = df[list(COUNT_COLS)].to_numpy(dtype=float)
+    rare = rare_classes(counts.sum(axis=0), rare_below, class_frequencies)
+    rare_idx = [v - 1 for v in rare]
+    df["rare"] = counts[:, rare_idx].sum(axis=1) / df["valid_px"].to_numpy() if rare_idx else 0.0
+    total = sum(w.values())
+    score = pd.Series(0.0, index=df.index)
+    for c in COMPONENTS:
+        df[f"n_{c}"] = minmax(df[c])
+        score += w[c] * df[f"n_{c}"]
+    df["score"] = score / total
+    df.attrs["rare_classes"] = rare
+    return df.sort_values(["score", "dataset", "row", "col"], ascending=[False, True, True, True], kind="stable")
+
+
+def pick(ranked: gpd.GeoDataFrame, top: int | None = None, spacing_m: float = 0.0) -> gpd.GeoDataFrame:
+    """The best ``top`` cells, greedily skipping any cell whose centre is within ``spacing_m`` of one already picked."""
+    if top is not None and top < 1:
+        raise FlairVizError(f"--top must be ≥ 1, got {top}", "ask for at least one candidate")
+    if spacing_m < 0:
+        raise FlairVizError(f"Spacing must be ≥ 0 m, got {spacing_m}", "use 0 for no spacing rule")
+    if spacing_m == 0:
+        return ranked.head(top) if top else ranked
+    centres = shapely.centroid(ranked.geometry.to_numpy())
+    xy = np.column_stack([shapely.get_x(centres), shapely.get_y(centres)])
+    kept: list[int] = []
+    for i in range(len(ranked)):
+        if kept and np.min(np.hypot(*(xy[kept] - xy[i]).T)) < spacing_m:
+            continue
+        kept.append(i)
+        if top and len(kept) >= top:
+            break
+    return ranked.iloc[kept]
+
+
+def rank(cells: gpd.GeoDataFrame | Iterable[gpd.GeoDataFrame], weights: Mapping[str, float] | None = None,
+         top: int | None = None, spacing_m: float = 0.0, *, rare_below: float = RARE_BELOW,
+         class_frequencies: Mapping[int, float] | None = None) -> gpd.GeoDataFrame:
+    """Score cells of one or many scenes together, best first; rarity and normalisation span all of them."""
+    frame = concat_cells(cells)
+    return pick(combine(frame, weights, rare_below=rare_below, class_frequencies=class_frequencies), top, spacing_m)
+
+
+def concat_cells(cells: gpd.GeoDataFrame | Iterable[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    """Join the cells of several scenes; they must share a CRS, or distances and maps would be wrong."""
+    if isinstance(cells, gpd.GeoDataFrame):
+        return cells
+    frames = list(cells)
+    if not frames:
+        raise FlairVizError("No scene to rank", "give at least one dataset")
+    crss = {str(f.crs) for f in frames}
+    if len(crss) > 1:
+        raise AlignmentError(f"The scenes use different CRSs ({', '.join(sorted(crss))})",
+                             "reproject them to EPSG:2154 first")
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=frames[0].crs)
+
+
+def candidate_table(ranked: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """What a candidate export holds: IDs, components, score and the cell geometry (no pixel counts)."""
+    keep = ["cell_id", "dataset", "row", "col", "cell_m", "valid_px", *COMPONENTS, "score", "geometry"]
+    out = ranked[keep].rename(columns={"cell_id": "id"}).reset_index(drop=True)
+    out.insert(1, "rank", np.arange(1, len(out) + 1))
+    return out
