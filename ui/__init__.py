@@ -1,0 +1,1 @@
+"""Streamlit helpers shared by the pages. Only the UI imports this package."""

@@ -1,0 +1,69 @@
+"""What every page needs: the catalog, a running tile server, error display, maps and the footer.
+
+Heavy objects are created once per process with ``st.cache_resource`` and nothing heavy runs at
+import time, so the first page paints fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import streamlit as st
+from streamlit_folium import st_folium
+
+from flair_viz import config
+from flair_viz.catalog import Catalog, CatalogStore
+from flair_viz.errors import FlairVizError
+from flair_viz.server import ensure_running
+
+T = TypeVar("T")
+
+ATTRIBUTION = ("Imagery and labels: **IGN – FLAIR dataset** and **IGN – BD ORTHO**, "
+               "[Licence Ouverte / Etalab 2.0](https://www.etalab.gouv.fr/licence-ouverte-open-licence/). "
+               "See `data/demo/README.md` for provenance.")
+
+
+def setup(title: str, icon: str = "🗺️") -> None:
+    st.set_page_config(page_title=f"FLAIR Viz · {title}", page_icon=icon, layout="wide")
+
+
+@st.cache_resource
+def _catalog_store() -> CatalogStore:
+    return CatalogStore(config.catalog_path())
+
+
+def catalog() -> Catalog:
+    """The catalog, reloaded when its file changes (batch jobs register outputs into it)."""
+    return _catalog_store().get()
+
+
+@st.cache_resource(show_spinner="Starting the tile server…")
+def tiles_url() -> str:
+    """Base URL of a running tile server; starts one in the background if none answers."""
+    return ensure_running(config.tile_server_url(), catalog=config.catalog_path())
+
+
+def show_error(exc: FlairVizError) -> None:
+    """Problem and fix, never a traceback."""
+    st.error(f"**{exc.problem}**" + (f"\n\nFix: {exc.fix}" if exc.fix else ""))
+
+
+def guarded(fn: Callable[[], T]) -> T | None:
+    """Run a library call; a FlairVizError becomes ``st.error`` and the page goes on."""
+    try:
+        return fn()
+    except FlairVizError as exc:
+        show_error(exc)
+        return None
+
+
+def render_map(m, key: str, height: int = 560, returned_objects: list[str] | None = None):
+    """Show a folium map; by default nothing is returned, so panning does not rerun the page."""
+    return st_folium(m, key=key, height=height, use_container_width=True,
+                     returned_objects=[] if returned_objects is None else returned_objects)
+
+
+def footer() -> None:
+    st.divider()
+    st.caption("FLAIR Viz · " + ATTRIBUTION)
