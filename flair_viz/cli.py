@@ -17,6 +17,7 @@ from flair_viz.errors import FlairVizError
 CLI_MODULES = (
     "flair_viz.catalog_cli",
     "flair_viz.server",
+    "flair_viz.metrics_cli",
 )
 
 
