@@ -140,7 +140,7 @@ def snap(geom: shapely.Geometry, grid: Grid) -> shapely.Geometry:
     cells = flair.cells_covering(geom)
     if not cells:
         raise FlairVizError("The region does not overlap the scene's grid", "draw the region over the scene's image")
-    return shapely.union_all([flair.polygon(r, c) for r, c in cells]).normalize()
+    return shapely.union_all([flair.polygon(r, c) for r, c in cells]).simplify(0).normalize()
 
 
 # ------------------------------------------------------------------------------------------------
