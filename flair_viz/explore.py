@@ -1,0 +1,100 @@
+"""What the Explore page shows, decided without Streamlit: scenes, presets and layer URLs.
+
+A *scene* is one aerial image plus whatever the catalog knows for the same patch (ground truth,
+stored predictions). Keeping this here lets tests check the layer logic without a browser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from flair_viz.catalog import Catalog, Dataset
+from flair_viz.tiles import PRESET_BANDS
+from flair_viz.webmap import Bounds, dataset_bounds_wgs84, dataset_tile_url
+
+
+@dataclass(frozen=True)
+class Scene:
+    image: Dataset
+    truth: Dataset | None = None
+    predictions: tuple[Dataset, ...] = ()
+
+    @property
+    def patch(self) -> str | None:
+        return self.image.patch
+
+    @property
+    def domain(self) -> str | None:
+        return self.image.domain
+
+    @property
+    def zone(self) -> str | None:
+        return self.image.zone
+
+    @property
+    def label(self) -> str:
+        return self.image.label
+
+
+@dataclass
+class SceneLayers:
+    bounds: Bounds
+    image_url: str
+    class_layers: list[tuple[str, str]] = field(default_factory=list)  # (name, url template)
+
+
+def list_scenes(cat: Catalog) -> list[Scene]:
+    """Every aerial image with its ground truth and stored predictions (matched by patch)."""
+    scenes = []
+    for img in cat.by_role("image"):
+        truth = cat.for_patch(img.patch, "truth") if img.patch else None
+        preds = tuple(d for d in cat.by_role("prediction") if img.patch and d.patch == img.patch)
+        scenes.append(Scene(img, truth, preds))
+    return sorted(scenes, key=lambda s: (s.domain or "~", s.zone or "", s.image.id))
+
+
+def find_scene(scenes: list[Scene], patch_or_id: str | None) -> Scene | None:
+    if not patch_or_id:
+        return None
+    return next((s for s in scenes if patch_or_id in (s.patch, s.image.id)), None)
+
+
+def available_presets(image: Dataset) -> list[str]:
+    """Band presets this image can show (an RGB-only file has no IRC or elevation)."""
+    return [p for p, bands in PRESET_BANDS.items() if all(b in image.bands for b in bands)] or ["rgb"]
+
+
+def _url(base: str, path: str, **params) -> str:
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    return f"{base.rstrip('/')}{path}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png" + (f"?{query}" if query else "")
+
+
+def prediction_url(base: str, image_id: str, model_id: str, layer: str = "class") -> str:
+    """Live prediction tiles of ``model_id`` over ``image_id`` (class, entropy, margin or error layer)."""
+    return _url(base, f"/datasets/{image_id}/predict/{model_id}", layer=layer)
+
+
+def confusion_url(base: str, truth_id: str, pred_id: str, truth_class: int, pred_class: int) -> str:
+    """Pixels where the truth is ``truth_class`` and the prediction ``pred_class``."""
+    return _url(base, f"/datasets/{truth_id}/confusion/{pred_id}", truth_class=truth_class, pred_class=pred_class)
+
+
+def scene_layers(scene: Scene, cat: Catalog, base: str, preset: str = "rgb", models: list[str] = (),
+                 live_layers: tuple[str, ...] = ("class",), deep_link: dict | None = None) -> SceneLayers:
+    """Image URL plus the class layers to compare: ground truth, stored and live predictions, confusion."""
+    layers: list[tuple[str, str]] = []
+    if scene.truth:
+        layers.append(("Ground truth", dataset_tile_url(scene.truth.id, base)))
+    for model_id in models:
+        for layer in live_layers:
+            name = f"Prediction · {model_id}" if layer == "class" else f"{layer.capitalize()} · {model_id}"
+            layers.append((name, prediction_url(base, scene.image.id, model_id, layer)))
+    if not models:
+        for pred in scene.predictions:
+            layers.append((f"Stored prediction · {pred.title or pred.id}", dataset_tile_url(pred.id, base)))
+    link = deep_link or {}
+    if link.get("confusion") and scene.truth and link.get("pred_id") in cat:
+        c1, c2 = link["confusion"]
+        layers.insert(0, (f"Confusion {c1}→{c2}", confusion_url(base, scene.truth.id, link["pred_id"], c1, c2)))
+    return SceneLayers(dataset_bounds_wgs84(scene.image), dataset_tile_url(scene.image.id, base, preset=preset), layers)

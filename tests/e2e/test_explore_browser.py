@@ -1,0 +1,31 @@
+"""The Explore page in real Chromium: Leaflet map, tiles from the real tile server, nothing off-machine."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for_tiles(page, traffic, n: int, fragment: str = "", timeout_s: float = 60) -> None:
+    for _ in range(int(timeout_s * 4)):
+        if len(traffic.good_tiles(fragment)) >= n:
+            return
+        page.wait_for_timeout(250)
+
+
+def test_explore_shows_aerial_and_truth_tiles_offline(live_app, page_and_traffic, artifacts_dir):
+    page, traffic = page_and_traffic
+    page.goto(f"{live_app['app']}/Explore", wait_until="domcontentloaded")
+    page.get_by_text("Explore", exact=True).first.wait_for(timeout=60_000)
+    map_frame = page.frame_locator("iframe[title='streamlit_folium.st_folium']").first
+    map_frame.locator(".leaflet-container").first.wait_for(timeout=60_000)
+    wait_for_tiles(page, traffic, 8)
+    page.screenshot(path=str(artifacts_dir / "explore.png"), full_page=True)
+
+    good = traffic.good_tiles()
+    assert len(good) >= 8, f"only {len(good)} tiles loaded; responses: {traffic.tiles[:10]}"
+    assert traffic.good_tiles("/datasets/IMG_"), "no aerial image tiles loaded"
+    assert traffic.good_tiles("/datasets/MSK_"), "no ground-truth tiles loaded"
+    assert all(size > 0 for _, status, size in good)
+    assert traffic.foreign() == [], f"requests left the machine: {traffic.foreign()[:5]}"
