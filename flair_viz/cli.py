@@ -18,6 +18,7 @@ CLI_MODULES = (
     "flair_viz.catalog_cli",
     "flair_viz.server",
     "flair_viz.metrics_cli",
+    "flair_viz.change_cli",
 )
 
 
