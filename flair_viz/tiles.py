@@ -101,7 +101,9 @@ class DatasetTilerFactory(TilerFactory):
 
 
 # Feature modules that mount their own routers: each defines ``register(app: FastAPI) -> None``.
-EXTENSION_MODULES: tuple[str, ...] = ()
+EXTENSION_MODULES: tuple[str, ...] = (
+    "flair_viz.metrics_tiles",
+)
 
 
 def _dataset_json(ds: Dataset) -> dict:
