@@ -159,7 +159,7 @@ class ClassSource:
 
 def source_from_dataset(ds: Dataset) -> ClassSource:
     if not ds.is_class_raster or ds.role == "change":
-        raise FlairVizError(f"Dataset {ds.id} is a {ds.role} raster, not a class raster (truth or prediction)",
+        raise FlairVizError(f"Dataset {ds.id} has role {ds.role!r}; a change needs class rasters (role truth or prediction)",
                             "pick a ground truth (MSK_...) or a prediction for both dates")
     return ClassSource(path=ds.path, nomenclature=ds.nomenclature, dataset_id=ds.id, vintage=ds.vintage,
                        simulated=ds.simulated, title=ds.title)

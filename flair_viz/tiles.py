@@ -103,6 +103,7 @@ class DatasetTilerFactory(TilerFactory):
 # Feature modules that mount their own routers: each defines ``register(app: FastAPI) -> None``.
 EXTENSION_MODULES: tuple[str, ...] = (
     "flair_viz.metrics_tiles",
+    "flair_viz.change_tiles",
 )
 
 
