@@ -85,7 +85,8 @@ class Grid:
         """(minx, miny, maxx, maxy) of one cell, computed from the origin so cells never drift."""
         minx = self.x0 + col * self.cell_m
         maxy = self.y0 - row * self.cell_m
-        return minx, maxy - self.cell_m, minx + self.cell_m, maxy
+        # rounding to the micrometre removes float noise (961436.8 + 102.4 -> 961539.2000000001)
+        return round(minx, 6), round(maxy - self.cell_m, 6), round(minx + self.cell_m, 6), round(maxy, 6)
 
     def polygon(self, row: int, col: int) -> shapely.Polygon:
         return shapely.box(*self.bounds(row, col))
@@ -465,3 +466,64 @@ def candidate_table(ranked: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     out = ranked[keep].rename(columns={"cell_id": "id"}).reset_index(drop=True)
     out.insert(1, "rank", np.arange(1, len(out) + 1))
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Catalog datasets: the glue the CLI and the Annotate page share
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scene:
+    """An aerial image of the catalog with what scoring needs: its header and its ground truth (if any)."""
+
+    dataset: str
+    info: raster.RasterInfo
+    truth_id: str | None
+
+
+def scene(cat, dataset_id: str) -> Scene:
+    """Resolve an image dataset and its ground truth; predictions and masks are not images to score."""
+    ds = cat.get(dataset_id)
+    if ds.role != "image":
+        raise FlairVizError(f"Dataset {ds.id} is a {ds.role} raster; candidates are scored on aerial images",
+                            "give an image ID (IMG_...), see `flair-viz catalog list`")
+    info = raster.check_image(ds.path, ds.bands or None)
+    truth = cat.for_patch(ds.patch, "truth") if ds.patch else None
+    return Scene(ds.id, info, truth.id if truth else None)
+
+
+def scene_grid(sc: Scene, cell_m: float = FLAIR_CELL_M) -> Grid:
+    return Grid.for_scene(sc.info.transform, sc.info.width, sc.info.height, sc.info.crs, cell_m)
+
+
+def read_truth(cat, sc: Scene) -> np.ndarray | None:
+    """The scene's ground truth in FLAIR-1 values, checked to lie on the image's pixel grid."""
+    if sc.truth_id is None:
+        return None
+    t = cat.get(sc.truth_id)
+    info = raster.check_mask(t.path, t.nomenclature, scan_values=False)
+    raster.check_same_grid(sc.info, info)
+    return classes.to_flair1(raster.read(t.path, 1), t.nomenclature)
+
+
+def predict_scene(cat, dataset_id: str, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """Run a model on a whole image through the inference module: (probabilities K×H×W, FLAIR-1 value per band)."""
+    from flair_viz import inference, models  # torch is heavy: import only when predicting
+
+    ds = cat.get(dataset_id)
+    model = models.load_model(model_id)
+    image = raster.read(ds.path)
+    proba = np.asarray(inference.predict_proba_array(model, image))
+    return proba, np.asarray(model.card.output_values())
+
+
+def score_dataset(cat, dataset_id: str, proba: np.ndarray, class_values: Sequence[int] | None = None, *,
+                  proba_b: np.ndarray | None = None, class_values_b: Sequence[int] | None = None,
+                  cell_m: float = FLAIR_CELL_M, use_truth: bool = True) -> gpd.GeoDataFrame:
+    """:func:`score_cells` for a catalog image, with its ground truth when the catalog has one."""
+    sc = scene(cat, dataset_id)
+    if proba.shape[1:] != (sc.info.height, sc.info.width):
+        raise AlignmentError(f"Probabilities are {proba.shape[2]}x{proba.shape[1]} px but {dataset_id} is "
+                             f"{sc.info.width}x{sc.info.height}", "predict on the same image")
+    return score_cells(proba, sc.info.transform, sc.info.crs, dataset=dataset_id,
+                       truth=read_truth(cat, sc) if use_truth else None, proba_b=proba_b,
+                       class_values=class_values, class_values_b=class_values_b, cell_m=cell_m)

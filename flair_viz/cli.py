@@ -19,6 +19,7 @@ CLI_MODULES = (
     "flair_viz.server",
     "flair_viz.metrics_cli",
     "flair_viz.change_cli",
+    "flair_viz.annotation_cli",
 )
 
 

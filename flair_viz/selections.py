@@ -132,18 +132,25 @@ def _layers(path: Path) -> list[str]:
 
 def write_file(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
     """Write selections atomically: the final name holds either the old file or the complete new one."""
+    return write_table(normalise(gdf), path, fmt)
+
+
+def write_table(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str], fmt: str | None = None,
+                layer: str = LAYER) -> Path:
+    """Atomically write any EPSG:2154 table (selections, ranked candidates) as GPKG, GeoJSON or CSV with WKT."""
     path = Path(path)
     fmt = fmt or FORMATS.get(path.suffix.lower())
     if fmt not in set(FORMATS.values()):
         raise FlairVizError(f"Cannot export to {path.name}: unknown format", f"use a name ending in {', '.join(FORMATS)}")
-    gdf = normalise(gdf)
+    if gdf.crs is None or not gdf.crs.equals(CRS):
+        gdf = gdf.set_crs(CRS) if gdf.crs is None else gdf.to_crs(CRS)
     with atomic.atomic_path(path) as tmp:
         if fmt == "CSV":
-            df = pd.DataFrame(gdf.drop(columns="geometry"))
+            df = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
             df["geometry"] = shapely.to_wkt(gdf.geometry.values, rounding_precision=-1)
             df.to_csv(tmp, index=False)
         else:
-            gdf.to_file(tmp, driver=fmt, layer=LAYER, engine="pyogrio")
+            gdf.to_file(tmp, driver=fmt, layer=layer, engine="pyogrio")
     return path
 
 
@@ -276,7 +283,7 @@ def candidate_region(cell: Mapping, note: str = "") -> dict:
     geom = cell["geometry"]
     row, col = int(cell["row"]), int(cell["col"])
     minx, _, _, maxy = geom.bounds
-    fine = Grid(minx - col * cell_m, maxy + row * cell_m, cell_m, row + 1, col + 1, None)
+    fine = Grid(round(minx - col * cell_m, 6), round(maxy + row * cell_m, 6), cell_m, row + 1, col + 1, None)
     flair = fine.flair()
     frow, fcol = flair.cell_of(*geom.centroid.coords[0])
     rec = {"id": cell_id(str(cell["dataset"]), frow, fcol), "source": "candidate", "dataset": str(cell["dataset"]),
