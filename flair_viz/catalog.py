@@ -17,7 +17,7 @@ from pathlib import Path
 import tomli_w
 
 from flair_viz import atomic, raster
-from flair_viz.errors import CatalogError, FlairVizError, RasterError
+from flair_viz.errors import CatalogError, FlairVizError
 
 ROLES = ("image", "truth", "prediction", "change")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -260,7 +260,7 @@ def scan_flair_folder(folder: str | os.PathLike[str], metadata: str | os.PathLik
             try:
                 raster.check_same_grid(info, minfo)
             except FlairVizError as exc:
-                raise RasterError(f"Patch {pid}: {exc.problem}", exc.fix) from None
+                raise type(exc)(f"Patch {pid}: {exc.problem}", exc.fix) from None
             found.append(Dataset(id=f"MSK_{pid}", path=msk, role="truth", title=f"Ground truth {pid}", **common))
     if not found:
         raise CatalogError(f"No FLAIR patches found under {folder}",

@@ -107,9 +107,18 @@ def band_names_for(count: int) -> tuple[str, ...]:
     return BAND_LAYOUTS[count]
 
 
+def _check_readable(info: RasterInfo) -> None:
+    """Require georeferencing, and read the last pixel: a truncated TIFF has a valid header but not its tail."""
+    if info.crs is None:
+        raise RasterError(f"{info.path.name} has no CRS or georeference",
+                          "assign one (e.g. gdal_edit.py -a_srs EPSG:2154 -a_ullr ...) before registering it")
+    read(info.path, 1, window=Window(info.width - 1, info.height - 1, 1, 1))
+
+
 def check_image(path: str | os.PathLike[str], bands: tuple[str, ...] | None = None) -> RasterInfo:
-    """Validate an aerial image: readable, and its band count matches its declared band names."""
+    """Validate an aerial image: georeferenced, readable to its end, and with the declared band count."""
     info = describe(path)
+    _check_readable(info)
     if bands is None:
         band_names_for(info.count)
     elif len(bands) != info.count:
@@ -125,6 +134,7 @@ def check_image(path: str | os.PathLike[str], bands: tuple[str, ...] | None = No
 def check_mask(path: str | os.PathLike[str], nomenclature: str = "flair1", scan_values: bool = True) -> RasterInfo:
     """Validate a class raster: one band, values within the nomenclature (scanned block by block)."""
     info = describe(path)
+    _check_readable(info)
     if info.count != 1:
         raise RasterError(f"Mask {info.path.name} has {info.count} bands; a class raster has exactly 1",
                           "give the single-band class raster (MSK_*.tif), not the image")
