@@ -20,6 +20,7 @@ CLI_MODULES = (
     "flair_viz.metrics_cli",
     "flair_viz.change_cli",
     "flair_viz.annotation_cli",
+    "flair_viz.predict_cli",
 )
 
 
