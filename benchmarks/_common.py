@@ -1,0 +1,66 @@
+"""Shared benchmark helpers: a realistic COG built from real demo pixels, and loopback servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.transform import from_origin
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_IMG = REPO / "data/demo/flair/D004_2021/Z6_NU/img/IMG_000473.tif"
+
+
+def make_cog(path: Path, size: int = 4096, src: Path = DEMO_IMG) -> Path:
+    """A 5-band ``size``² tiled, overviewed GeoTIFF mosaicked from a real FLAIR patch (mirrored copies)."""
+    with rasterio.open(src) as ds:
+        patch = ds.read()
+        left, top = ds.bounds.left, ds.bounds.top
+        crs = ds.crs
+    reps = size // patch.shape[1]
+    tiles = [[patch[:, :, ::-1] if (i + j) % 2 else patch for j in range(reps)] for i in range(reps)]
+    data = np.concatenate([np.concatenate(row, axis=2) for row in tiles], axis=1)
+    prof = dict(driver="GTiff", width=size, height=size, count=5, dtype="uint8", crs=crs,
+                transform=from_origin(left, top, 0.2, 0.2), tiled=True, blockxsize=512, blockysize=512,
+                compress="deflate", interleave="pixel")
+    with rasterio.open(path, "w", **prof) as dst:
+        dst.write(data)
+        dst.build_overviews([2, 4, 8, 16], Resampling.average)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], health: str, env: dict | None = None, timeout: float = 60) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(health, timeout=1):
+                return proc
+        except Exception:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server did not start: {cmd}")
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    a = np.array(samples) * 1000
+    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "mean": float(a.mean())}
+
+
+def python() -> str:
+    return sys.executable
