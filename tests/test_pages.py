@@ -1,0 +1,43 @@
+"""Streamlit AppTest for the home and Explore pages (maps themselves are checked in the browser test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(page: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / page), default_timeout=120)
+    return at.run()
+
+
+def test_home_tells_the_story_and_credits_ign():
+    at = run("app.py")
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    for word in ("ZAN", "CoSIA", "OCS GE", "FLAIR"):
+        assert word in text
+    assert any("Etalab" in c.value for c in at.caption)
+
+
+def test_explore_lists_real_patches_and_switches_patch():
+    at = run("pages/1_Explore.py")
+    assert not at.exception and not at.error
+    patch = at.selectbox(key="explore_scene")
+    for pid in ("000473", "084558", "034217", "050549"):  # options are shown as labels
+        assert any(pid in o for o in patch.options), patch.options
+    patch.set_value("IMG_084558").run()
+    assert not at.exception
+    assert any("084558" in c.value and "MSK_084558" in c.value for c in at.caption)
+    assert [o.split(" ")[0] for o in at.sidebar.radio[0].options] == ["RGB", "IRC", "Elevation"]
+
+
+def test_explore_deep_link_opens_the_requested_patch():
+    at = AppTest.from_file(str(REPO / "pages/1_Explore.py"), default_timeout=120)
+    at.session_state["explore"] = {"patch": "034217"}
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="explore_scene").value == "IMG_034217"
