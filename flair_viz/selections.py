@@ -261,7 +261,7 @@ class SelectionStore:
         def fn(cur: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
             old_updated = cur.set_index("id")["updated"]
             known = incoming["id"].isin(old_updated.index)
-            newer = incoming["updated"] >= incoming["id"].map(old_updated).fillna("")
+            newer = incoming["updated"] >= incoming["id"].map(lambda i: old_updated.get(i, ""))
             take = incoming[~known | newer]
             counts[0], counts[1] = int((~known).sum()), int((known & newer).sum())
             return _concat([cur[~cur["id"].isin(take["id"])], take])
