@@ -594,3 +594,12 @@ def default_store() -> Path:
     from flair_viz import config
 
     return Path(os.environ.get("FLAIR_VIZ_METRICS") or config.user_data_dir() / "metrics.parquet")
+
+
+def top_confusions(cm: np.ndarray, n: int = 10) -> list[tuple[int, int, int]]:
+    """The ``n`` largest off-diagonal cells as (truth class, predicted class, pixels), 1-based: the worst confusions."""
+    cm = np.asarray(cm)
+    off = cm.astype(np.int64).copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(off, axis=None, kind="stable")[::-1][:n]
+    return [(int(i // cm.shape[1]) + 1, int(i % cm.shape[1]) + 1, int(off.flat[i])) for i in order if off.flat[i] > 0]
