@@ -467,6 +467,12 @@ class ChangeResult:
                          "changed_ha": float((valid.sum() - np.trace(valid)) * self.ha_per_pixel), **z})
         return rows[1:] + rows[:1]
 
+    def top_flows(self, n: int = 12) -> list[tuple[int, int, float]]:
+        """The ``n`` largest class changes as (before value, after value, ha), largest first."""
+        m = self.from_to_ha()
+        off = [(i + 1, j + 1, float(m[i, j])) for i, j in zip(*np.nonzero(m)) if i != j]
+        return sorted(off, key=lambda f: -f[2])[:n]
+
     def summary(self) -> dict[str, Any]:
         names = [c.name for c in classes.FLAIR1_CLASSES]
         al = self.alignment
@@ -586,6 +592,74 @@ class _ChangeWriter:
             self._tmp.unlink(missing_ok=True)
             for side in self._tmp.parent.glob(self._tmp.name + ".*"):
                 side.unlink(missing_ok=True)
+
+
+# -- pairs ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pair:
+    """Two class rasters of the same place at two dates, as the Change page offers them."""
+
+    before: Dataset
+    after: Dataset
+    change: Dataset | None = None  # a registered change COG of this pair, if any
+
+    @property
+    def simulated(self) -> bool:
+        return self.before.simulated or self.after.simulated or bool(self.change and self.change.simulated)
+
+    @property
+    def label(self) -> str:
+        when = f"{self.before.vintage or '?'} → {self.after.vintage or '?'}"
+        place = " ".join(x for x in (self.before.domain, self.before.zone, self.before.patch) if x)
+        return f"{'SIMULATED · ' if self.simulated else ''}{place} · {when} · {self.before.id} → {self.after.id}"
+
+
+def list_pairs(catalog: Catalog) -> list[Pair]:
+    """Registered change pairs first (``role = "change"`` with ``extra.before``/``extra.after``), then
+    every two class rasters of the same patch with different vintages, earlier first."""
+    pairs: list[Pair] = []
+    seen: set[tuple[str, str]] = set()
+    for ds in catalog.by_role("change"):
+        b_id, a_id = ds.extra.get("before"), ds.extra.get("after")
+        if b_id in catalog and a_id in catalog and (b_id, a_id) not in seen:
+            pairs.append(Pair(catalog.get(b_id), catalog.get(a_id), ds))
+            seen.add((b_id, a_id))
+    by_patch: dict[str, list[Dataset]] = {}
+    for ds in catalog:
+        if ds.role in ("truth", "prediction") and ds.patch and ds.vintage:
+            by_patch.setdefault(ds.patch, []).append(ds)
+    for group in by_patch.values():
+        group.sort(key=lambda d: (d.vintage or "", d.id))
+        for i, b in enumerate(group):
+            for a in group[i + 1:]:
+                if a.vintage != b.vintage and (b.id, a.id) not in seen:
+                    pairs.append(Pair(b, a))
+                    seen.add((b.id, a.id))
+    return pairs
+
+
+def store_upload(data: bytes, filename: str, kind: str) -> Path:
+    """Keep an uploaded grouping or region file under the user data folder, named by its content
+    hash so re-uploading the same file reuses it and nothing is overwritten in place."""
+    import hashlib
+
+    from flair_viz.config import user_data_dir
+
+    suffix = "".join(Path(filename).suffixes[-1:]).lower()
+    if kind == "regions" and suffix not in (".gpkg", ".geojson", ".json"):
+        raise FlairVizError(f"{filename}: region files must be GeoPackage (.gpkg) or GeoJSON (.geojson)",
+                            "export the polygon layer to one of these formats")
+    if kind == "grouping" and suffix != ".toml":
+        raise FlairVizError(f"{filename}: a grouping is a .toml file", f"start from {DEFAULT_GROUPING_PATH}")
+    path = user_data_dir() / "change" / kind / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+    if not path.exists():
+        atomic.write_bytes(path, data)
+    return path
+
+
+def class_rasters(catalog: Catalog) -> list[Dataset]:
+    """Datasets a change can be computed on (ground truths and predictions)."""
+    return [d for d in catalog if d.role in ("truth", "prediction")]
 
 
 # -- tiles -----------------------------------------------------------------------------------------

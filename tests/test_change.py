@@ -399,3 +399,32 @@ def test_change_tile_errors_are_json():
     assert r.status_code == 404
     r = client.get("/change/MSK_084558/MSK_084558_SIM2023/tiles/WebMercatorQuad/19/1/1.png")
     assert r.status_code == 404  # outside both rasters
+
+
+# -- page ----------------------------------------------------------------------------------------
+def test_change_page_shows_the_library_figures(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    import ui.common
+
+    monkeypatch.setenv("FLAIR_VIZ_CATALOG", str(DEMO / "catalog.toml"))
+    monkeypatch.setattr(ui.common, "tiles_url", lambda: "http://127.0.0.1:9")  # maps are not fetched in AppTest
+    at = AppTest.from_file(str(REPO / "pages" / "3_Change.py"), default_timeout=60).run()
+    assert not at.exception
+    cat = Catalog.load(DEMO / "catalog.toml")
+    for index in (0, 1):
+        pair = change.list_pairs(cat)[index]
+        if index:
+            at.selectbox(key="change_pair").set_value(index).run()
+            assert not at.exception
+        res = change.compute_change(pair.before.id, pair.after.id, catalog=cat)
+        shown = {m.label: m.value for m in at.metric}
+        z = res.zan()
+        assert shown["Artificialisation"] == f"{z['artificialisation_ha']:.4f} ha"
+        assert shown["De-artificialisation"] == f"{z['deartificialisation_ha']:.4f} ha"
+        assert shown["Net artificialisation"] == f"{z['net_artificialisation_ha']:.4f} ha"
+        assert shown["Area compared"] == f"{res.valid_area_ha():.4f} ha"
+        assert z["artificialisation_ha"] > 0
+        assert any("SIMULATED" in w.value for w in at.warning)
+        assert any(str(change.DEFAULT_GROUPING_PATH) in e.label for e in at.expander)
+    assert not at.error

@@ -1,0 +1,34 @@
+"""The Change page in real Chromium: swipe between vintages, change tiles, matrix and sankey, offline."""
+
+from __future__ import annotations
+
+import pytest
+
+from flair_viz import change
+from flair_viz.catalog import default_catalog
+
+pytestmark = pytest.mark.e2e
+
+
+def test_change_page_renders_swipe_change_layer_and_matrix(live_app, page_and_traffic, artifacts_dir):
+    page, traffic = page_and_traffic
+    page.goto(f"{live_app['app']}/Change", wait_until="domcontentloaded")
+    page.get_by_text("Change between vintages", exact=True).first.wait_for(timeout=60_000)
+    map_frame = page.frame_locator("iframe[title='streamlit_folium.st_folium']").first
+    map_frame.locator(".leaflet-container").first.wait_for(timeout=60_000)
+    map_frame.locator(".leaflet-sbs-divider").first.wait_for(timeout=30_000)  # the swipe bar
+    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)  # heatmap and sankey
+    for _ in range(240):
+        if traffic.good_tiles("/change/") and traffic.good_tiles("/datasets/MSK_"):
+            break
+        page.wait_for_timeout(250)
+    page.screenshot(path=str(artifacts_dir / "change.png"), full_page=True)
+
+    assert traffic.good_tiles("/change/"), f"no change tiles loaded; responses: {traffic.tiles[:10]}"
+    assert traffic.good_tiles("/datasets/MSK_"), "no vintage tiles loaded"
+    assert page.locator(".js-plotly-plot .heatmaplayer").count() >= 1
+    assert page.get_by_text("SIMULATED data.").count() >= 1
+    pair = change.list_pairs(default_catalog())[0]
+    z = change.compute_change(pair.before.id, pair.after.id, catalog=default_catalog()).zan()
+    assert page.get_by_text(f"{z['artificialisation_ha']:.4f} ha").count() >= 1
+    assert traffic.foreign() == [], f"requests left the machine: {traffic.foreign()[:5]}"
