@@ -1,14 +1,27 @@
-"""FLAIR Viz home page: the story in a few lines, and the way to each page."""
+"""FLAIR Viz entry point: the home page (the story in a few lines) and the navigation to each page."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import streamlit as st
 
 from ui import common
 
-common.setup("Home", "🛰️")
+PAGES = [  # (file, title, icon, one-line pitch)
+    ("pages/1_Explore.py", "Explore", ":material/map:", "Aerial image, ground truth and predictions side by side."),
+    ("pages/2_Metrics.py", "Metrics", ":material/bar_chart:", "Per-class confusion, FLAIR-protocol mIoU, click to the map."),
+    ("pages/3_Change.py", "Change", ":material/compare:", "What changed between two vintages, in hectares (ZAN flows)."),
+    ("pages/4_Annotate.py", "Annotate", ":material/edit_location_alt:", "Rank uncertain places, select regions, export for annotators."),
+]
+HERE = Path(__file__).resolve().parent
 
-st.title("FLAIR Viz")
-st.markdown(
-    """
+
+def home() -> None:
+    common.setup("Home", "🛰️")
+    st.title("FLAIR Viz")
+    st.markdown(
+        """
 **Why.** France's *Zéro Artificialisation Nette* law (ZAN, 2021) asks every territory to halve, then stop,
 the conversion of natural, agricultural and forest land into sealed or urban land — about
 **20–30 thousand hectares a year** nationally. Measuring it needs land-cover maps of the whole country, updated often.
@@ -21,22 +34,16 @@ elevation) and masks of 19 classes.
 **What this app does.** It puts the aerial image, the ground truth and live model predictions on one map,
 shows where a model is wrong, measures change between vintages in hectares, and helps choose what to annotate next.
 """
-)
+    )
+    available = [p for p in PAGES if (HERE / p[0]).exists()]
+    for col, (path, title, icon, pitch) in zip(st.columns(len(available)), available):
+        with col:
+            st.subheader(title)
+            st.write(pitch)
+            st.page_link(path, label=f"Open {title}", icon=":material/arrow_forward:")
+    common.footer()
 
-cols = st.columns(4)
-steps = [
-    ("1 · Explore", "Aerial image, ground truth and predictions side by side.", "pages/1_Explore.py"),
-    ("2 · Metrics", "Per-class confusion, FLAIR-protocol mIoU, click to the map.", "pages/2_Metrics.py"),
-    ("3 · Change", "What changed between two vintages, in hectares (ZAN flows).", "pages/3_Change.py"),
-    ("4 · Annotate", "Rank uncertain places, select regions, export for annotators.", "pages/4_Annotate.py"),
-]
-from pathlib import Path  # noqa: E402
 
-for col, (title, text, page) in zip(cols, steps):
-    with col:
-        st.subheader(title)
-        st.write(text)
-        if Path(page).exists():
-            st.page_link(page, label=f"Open {title.split('· ')[1]}", icon="➡️")
-
-common.footer()
+nav = [st.Page(home, title="Home", icon=":material/home:", default=True)]
+nav += [st.Page(path, title=title, icon=icon) for path, title, icon, _ in PAGES if (HERE / path).exists()]
+st.navigation(nav).run()
