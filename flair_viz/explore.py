@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from flair_viz.catalog import Catalog, Dataset
-from flair_viz.tiles import PRESET_BANDS
+from flair_viz.raster import PRESET_BANDS
 from flair_viz.webmap import Bounds, dataset_bounds_wgs84, dataset_tile_url
 
 

@@ -25,6 +25,8 @@ BAND_LAYOUTS: dict[int, tuple[str, ...]] = {
     4: ("R", "G", "B", "NIR"),
     3: ("R", "G", "B"),
 }
+# Display presets: which named bands make each view (tile server and UI share this).
+PRESET_BANDS: dict[str, tuple[str, ...]] = {"rgb": ("R", "G", "B"), "irc": ("NIR", "R", "G"), "elevation": ("elevation",)}
 LAMBERT93 = CRS.from_epsg(2154)
 
 

@@ -26,9 +26,9 @@ from titiler.core.factory import TilerFactory
 from flair_viz import classes
 from flair_viz.catalog import Catalog, CatalogStore, Dataset
 from flair_viz.errors import CatalogError, FlairVizError
+from flair_viz.raster import PRESET_BANDS
 
 Preset = Literal["rgb", "irc", "elevation"]
-PRESET_BANDS: dict[str, tuple[str, ...]] = {"rgb": ("R", "G", "B"), "irc": ("NIR", "R", "G"), "elevation": ("elevation",)}
 ELEVATION_RESCALE = "0,60"  # nDSM in FLAIR is metres-ish uint8; most relief sits below 60
 FORBIDDEN_PARAMS = {"url", "file", "path", "filename", "src"}
 
