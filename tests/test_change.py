@@ -428,3 +428,12 @@ def test_change_page_shows_the_library_figures(monkeypatch):
         assert any("SIMULATED" in w.value for w in at.warning)
         assert any(str(change.DEFAULT_GROUPING_PATH) in e.label for e in at.expander)
     assert not at.error
+
+
+def test_non_uint8_or_ungeoreferenced_rasters_are_refused(tmp_path):
+    wide = write_tif(tmp_path / "u16.tif", np.ones((8, 8), dtype=np.uint16))
+    with pytest.raises(FlairVizError, match="uint8"):
+        change.compute_change(MSK_084558, wide)
+    nocrs = write_tif(tmp_path / "nocrs.tif", np.ones((8, 8), dtype=np.uint8), crs=None)
+    with pytest.raises(AlignmentError, match="no CRS"):
+        change.compute_change(nocrs, MSK_084558)
