@@ -18,6 +18,7 @@ class changed and 0 (nodata) where it did not or where either date has no data.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
@@ -38,6 +39,7 @@ from rasterio.windows import Window
 
 from flair_viz import atomic, classes, raster
 from flair_viz.catalog import Catalog, Dataset
+from flair_viz.config import tile_server_url, user_data_dir
 from flair_viz.errors import AlignmentError, CatalogError, FlairVizError, RasterError
 
 DEFAULT_GROUPING_PATH = Path(__file__).with_name("zan_grouping.toml")
@@ -656,10 +658,6 @@ def list_pairs(catalog: Catalog) -> list[Pair]:
 def store_upload(data: bytes, filename: str, kind: str) -> Path:
     """Keep an uploaded grouping or region file under the user data folder, named by its content
     hash so re-uploading the same file reuses it and nothing is overwritten in place."""
-    import hashlib
-
-    from flair_viz.config import user_data_dir
-
     suffix = "".join(Path(filename).suffixes[-1:]).lower()
     if kind == "regions" and suffix not in (".gpkg", ".geojson", ".json"):
         raise FlairVizError(f"{filename}: region files must be GeoPackage (.gpkg) or GeoJSON (.geojson)",
@@ -675,6 +673,22 @@ def store_upload(data: bytes, filename: str, kind: str) -> Path:
 def class_rasters(catalog: Catalog) -> list[Dataset]:
     """Datasets a change can be computed on (ground truths and predictions)."""
     return [d for d in catalog if d.role in ("truth", "prediction")]
+
+
+# -- map helpers (no web framework needed, so pages import them cheaply) -----------------------
+def change_tile_url(before_id: str, after_id: str, mode: str = "flow", base_url: str | None = None) -> str:
+    """Leaflet URL template of the change layer of a pair (served by ``flair_viz.change_tiles``)."""
+    base = (base_url or tile_server_url()).rstrip("/")
+    return f"{base}/change/{before_id}/{after_id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?mode={mode}"
+
+
+def flow_legend_html() -> str:
+    """Legend of the flow mode, in the colours the tiles use."""
+    rows = "".join(
+        f'<div style="display:flex;align-items:center;gap:6px;font-size:0.8rem;line-height:1.4">'
+        f'<span style="display:inline-block;width:14px;height:14px;background:rgb{FLOW_COLORS[k][:3]};'
+        f'border:1px solid #888"></span>{name}</div>' for k, name in FLOW_NAMES.items())
+    return f'<div class="flair-legend">{rows}</div>'
 
 
 # -- tiles -----------------------------------------------------------------------------------------

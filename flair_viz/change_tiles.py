@@ -23,7 +23,7 @@ from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.utils import render
 
-from flair_viz import change, config
+from flair_viz import change
 from flair_viz.catalog import Catalog
 from flair_viz.tiles import DatasetId, get_catalog
 
@@ -62,21 +62,6 @@ def change_tile_png(before: change.ClassSource, after: change.ClassSource, z: in
     rgba = change.colour_change(empty if b is None else b, empty if a is None else a, mode,
                                 grouping or default_grouping())
     return render(np.ascontiguousarray(rgba[..., :3].transpose(2, 0, 1)), mask=rgba[..., 3], img_format="PNG")
-
-
-def change_tile_url(before_id: str, after_id: str, mode: str = "flow", base_url: str | None = None) -> str:
-    """Leaflet URL template of the change layer of a pair."""
-    base = (base_url or config.tile_server_url()).rstrip("/")
-    return f"{base}/change/{before_id}/{after_id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?mode={mode}"
-
-
-def flow_legend_html() -> str:
-    """Legend of the flow mode, in the colours the tiles use."""
-    rows = "".join(
-        f'<div style="display:flex;align-items:center;gap:6px;font-size:0.8rem;line-height:1.4">'
-        f'<span style="display:inline-block;width:14px;height:14px;background:rgb{change.FLOW_COLORS[k][:3]};'
-        f'border:1px solid #888"></span>{name}</div>' for k, name in change.FLOW_NAMES.items())
-    return f'<div class="flair-legend">{rows}</div>'
 
 
 router = APIRouter(tags=["change"])

@@ -10,7 +10,6 @@ import streamlit as st
 
 from flair_viz import change, change_cli, classes, webmap
 from flair_viz.catalog import Catalog
-from flair_viz.change_tiles import change_tile_url, flow_legend_html
 from flair_viz.errors import FlairVizError
 from ui import common
 
@@ -108,7 +107,7 @@ try:
     right = webmap.tile_layer(webmap.dataset_tile_url(after.id, base), f"After: {after.vintage or after.id}",
                               bounds, opacity)
     webmap.add_side_by_side(m, left, right)
-    webmap.tile_layer(change_tile_url(before.id, after.id, mode, base), f"Change ({mode})", bounds).add_to(m)
+    webmap.tile_layer(change.change_tile_url(before.id, after.id, mode, base), f"Change ({mode})", bounds).add_to(m)
     webmap.add_layer_control(m)
 except FlairVizError as exc:
     common.show_error(exc)
@@ -124,7 +123,7 @@ with map_col:
 with legend_col:
     st.markdown("**Change layer**")
     if mode == "flow":
-        st.html(flow_legend_html())
+        st.html(change.flow_legend_html())
     else:
         st.html(webmap.legend_html(sorted({a for _, a, _ in result.top_flows(19 * 19)})))
 

@@ -437,3 +437,30 @@ def test_non_uint8_or_ungeoreferenced_rasters_are_refused(tmp_path):
     nocrs = write_tif(tmp_path / "nocrs.tif", np.ones((8, 8), dtype=np.uint8), crs=None)
     with pytest.raises(AlignmentError, match="no CRS"):
         change.compute_change(nocrs, MSK_084558)
+
+
+def test_simulated_vintages_only_make_the_documented_changes_and_are_labelled():
+    cat = Catalog.load(DEMO / "catalog.toml")
+    sims = [d for d in cat if d.simulated and d.role == "truth"]
+    assert len(sims) >= 4
+    allowed = {(b, a) for b in (V["bare_soil"], V["brushwood"], V["herbaceous"], V["agricultural"], V["plowed"])
+               for a in (V["building"], V["impervious"])}
+    allowed |= {(f, V["clear_cut"]) for f in (V["coniferous"], V["deciduous"], V["mixed"])}
+    allowed |= {(V["impervious"], V["herbaceous"])}
+    for sim in sims:
+        orig = cat.get(sim.extra["simulated_from"])
+        b, tb, _ = read1(orig.path)
+        a, ta, _ = read1(sim.path)
+        assert ta == tb and a.shape == b.shape
+        diff = b != a
+        assert diff.any()
+        pairs = set(zip(b[diff].tolist(), a[diff].tolist()))
+        assert pairs <= allowed, pairs - allowed
+        assert "simulated" in sim.path.name and "SIMULATED" in sim.title and sim.vintage > orig.vintage
+    changes = [d for d in cat if d.role == "change" and d.simulated]
+    assert {(c.extra["before"], c.extra["after"]) for c in changes} == {(s.extra["simulated_from"], s.id) for s in sims}
+    for c in changes:  # the stored change COG is what compute_change writes for its pair
+        cog, _, _ = read1(c.path)
+        b = read1(cat.get(c.extra["before"]).path)[0]
+        a = read1(cat.get(c.extra["after"]).path)[0]
+        np.testing.assert_array_equal(cog, np.where(b != a, a, 0))
