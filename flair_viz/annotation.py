@@ -509,11 +509,15 @@ def predict_scene(cat, dataset_id: str, model_id: str) -> tuple[np.ndarray, np.n
     """Run a model on a whole image through the inference module: (probabilities K×H×W, FLAIR-1 value per band)."""
     from flair_viz import inference, models  # torch is heavy: import only when predicting
 
+    sc = scene(cat, dataset_id)
     ds = cat.get(dataset_id)
     model = models.load_model(model_id)
     image = raster.read(ds.path)
-    proba = np.asarray(inference.predict_proba_array(model, image))
-    return proba, np.asarray(model.card.output_values())
+    proba = np.asarray(inference.predict_proba_array(model, image, bands=ds.bands or None))
+    if proba.shape[1:] != (sc.info.height, sc.info.width):
+        raise AlignmentError(f"Model {model_id} returned {proba.shape} probabilities for a "
+                             f"{sc.info.width}x{sc.info.height} image", "report this as a bug in the inference module")
+    return proba, np.asarray(inference.PROBA_VALUES)
 
 
 def score_dataset(cat, dataset_id: str, proba: np.ndarray, class_values: Sequence[int] | None = None, *,
@@ -527,3 +531,26 @@ def score_dataset(cat, dataset_id: str, proba: np.ndarray, class_values: Sequenc
     return score_cells(proba, sc.info.transform, sc.info.crs, dataset=dataset_id,
                        truth=read_truth(cat, sc) if use_truth else None, proba_b=proba_b,
                        class_values=class_values, class_values_b=class_values_b, cell_m=cell_m)
+
+
+def scene_at(geom: shapely.Geometry, scenes: Sequence[Scene]) -> Scene | None:
+    """The scene a drawn region overlaps most (its grid is the one to snap to), or None."""
+    best, best_area = None, 0.0
+    for sc in scenes:
+        area = geom.intersection(shapely.box(*sc.info.bounds)).area
+        if area > best_area:
+            best, best_area = sc, area
+    return best
+
+
+SCORE_RAMP = ((255, 255, 178), (254, 178, 76), (240, 59, 32), (189, 0, 38))  # low -> high (ColorBrewer YlOrRd)
+
+
+def score_colour(score: float) -> str:
+    """Hex colour of a score in [0, 1] on a yellow-to-red ramp, so map polygons and legend agree."""
+    s = 0.0 if not np.isfinite(score) else min(max(float(score), 0.0), 1.0)
+    pos = s * (len(SCORE_RAMP) - 1)
+    i = min(int(pos), len(SCORE_RAMP) - 2)
+    t = pos - i
+    rgb = [round(a + (b - a) * t) for a, b in zip(SCORE_RAMP[i], SCORE_RAMP[i + 1])]
+    return "#{:02x}{:02x}{:02x}".format(*rgb)

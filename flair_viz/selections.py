@@ -24,10 +24,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+import shapely.geometry
 from pyogrio.errors import DataSourceError, DataLayerError
 
 from flair_viz import atomic, config
-from flair_viz.annotation import COMPONENTS, FLAIR_CELL_M, Grid, cell_id, snap
+from flair_viz.annotation import COMPONENTS, FLAIR_CELL_M, Grid, Scene, cell_id, scene_at, scene_grid, snap
 from flair_viz.errors import FlairVizError
 
 CRS = "EPSG:2154"
@@ -224,6 +225,27 @@ class SelectionStore:
         self.upsert(gpd.GeoDataFrame([{"id": rid, "source": "drawn", "dataset": dataset, "note": note}],
                                      geometry=[g], crs=CRS))
         return rid
+
+    def add_drawn_features(self, features: Iterable[Mapping], scenes: Iterable[Scene], *, snap_to_grid: bool,
+                           note: str = "") -> list[str]:
+        """Store shapes drawn on the web map (GeoJSON in EPSG:4326), each tied to the scene it overlaps most."""
+        scenes = list(scenes)
+        geoms = []
+        for feat in features:
+            try:
+                g = shapely.geometry.shape(feat["geometry"])
+            except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException):
+                raise FlairVizError("A drawn shape could not be read", "draw it again as a rectangle or polygon") from None
+            geoms.append(gpd.GeoSeries([g], crs="EPSG:4326").to_crs(CRS).iloc[0])
+        ids = []
+        for g in geoms:
+            sc = scene_at(g, scenes)
+            if snap_to_grid and sc is None:
+                raise FlairVizError("A drawn region lies outside every scored scene, so it has no grid to snap to",
+                                    "draw over a scene's image, or untick 'snap to the FLAIR grid'")
+            ids.append(self.add_drawn(g, grid=scene_grid(sc) if snap_to_grid and sc else None,
+                                      dataset=sc.dataset if sc else "", note=note))
+        return ids
 
     def edit(self, changes: Mapping[str, Mapping[str, str]]) -> gpd.GeoDataFrame:
         """Change notes and statuses by ID (what the selection table edits); unknown IDs are an error."""

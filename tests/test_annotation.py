@@ -385,3 +385,52 @@ def test_cli_candidates_writes_ranked_cells_and_fails_cleanly(tmp_path: Path, ca
     rc = main(["candidates", "--catalog", str(cat), "--dataset", "NOPE", "--proba", str(proba), "--out", str(out)])
     assert rc == 2 and "Unknown dataset ID" in capsys.readouterr().err
     assert len(gpd.read_file(out)) == 3  # the failed runs left the earlier output alone
+
+
+# ------------------------------------------------------------------------------------------------
+# The Annotate page (AppTest: widgets and storage; the map itself is checked in the browser test)
+# ------------------------------------------------------------------------------------------------
+def test_annotate_page_reranks_selects_and_survives_a_restart(tmp_path: Path, monkeypatch) -> None:
+    import torch
+    from streamlit.testing.v1 import AppTest
+
+    from model_fixtures import make_model
+
+    torch.set_num_threads(1)
+    (tmp_path / "models").mkdir()
+    make_model(tmp_path / "models", "tiny-annotate", demo=True)
+    monkeypatch.setenv("FLAIR_VIZ_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("FLAIR_VIZ_SELECTIONS", str(tmp_path / "sel.gpkg"))
+    page = str(Path(__file__).resolve().parent.parent / "pages" / "4_Annotate.py")
+
+    def open_page() -> AppTest:
+        at = AppTest.from_file(page, default_timeout=180)
+        at.session_state["ann_model"] = "tiny-annotate"
+        at.session_state["ann_scenes"] = ["IMG_000473"]
+        return at.run()
+
+    at = open_page()
+    assert not at.exception and not at.error
+    assert at.radio(key="ann_grid").value == 128  # a single-patch scene offers the sub-cell grid
+    pick = at.multiselect(key="ann_pick")
+    assert len(pick.options) == 10
+    # only entropy weighted: the displayed ranking must follow the displayed entropy column
+    for c in ("margin", "gt", "models", "rare"):
+        at.slider(key=f"ann_w_{c}").set_value(0.0)
+    at.run()
+    df = at.dataframe[0].value
+    assert list(df["entropy"]) == sorted(df["entropy"], reverse=True)
+    assert list(df["rank"]) == list(range(1, len(df) + 1))
+    best = df["id"].iloc[0]
+    # select the best candidate and add it: it is stored as the FLAIR patch that holds it
+    at.multiselect(key="ann_pick").set_value([best]).run()
+    at.text_input(key="ann_note").set_value("roofs?").run()
+    at.button(key="ann_add").click().run()
+    assert not at.exception and not at.error
+    stored = S.SelectionStore(tmp_path / "sel.gpkg").load()
+    assert list(stored["id"]) == ["IMG_000473_r000_c000"] and list(stored["note"]) == ["roofs?"]
+    assert stored.geometry.iloc[0].bounds == pytest.approx((X0, Y0 - 102.4, X0 + 102.4, Y0))
+    assert {b.label for b in at.get("download_button")} == {"Download GPKG", "Download GEOJSON", "Download CSV"}
+    # a fresh session (an app restart) finds the selection again
+    again = open_page()
+    assert any(h.value == "Selections (1)" for h in again.subheader)

@@ -1,0 +1,243 @@
+"""Annotate: rank places worth labelling, pick or draw regions, keep them, export them for annotators."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import folium
+import geopandas as gpd
+import numpy as np
+import shapely
+import streamlit as st
+
+from flair_viz import annotation, models, selections, webmap
+from flair_viz.errors import FlairVizError
+from ui import common
+
+common.setup("Annotate", "✏️")
+st.title("Annotate")
+st.caption("Rank the places where the model is unsure, wrong, inconsistent or sees rare classes; select or draw "
+           "regions; export them on the FLAIR patch grid (512 px at 0.2 m = 102.4 m) for annotators.")
+
+GRIDS = {
+    512: "FLAIR patch · 512 px (102.4 m)",
+    128: "Sub-cells · 128 px (25.6 m), selections snap to their FLAIR patch",
+}
+WEIGHT_HELP = {
+    "entropy": "Mean per-pixel entropy of the class probabilities (normalised by log K).",
+    "margin": "1 − mean margin between the two most likely classes.",
+    "gt": "Share of ground-truth pixels the model gets wrong (only where ground truth exists).",
+    "models": "Share of pixels where the two models disagree (needs a second model).",
+    "rare": "Share of pixels predicted as a rare class (under 2 % of all predicted pixels).",
+}
+
+
+# -- cached computation -----------------------------------------------------------------------
+@st.cache_resource(max_entries=16, show_spinner="Predicting probabilities…")
+def probabilities(dataset_id: str, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """Once per (dataset, model): held as a resource, not pickled, because 19×H×W floats are large. Read-only."""
+    return annotation.predict_scene(common.catalog(), dataset_id, model_id)
+
+
+@st.cache_data(max_entries=64, show_spinner="Scoring cells…")
+def cells(dataset_id: str, model_id: str, model_b: str | None, cell_px: int) -> gpd.GeoDataFrame:
+    proba, values = probabilities(dataset_id, model_id)
+    proba_b, values_b = probabilities(dataset_id, model_b) if model_b else (None, None)
+    return annotation.score_dataset(common.catalog(), dataset_id, proba, values, proba_b=proba_b,
+                                    class_values_b=values_b, cell_m=cell_px * annotation.FLAIR_RES_M)
+
+
+def store() -> selections.SelectionStore:
+    return selections.SelectionStore()
+
+
+# -- inputs -----------------------------------------------------------------------------------
+cat = common.catalog()
+images = [d for d in cat.by_role("image") if d.patch] or cat.by_role("image")
+try:
+    cards = sorted(models.list_cards(), key=lambda c: (not c.demo, c.id))
+except FlairVizError as exc:
+    common.show_error(exc)
+    cards = []
+if not images or not cards:
+    st.warning("Annotate needs aerial images in the catalog and a model card in `models/` "
+               "(run `scripts/install.sh`, or `flair-viz models list` to see what is found).")
+    common.footer()
+    st.stop()
+
+with st.sidebar:
+    st.header("Scenes and model")
+    model_id = st.selectbox("Model", [c.id for c in cards], key="ann_model",
+                            format_func=lambda i: next(c.title or c.id for c in cards if c.id == i)
+                            + (" (demo)" if next(c.demo for c in cards if c.id == i) else ""))
+    model_b = st.selectbox("Second model (disagreement)", ["none"] + [c.id for c in cards if c.id != model_id],
+                           key="ann_model_b")
+    model_b = None if model_b == "none" else model_b
+    chosen = st.multiselect("Scenes to rank", [d.id for d in images], default=[d.id for d in images],
+                            key="ann_scenes", format_func=lambda i: cat.get(i).label)
+    single_patches = all(cat.get(i).patch for i in chosen)
+    cell_px = st.radio("Grid", list(GRIDS), format_func=GRIDS.get, key="ann_grid", index=1 if single_patches else 0,
+                       help="Each demo scene is a single FLAIR patch (one 102.4 m cell); sub-cells give several "
+                            "candidates per patch. Whatever the grid, a selected candidate is stored as its FLAIR patch.")
+    st.header("Weights")
+    weights = {c: st.slider(c, 0.0, 3.0, 1.0, 0.25, key=f"ann_w_{c}", help=WEIGHT_HELP[c]) for c in annotation.COMPONENTS}
+    top = st.number_input("Top N", 1, 200, 10, key="ann_top")
+    spacing = st.number_input("Spacing (m)", 0.0, 5000.0, 0.0, 10.0, key="ann_spacing",
+                              help="Skip a cell whose centre lies closer than this to a better one already picked.")
+
+if not chosen:
+    st.info("Choose at least one scene in the sidebar.")
+    common.footer()
+    st.stop()
+
+ranked = None
+try:
+    frames = [cells(i, model_id, model_b, int(cell_px)) for i in chosen]
+    ranked = annotation.rank(frames, weights, int(top), float(spacing))
+except FlairVizError as exc:
+    common.show_error(exc)
+if ranked is None or ranked.empty:
+    st.info("No candidate: nothing valid to score with these settings.")
+    common.footer()
+    st.stop()
+
+table = annotation.candidate_table(ranked)
+rare = ranked.attrs.get("rare_classes", [])
+scenes = {i: annotation.scene(cat, i) for i in chosen}
+sel_store = store()
+try:
+    current = sel_store.load()
+except FlairVizError as exc:
+    common.show_error(exc)
+    current = selections.empty()
+
+# -- map --------------------------------------------------------------------------------------
+st.subheader("Candidates")
+left, right = st.columns([3, 1])
+with right:
+    map_scene = st.selectbox("Scene on the map", chosen, key="ann_map_scene",
+                             index=chosen.index(table["dataset"].iloc[0]) if table["dataset"].iloc[0] in chosen else 0)
+    snap_drawn = st.checkbox("Snap drawn regions to the FLAIR grid", value=True, key="ann_snap")
+    st.markdown("Colour = combined score: "
+                + " ".join(f'<span style="background:{annotation.score_colour(s)};padding:0 6px">{s:.1f}</span>'
+                           for s in (0, 0.25, 0.5, 0.75, 1.0)), unsafe_allow_html=True)
+    st.caption("Click a candidate polygon to select it; draw rectangles or polygons with the tools on the map's left.")
+    if rare:
+        st.caption("Rare classes here: " + ", ".join(str(v) for v in rare))
+
+ds = cat.get(map_scene)
+bounds = webmap.dataset_bounds_wgs84(ds)
+base = common.tiles_url()
+m = webmap.make_map(bounds)
+webmap.tile_layer(webmap.dataset_tile_url(ds.id, base_url=base), f"Aerial {ds.id}", bounds, overlay=False).add_to(m)
+on_map = table[table["dataset"] == map_scene].to_crs("EPSG:4326")
+on_map["colour"] = [annotation.score_colour(s) for s in on_map["score"]]
+fields = ["rank", "id", "score", *annotation.COMPONENTS]
+shown = on_map[[*fields, "colour", "geometry"]].round(3)
+folium.GeoJson(shown.to_json(na="null"), name="Candidates",
+               style_function=lambda f: {"color": "#333", "weight": 1, "fillColor": f["properties"]["colour"],
+                                         "fillOpacity": 0.55},
+               highlight_function=lambda f: {"weight": 3, "color": "#000"},
+               tooltip=folium.GeoJsonTooltip(fields=fields)).add_to(m)
+if len(current):
+    folium.GeoJson(current[["id", "status", "geometry"]].to_crs("EPSG:4326").to_json(), name="Selections",
+                   style_function=lambda f: {"color": "#1f6feb", "weight": 3, "fill": False, "dashArray": "6 4"},
+                   tooltip=folium.GeoJsonTooltip(fields=["id", "status"])).add_to(m)
+webmap.add_draw_control(m, draw_options={"polyline": False, "circle": False, "marker": False, "circlemarker": False,
+                                         "rectangle": True, "polygon": True}, edit_options={"edit": False})
+webmap.add_layer_control(m)
+with left:
+    out = common.render_map(m, key=f"annotate-{map_scene}-{st.session_state.get('ann_drawn_round', 0)}",
+                            returned_objects=["last_object_clicked", "last_clicked", "all_drawings"]) or {}
+
+# a click inside a candidate selects it
+click = out.get("last_object_clicked") or out.get("last_clicked")
+if click and click.get("lat") is not None and click != st.session_state.get("ann_last_click"):
+    st.session_state["ann_last_click"] = click  # act once per click, not on every rerun
+    hit = on_map[on_map.contains(shapely.Point(click["lng"], click["lat"]))]
+    if len(hit):
+        st.session_state["ann_pick"] = [hit["id"].iloc[0]]
+
+with right:
+    pick = st.multiselect("Selected candidates", table["id"].tolist(), key="ann_pick",
+                          format_func=lambda i: f"#{int(table.set_index('id').loc[i, 'rank'])} {i}")
+    note = st.text_input("Note for new selections", key="ann_note")
+    if st.button("Add selected candidates", key="ann_add", disabled=not pick, type="primary"):
+        try:
+            ids = sel_store.add_candidates(ranked[ranked["cell_id"].isin(pick)], note=note)
+            st.success(f"Added {len(ids)} FLAIR patch(es): {', '.join(ids)}")
+            current = sel_store.load()
+        except FlairVizError as exc:
+            common.show_error(exc)
+    drawings = out.get("all_drawings") or []
+    if drawings:
+        st.write(f"{len(drawings)} shape(s) drawn.")
+        if st.button("Add drawn regions", key="ann_add_drawn"):
+            try:
+                ids = sel_store.add_drawn_features(drawings, scenes.values(), snap_to_grid=snap_drawn, note=note)
+                st.session_state["ann_drawn_round"] = st.session_state.get("ann_drawn_round", 0) + 1
+                st.success(f"Added {len(ids)} drawn region(s)")
+                current = sel_store.load()
+            except FlairVizError as exc:
+                common.show_error(exc)
+
+with st.expander(f"Top {len(table)} candidates (all scenes)", expanded=False):
+    st.dataframe(table.drop(columns="geometry").round(3), hide_index=True, width="stretch")
+
+# -- selections -------------------------------------------------------------------------------
+st.subheader(f"Selections ({len(current)})")
+st.caption(f"Stored in `{sel_store.path}`; every change is written atomically and survives a restart.")
+if len(current):
+    view = current.drop(columns="geometry").copy()
+    view.insert(0, "remove", False)
+    edited = st.data_editor(
+        view, key="ann_editor", hide_index=True, width="stretch",
+        disabled=[c for c in view.columns if c not in ("remove", "note", "status")],
+        column_config={"status": st.column_config.SelectboxColumn("status", options=list(selections.STATUSES),
+                                                                  required=True),
+                       "note": st.column_config.TextColumn("note"),
+                       "remove": st.column_config.CheckboxColumn("remove")})
+    if st.button("Save changes", key="ann_save"):
+        try:
+            before = view.set_index("id")
+            after = edited.set_index("id")
+            changes = {i: {k: after.loc[i, k] for k in ("note", "status") if after.loc[i, k] != before.loc[i, k]}
+                       for i in after.index}
+            changes = {i: c for i, c in changes.items() if c}
+            if changes:
+                sel_store.edit(changes)
+            gone = after.index[after["remove"]].tolist()
+            if gone:
+                sel_store.remove(gone)
+            st.success(f"Saved: {len(changes)} edited, {len(gone)} removed")
+            st.rerun()
+        except FlairVizError as exc:
+            common.show_error(exc)
+
+    st.markdown("**Export** (EPSG:2154, score components, notes and status)")
+    cols = st.columns(3)
+    for col, (suffix, mime) in zip(cols, ((".gpkg", "application/geopackage+sqlite3"),
+                                          (".geojson", "application/geo+json"), (".csv", "text/csv"))):
+        with col:
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    data = sel_store.export(Path(tmp) / f"selections{suffix}").read_bytes()
+                st.download_button(f"Download {suffix[1:].upper()}", data, file_name=f"flair_selections{suffix}",
+                                   mime=mime, key=f"ann_dl_{suffix[1:]}")
+            except FlairVizError as exc:
+                common.show_error(exc)
+
+with st.expander("Import a previous export"):
+    up = st.file_uploader("GeoPackage, GeoJSON or CSV export", type=["gpkg", "geojson", "json", "csv"], key="ann_up")
+    if up is not None and st.button("Import", key="ann_import"):
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / Path(up.name).name
+                path.write_bytes(up.getvalue())
+                added, replaced = sel_store.import_file(path)
+            st.success(f"Imported: {added} added, {replaced} replaced (the later `updated` wins)")
+        except FlairVizError as exc:
+            common.show_error(exc)
+
+common.footer()
