@@ -41,8 +41,10 @@ __all__ = ["WINDOW", "MARGIN", "STRIDE", "predict_proba_array", "predict_file", 
 
 
 # -- window geometry -----------------------------------------------------------------------------
-def window_plan(length: int, window: int = WINDOW, margin: int = MARGIN) -> list[tuple[int, int, int]]:
+def window_plan(length: int, window: int | None = None, margin: int | None = None) -> list[tuple[int, int, int]]:
     """Along one axis: ``(origin, keep_start, keep_end)`` per window; the kept ranges partition [0, length)."""
+    window = WINDOW if window is None else window
+    margin = MARGIN if margin is None else margin
     if length <= window:
         return [(0, 0, length)]
     stride = window - 2 * margin
@@ -241,12 +243,15 @@ def predict_proba_array(loaded: LoadedModel, image_chw_uint8: np.ndarray, batch_
     _, h, w = img.shape
     ok = np.ones((h, w), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
 
+    size = WINDOW
+
     def read(row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
-        win = np.zeros((img.shape[0], WINDOW, WINDOW), dtype=img.dtype)
-        v = np.zeros((WINDOW, WINDOW), dtype=bool)
-        part = img[:, row:row + WINDOW, col:col + WINDOW]
+        win = np.zeros((img.shape[0], size, size), dtype=img.dtype)
+        v = np.zeros((size, size), dtype=bool)
+        part = img[:, row:row + size, col:col + size]
         win[:, :part.shape[1], :part.shape[2]] = part
-        v[:part.shape[1], :part.shape[2]] = ok[row:row + WINDOW, col:col + WINDOW]
+        v[:part.shape[1], :part.shape[2]] = ok[row:row + size, col:col + size]
+        win[:, ~v] = 0
         return win, v
 
     out = np.zeros((K, h, w), dtype=np.float32)
@@ -258,15 +263,19 @@ def predict_proba_array(loaded: LoadedModel, image_chw_uint8: np.ndarray, batch_
 def _file_reader(path: Path, indexes: list[int], info: raster.RasterInfo) -> ReadFn:
     """Window reader for a raster file: boundless only where a window leaves the scene."""
     nodata = info.nodata
+    size = WINDOW
 
     def read(row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
-        win = Window(col, row, WINDOW, WINDOW)
-        inside = row + WINDOW <= info.height and col + WINDOW <= info.width
-        data = raster.read(path, indexes, window=win, boundless=not inside, fill_value=0)
-        valid = np.zeros((WINDOW, WINDOW), dtype=bool)
-        valid[:max(0, min(WINDOW, info.height - row)), :max(0, min(WINDOW, info.width - col))] = True
+        win = Window(col, row, size, size)
+        inside = row + size <= info.height and col + size <= info.width
+        # rasterio replaces nodata pixels by fill_value, so fill with nodata itself to still recognise them
+        data = raster.read(path, indexes, window=win, boundless=not inside,
+                           fill_value=nodata if nodata is not None else 0)
+        valid = np.zeros((size, size), dtype=bool)
+        valid[:max(0, min(size, info.height - row)), :max(0, min(size, info.width - col))] = True
         if nodata is not None:
             valid &= ~np.all(data == nodata, axis=0)
+        data[:, ~valid] = 0  # the model sees invalid pixels as zeros, exactly like predict_proba_array
         return data, valid
 
     return read
