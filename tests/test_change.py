@@ -464,3 +464,13 @@ def test_simulated_vintages_only_make_the_documented_changes_and_are_labelled():
         b = read1(cat.get(c.extra["before"]).path)[0]
         a = read1(cat.get(c.extra["after"]).path)[0]
         np.testing.assert_array_equal(cog, np.where(b != a, a, 0))
+
+
+def test_uploads_are_kept_by_content_under_the_user_data_folder(_isolated_user_data):
+    text = change.DEFAULT_GROUPING_PATH.read_bytes()
+    p1 = change.store_upload(text, "mine.toml", "grouping")
+    p2 = change.store_upload(text, "other-name.toml", "grouping")
+    assert p1 == p2 and p1.read_bytes() == text and p1.is_relative_to(_isolated_user_data)
+    assert change.load_grouping(p1).groups == change.load_grouping().groups
+    with pytest.raises(FlairVizError, match="GeoPackage"):
+        change.store_upload(b"x", "regions.shp", "regions")
