@@ -23,6 +23,8 @@ def test_change_page_renders_swipe_change_layer_and_matrix(live_app, page_and_tr
             break
         page.wait_for_timeout(250)
     page.screenshot(path=str(artifacts_dir / "change.png"), full_page=True)
+    page.locator(".js-plotly-plot").nth(0).screenshot(path=str(artifacts_dir / "change_matrix.png"))
+    page.locator(".js-plotly-plot").nth(1).screenshot(path=str(artifacts_dir / "change_sankey.png"))
 
     assert traffic.good_tiles("/change/"), f"no change tiles loaded; responses: {traffic.tiles[:10]}"
     assert traffic.good_tiles("/datasets/MSK_"), "no vintage tiles loaded"
