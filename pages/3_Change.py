@@ -13,7 +13,7 @@ from flair_viz.catalog import Catalog
 from flair_viz.errors import FlairVizError
 from ui import common
 
-common.setup("Change", "📈")
+common.setup("Change", ":material/compare:")
 st.title("Change between vintages")
 
 cat = common.catalog()
