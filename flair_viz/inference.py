@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -319,10 +320,13 @@ def predict_file(model_id_or_card: str | ModelCard | LoadedModel, input_path: st
     profile = {"driver": "GTiff", "width": info.width, "height": info.height, "crs": info.crs,
                "transform": info.transform, "tiled": True, "blockxsize": 256, "blockysize": 256,
                "compress": "LZW", "BIGTIFF": "IF_SAFER"}
-    scratch = [output_path.with_name(f".{output_path.name}.{os.getpid()}.scratch.tif")]
+    tag = uuid.uuid4().hex[:12]
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = [output_path.with_name(f".{output_path.name}.{tag}.scratch.tif")]
     if proba_path is not None:
         proba_path = Path(proba_path)
-        scratch.append(proba_path.with_name(f".{proba_path.name}.{os.getpid()}.scratch.tif"))
+        proba_path.parent.mkdir(parents=True, exist_ok=True)
+        scratch.append(proba_path.with_name(f".{proba_path.name}.{tag}.scratch.tif"))
     try:
         with rasterio.open(scratch[0], "w", count=1, dtype="uint8", nodata=0, **profile) as cls_ds:
             cls_ds.write_colormap(1, classes.colormap())

@@ -104,6 +104,7 @@ class DatasetTilerFactory(TilerFactory):
 EXTENSION_MODULES: tuple[str, ...] = (
     "flair_viz.metrics_tiles",
     "flair_viz.change_tiles",
+    "flair_viz.predict_tiles",
 )
 
 
