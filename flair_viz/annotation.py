@@ -554,3 +554,23 @@ def score_colour(score: float) -> str:
     t = pos - i
     rgb = [round(a + (b - a) * t) for a, b in zip(SCORE_RAMP[i], SCORE_RAMP[i + 1])]
     return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def summarise_region(geom: shapely.Geometry, scored: gpd.GeoDataFrame) -> dict[str, float]:
+    """Components and score of a drawn region: the area-weighted mean over the scored cells it overlaps.
+
+    ``scored`` is the output of :func:`combine` (all cells, not only the top N), so a drawn region is
+    exported with numbers comparable to the candidates'. Outside every scored cell, all are NaN.
+    """
+    cols = [*COMPONENTS, "score"]
+    hits = scored[scored.intersects(geom)]
+    areas = hits.intersection(geom).area.to_numpy() if len(hits) else np.zeros(0)
+    out: dict[str, float] = {}
+    for c in cols:
+        if c not in hits:
+            out[c] = float("nan")
+            continue
+        v = hits[c].to_numpy(dtype=float)
+        ok = np.isfinite(v) & (areas > 0)
+        out[c] = float(np.average(v[ok], weights=areas[ok])) if ok.any() else float("nan")
+    return out

@@ -28,7 +28,8 @@ import shapely.geometry
 from pyogrio.errors import DataSourceError, DataLayerError
 
 from flair_viz import atomic, config
-from flair_viz.annotation import COMPONENTS, FLAIR_CELL_M, Grid, Scene, cell_id, scene_at, scene_grid, snap
+from flair_viz.annotation import (COMPONENTS, FLAIR_CELL_M, Grid, Scene, cell_id, scene_at, scene_grid, snap,
+                                  summarise_region)
 from flair_viz.errors import FlairVizError
 
 CRS = "EPSG:2154"
@@ -212,8 +213,11 @@ class SelectionStore:
         return frame["id"].tolist()
 
     def add_drawn(self, geom: shapely.Geometry, *, grid: Grid | None = None, dataset: str = "", note: str = "",
-                  crs: str = CRS) -> str:
-        """Store a drawn polygon (EPSG:2154 unless ``crs`` says otherwise), snapped to ``grid`` when one is given."""
+                  crs: str = CRS, scored: gpd.GeoDataFrame | None = None) -> str:
+        """Store a drawn polygon (EPSG:2154 unless ``crs`` says otherwise), snapped to ``grid`` when one is given.
+
+        With ``scored`` (all combined cells), the region gets the area-weighted components and score of the cells it covers.
+        """
         g = gpd.GeoSeries([geom], crs=crs).to_crs(CRS).iloc[0]
         if g is None or g.is_empty or g.geom_type not in ("Polygon", "MultiPolygon"):
             raise FlairVizError("A drawn region must be a rectangle or a polygon", "draw a rectangle or a polygon")
@@ -222,12 +226,14 @@ class SelectionStore:
         if grid is not None:
             g = snap(g, grid)
         rid = f"drawn-{uuid.uuid4().hex[:12]}"
-        self.upsert(gpd.GeoDataFrame([{"id": rid, "source": "drawn", "dataset": dataset, "note": note}],
-                                     geometry=[g], crs=CRS))
+        row = {"id": rid, "source": "drawn", "dataset": dataset, "note": note}
+        if scored is not None and len(scored):
+            row.update(summarise_region(g, scored.to_crs(CRS)))
+        self.upsert(gpd.GeoDataFrame([row], geometry=[g], crs=CRS))
         return rid
 
     def add_drawn_features(self, features: Iterable[Mapping], scenes: Iterable[Scene], *, snap_to_grid: bool,
-                           note: str = "") -> list[str]:
+                           note: str = "", scored: gpd.GeoDataFrame | None = None) -> list[str]:
         """Store shapes drawn on the web map (GeoJSON in EPSG:4326), each tied to the scene it overlaps most."""
         scenes = list(scenes)
         geoms = []
@@ -244,7 +250,7 @@ class SelectionStore:
                 raise FlairVizError("A drawn region lies outside every scored scene, so it has no grid to snap to",
                                     "draw over a scene's image, or untick 'snap to the FLAIR grid'")
             ids.append(self.add_drawn(g, grid=scene_grid(sc) if snap_to_grid and sc else None,
-                                      dataset=sc.dataset if sc else "", note=note))
+                                      dataset=sc.dataset if sc else "", note=note, scored=scored))
         return ids
 
     def edit(self, changes: Mapping[str, Mapping[str, str]]) -> gpd.GeoDataFrame:

@@ -11,7 +11,7 @@ import numpy as np
 import shapely
 import streamlit as st
 
-from flair_viz import annotation, models, selections, webmap
+from flair_viz import annotation, classes, models, selections, webmap
 from flair_viz.errors import FlairVizError
 from ui import common
 
@@ -94,7 +94,8 @@ if not chosen:
 ranked = None
 try:
     frames = [cells(i, model_id, model_b, int(cell_px)) for i in chosen]
-    ranked = annotation.rank(frames, weights, int(top), float(spacing))
+    scored = annotation.combine(annotation.concat_cells(frames), weights)  # every cell: drawn regions average these
+    ranked = annotation.pick(scored, int(top), float(spacing))
 except FlairVizError as exc:
     common.show_error(exc)
 if ranked is None or ranked.empty:
@@ -124,7 +125,8 @@ with right:
                            for s in (0, 0.25, 0.5, 0.75, 1.0)), unsafe_allow_html=True)
     st.caption("Click a candidate polygon to select it; draw rectangles or polygons with the tools on the map's left.")
     if rare:
-        st.caption("Rare classes here: " + ", ".join(str(v) for v in rare))
+        st.caption("Rare classes (under 2 % of predicted pixels): "
+                   + ", ".join(classes.BY_VALUE[v].name for v in rare))
 
 ds = cat.get(map_scene)
 bounds = webmap.dataset_bounds_wgs84(ds)
@@ -160,14 +162,16 @@ if click and click.get("lat") is not None and click != st.session_state.get("ann
         st.session_state["ann_pick"] = [hit["id"].iloc[0]]
 
 with right:
+    if "ann_flash" in st.session_state:
+        st.success(st.session_state.pop("ann_flash"))
     pick = st.multiselect("Selected candidates", table["id"].tolist(), key="ann_pick",
                           format_func=lambda i: f"#{int(table.set_index('id').loc[i, 'rank'])} {i}")
     note = st.text_input("Note for new selections", key="ann_note")
     if st.button("Add selected candidates", key="ann_add", disabled=not pick, type="primary"):
         try:
             ids = sel_store.add_candidates(ranked[ranked["cell_id"].isin(pick)], note=note)
-            st.success(f"Added {len(ids)} FLAIR patch(es): {', '.join(ids)}")
-            current = sel_store.load()
+            st.session_state["ann_flash"] = f"Added {len(ids)} FLAIR patch(es): {', '.join(ids)}"
+            st.rerun()  # redraw the map with the new selection
         except FlairVizError as exc:
             common.show_error(exc)
     drawings = out.get("all_drawings") or []
@@ -175,10 +179,11 @@ with right:
         st.write(f"{len(drawings)} shape(s) drawn.")
         if st.button("Add drawn regions", key="ann_add_drawn"):
             try:
-                ids = sel_store.add_drawn_features(drawings, scenes.values(), snap_to_grid=snap_drawn, note=note)
-                st.session_state["ann_drawn_round"] = st.session_state.get("ann_drawn_round", 0) + 1
-                st.success(f"Added {len(ids)} drawn region(s)")
-                current = sel_store.load()
+                ids = sel_store.add_drawn_features(drawings, scenes.values(), snap_to_grid=snap_drawn, note=note,
+                                                   scored=scored)
+                st.session_state["ann_drawn_round"] = st.session_state.get("ann_drawn_round", 0) + 1  # clears the sketch
+                st.session_state["ann_flash"] = f"Added {len(ids)} drawn region(s)"
+                st.rerun()
             except FlairVizError as exc:
                 common.show_error(exc)
 

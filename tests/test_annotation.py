@@ -207,6 +207,38 @@ def test_snap_and_fine_candidates_land_on_flair_cells() -> None:
     assert rec["geometry"].bounds == pytest.approx((X0, Y0 - 204.8, X0 + 102.4, Y0 - 102.4))
 
 
+def test_drawn_geojson_is_reprojected_snapped_and_scored(tmp_path: Path) -> None:
+    from pyproj import Transformer
+
+    from flair_viz.raster import RasterInfo
+
+    info = RasterInfo(path=Path("scene.tif"), count=5, width=1024, height=1024, dtype="uint8",
+                      crs=rasterio.CRS.from_epsg(2154), transform=_affine(), bounds=(X0, Y0 - 204.8, X0 + 204.8, Y0),
+                      nodata=None)
+    sc = A.Scene("S", info, None)
+    grid = A.scene_grid(sc)
+    scored = gpd.GeoDataFrame({"entropy": [0.1, 0.2, 0.3, 0.4], "score": [1.0, 0.5, 0.0, 0.25]},
+                              geometry=[grid.polygon(r, c) for r, c in ((0, 0), (0, 1), (1, 0), (1, 1))], crs="EPSG:2154")
+    drawn = shapely.box(X0 + 52.4, Y0 - 60, X0 + 122.4, Y0 - 10)  # 50 m x 50 m in cell (0,0), 20 m x 50 m in (0,1)
+    to_wgs = Transformer.from_crs(2154, 4326, always_xy=True)
+    ring = [to_wgs.transform(x, y) for x, y in drawn.exterior.coords]
+    feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    store = S.SelectionStore(tmp_path / "sel.gpkg")
+    free_id, = store.add_drawn_features([feature], [sc], snap_to_grid=False, scored=scored)
+    snap_id, = store.add_drawn_features([feature], [sc], snap_to_grid=True, scored=scored)
+    got = store.load().set_index("id")
+    assert got.loc[free_id, "geometry"].symmetric_difference(drawn).area < 1e-3  # back in EPSG:2154, unsnapped
+    assert got.loc[free_id, "entropy"] == pytest.approx((0.1 * 2500 + 0.2 * 1000) / 3500, rel=1e-4)
+    assert got.loc[free_id, "score"] == pytest.approx((1.0 * 2500 + 0.5 * 1000) / 3500, rel=1e-4)
+    assert got.loc[snap_id, "geometry"].bounds == pytest.approx((X0, Y0 - 102.4, X0 + 204.8, Y0))
+    assert got.loc[snap_id, "entropy"] == pytest.approx(0.15)  # two whole cells, equal areas
+    assert set(got["dataset"]) == {"S"}
+    far = {"type": "Feature",
+           "geometry": {"type": "Polygon", "coordinates": [[(2, 45), (2.001, 45), (2.001, 45.001), (2, 45)]]}}
+    with pytest.raises(FlairVizError, match="outside every scored scene"):
+        store.add_drawn_features([far], [sc], snap_to_grid=True)
+
+
 # ------------------------------------------------------------------------------------------------
 # Persistence, export and import
 # ------------------------------------------------------------------------------------------------
