@@ -1,0 +1,74 @@
+"""Predict the demo FLAIR patches with the demo model and register the results in the demo catalog.
+
+The metrics and change pages need predictions that exist before anyone opens the app; these are
+them. They come from the DEMO model, which was trained on these same patches: they show how the
+tools work, not how good a model is.
+
+    .venv/bin/python scripts/make_demo_predictions.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import tomli_w
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from flair_viz import atomic, config, inference, models  # noqa: E402
+from flair_viz.catalog import Catalog  # noqa: E402
+
+BEGIN = "# --- BEGIN demo predictions (written by scripts/make_demo_predictions.py; do not edit by hand) ---"
+END = "# --- END demo predictions ---"
+
+
+def prediction_id(patch: str, model_id: str) -> str:
+    return f"PRED_{patch}_{model_id}"
+
+
+def update_catalog_text(text: str, entries: list[dict]) -> str:
+    """Replace (or append) only this script's block, leaving every other entry of the shared file untouched."""
+    block = BEGIN + "\n" + "\n".join(tomli_w.dumps({"dataset": [e]}) for e in entries).rstrip() + "\n" + END + "\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        return head + block + (("\n" + tail) if tail else "")
+    return text.rstrip("\n") + "\n\n" + block
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="demo-unet-r18")
+    ap.add_argument("--catalog", default=str(config.DEMO_CATALOG))
+    args = ap.parse_args()
+
+    card = models.get_card(args.model)
+    loaded = models.load_model(card, "cpu")  # CPU: the committed outputs must not depend on the machine's GPU
+    cat_path = Path(args.catalog)
+    cat = Catalog.load(cat_path)
+    out_dir = cat.root / "predictions"
+    entries = []
+    for img in sorted(cat.by_role("image"), key=lambda d: d.id):
+        if not img.patch or cat.for_patch(img.patch, "truth") is None:
+            continue  # only FLAIR patches with a ground truth: that is what predictions are compared with
+        out = out_dir / f"PRED_{img.patch}_demo.tif"
+        inference.predict_file(loaded, img.path, out, progress=False, bands=img.bands or None)
+        entry = {"id": prediction_id(img.patch, card.id), "path": str(out.relative_to(cat.root)),
+                 "role": "prediction", "vintage": img.vintage, "domain": img.domain, "zone": img.zone,
+                 "patch": img.patch,
+                 "title": f"Demo model prediction {img.patch} ({card.id}; trained on this patch, not for evaluation)",
+                 "extra": {"model": card.id, "model_sha256": loaded.checksum, "demo_model": "true",
+                           "made_by": "scripts/make_demo_predictions.py", "image": img.id}}
+        entries.append({k: v for k, v in entry.items() if v is not None})
+        print(f"{img.id} -> {out.relative_to(REPO)}")
+    atomic.write_text(cat_path, update_catalog_text(cat_path.read_text(encoding="utf-8"), entries))
+    Catalog.load(cat_path)  # the edited catalog must still load
+    print(f"registered {len(entries)} predictions in {cat_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
