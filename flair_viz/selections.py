@@ -272,6 +272,26 @@ class SelectionStore:
 
         return self._change(fn)
 
+    def apply_table(self, before: pd.DataFrame, after: pd.DataFrame) -> tuple[int, int]:
+        """Save what a person changed in the selection table (note, status, a ``remove`` tick); returns (edited, removed).
+
+        Only differences between the table as shown and as edited are written, so a stale table
+        cannot overwrite changes made meanwhile in other columns or rows.
+        """
+        b, a = before.set_index("id"), after.set_index("id")
+        changes: dict[str, dict[str, str]] = {}
+        for rid in a.index.intersection(b.index):
+            diff = {k: a.loc[rid, k] for k in ("note", "status") if k in a and a.loc[rid, k] != b.loc[rid, k]}
+            if diff:
+                changes[rid] = diff
+        gone = a.index[a["remove"].fillna(False).astype(bool)].tolist() if "remove" in a else []
+        changes = {k: v for k, v in changes.items() if k not in gone}
+        if changes:
+            self.edit(changes)
+        if gone:
+            self.remove(gone)
+        return len(changes), len(gone)
+
     def remove(self, ids: Iterable[str]) -> gpd.GeoDataFrame:
         ids = set(ids)
         return self._change(lambda cur: cur[~cur["id"].isin(ids)])

@@ -205,17 +205,8 @@ if len(current):
                        "remove": st.column_config.CheckboxColumn("remove")})
     if st.button("Save changes", key="ann_save"):
         try:
-            before = view.set_index("id")
-            after = edited.set_index("id")
-            changes = {i: {k: after.loc[i, k] for k in ("note", "status") if after.loc[i, k] != before.loc[i, k]}
-                       for i in after.index}
-            changes = {i: c for i, c in changes.items() if c}
-            if changes:
-                sel_store.edit(changes)
-            gone = after.index[after["remove"]].tolist()
-            if gone:
-                sel_store.remove(gone)
-            st.success(f"Saved: {len(changes)} edited, {len(gone)} removed")
+            n_edit, n_gone = sel_store.apply_table(view, edited)
+            st.session_state["ann_flash"] = f"Saved: {n_edit} edited, {n_gone} removed"
             st.rerun()
         except FlairVizError as exc:
             common.show_error(exc)

@@ -271,6 +271,19 @@ def test_selections_persist_edit_and_survive_a_new_store(tmp_path: Path) -> None
     assert kept["status"] == "in progress" and kept["note"] == "check roofs"
     store.remove([rid])
     assert rid not in set(store.load()["id"])
+    # the page's table: edit one note, tick one removal, leave the rest untouched
+    shown = store.load().drop(columns="geometry").assign(remove=False)
+    edited = shown.copy()
+    keep_id, drop_id = edited["id"].iloc[0], edited["id"].iloc[1]
+    edited.loc[0, "note"] = "edited in table"
+    edited.loc[0, "status"] = "done"
+    edited.loc[1, "remove"] = True
+    assert store.apply_table(shown, edited) == (1, 1)
+    after = store.load().set_index("id")
+    assert drop_id not in after.index and len(after) == len(shown) - 1
+    assert after.loc[keep_id, "note"] == "edited in table" and after.loc[keep_id, "status"] == "done"
+    untouched = [i for i in shown["id"] if i not in (keep_id, drop_id)]
+    assert (after.loc[untouched, "note"] == shown.set_index("id").loc[untouched, "note"]).all()
 
 
 @pytest.mark.parametrize("suffix", [".gpkg", ".geojson", ".csv"])
