@@ -50,11 +50,13 @@ def _fmt_count(v: float) -> str:
     return f"{v:.0f}"
 
 
-def heatmap(cm: np.ndarray, names: list[str], mode: str, log: bool, picked: tuple[int, int] | None) -> go.Figure:
+def heatmap(cm: np.ndarray, names: list[str], mode: str, log: bool) -> go.Figure:
     """Confusion heatmap; an invisible scatter of cell centres on top makes cells clickable.
 
     Streamlit reports selections of point traces only (not heatmap cells), so each cell also has a
-    transparent marker; ``point_index`` = row * k + column.
+    transparent marker (``point_index`` = row * k + column) that plotly itself tints when clicked.
+    The figure must not depend on the selection: Streamlit derives the chart's widget ID from the
+    figure, and a changed ID drops the click that caused the rerun.
     """
     k = len(names)
     z = metrics.normalise(cm, mode)
@@ -69,12 +71,10 @@ def heatmap(cm: np.ndarray, names: list[str], mode: str, log: bool, picked: tupl
              + ("" if mode == "counts" else f" · {z[r, c]:.1%}" if np.isfinite(z[r, c]) else "")
              for r, c in zip(rows, cols)]
     fig.add_trace(go.Scatter(x=[names[c] for c in cols], y=[names[r] for r in rows], mode="markers",
-                             marker=dict(size=18, opacity=0, symbol="square"), hovertext=hover, hoverinfo="text",
-                             selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)),
+                             marker=dict(size=18, opacity=0, symbol="square", color="#ff00ff"), hovertext=hover,
+                             hoverinfo="text", selected=dict(marker=dict(opacity=0.55)),
+                             unselected=dict(marker=dict(opacity=0)),
                              showlegend=False, name="cells"))
-    if picked is not None:
-        r, c = picked
-        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color="#ff00ff", width=3))
     fig.update_layout(height=640 if k > 13 else 540, margin=dict(l=10, r=10, t=30, b=10),
                       xaxis=dict(title="predicted", tickangle=-45, side="bottom"),
                       yaxis=dict(title="truth", autorange="reversed"), clickmode="event+select")
@@ -168,16 +168,15 @@ def page() -> None:
     current = st.session_state.get("metrics_cell")
     current = tuple(current) if current and max(current) <= k else None
     with left:
-        event = st.plotly_chart(heatmap(sc.matrix, names, mode, log, None if current is None else (current[0] - 1, current[1] - 1)),
-                                key="metrics_heatmap", on_select="rerun", selection_mode="points")
+        event = st.plotly_chart(heatmap(sc.matrix, names, mode, log), key="metrics_heatmap", on_select="rerun",
+                                selection_mode="points")
     points = event.get("selection", {}).get("points", []) if hasattr(event, "get") else []
     if points and points[0].get("point_index") is not None:
         idx = int(points[0]["point_index"])
         clicked = (idx // k + 1, idx % k + 1)
         if clicked != last_click:  # a selection stays reported on later reruns; act on new ones only
-            st.session_state["_metrics_last_click"] = clicked
-            st.session_state["metrics_cell"] = clicked
-            st.rerun()  # redraw with the clicked cell outlined and listed
+            st.session_state["_metrics_last_click"] = last_click = clicked
+            st.session_state["metrics_cell"] = current = clicked
 
     options = [(r, c) for r, c, _ in metrics.top_confusions(sc.matrix, 10)]
     if last_click is not None and last_click not in options:
