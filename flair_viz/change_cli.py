@@ -16,7 +16,7 @@ import io
 import json
 from pathlib import Path
 
-from flair_viz import atomic, classes, config
+from flair_viz import atomic, batch_cli, classes, config
 from flair_viz.catalog import Catalog
 from flair_viz.change import ChangeResult, compute_change
 from flair_viz.errors import FlairVizError
@@ -71,6 +71,11 @@ def run(before: str, after: str, out: Path, catalog: Catalog | None, regions: st
 def cmd_change(args: argparse.Namespace) -> int:
     cat_file = Path(args.catalog) if args.catalog else config.catalog_path()
     catalog = Catalog.load(cat_file) if cat_file.exists() else None
+    if args.pairs or batch_cli.wants_cluster(args):  # many pairs on Dask (flair_viz.batch)
+        return batch_cli.cmd_change_many(args, catalog)
+    if not (args.before and args.after):
+        raise FlairVizError("BEFORE and AFTER are required (or --pairs PAIRS.csv)",
+                            "give two class rasters, or a CSV of pairs with --pairs")
     res = run(args.before, args.after, Path(args.out), catalog, regions=args.regions, grouping=args.grouping,
               nomenclature=args.nomenclature, region_field=args.region_field)
     z = res.zan()
@@ -90,8 +95,9 @@ def cmd_change(args: argparse.Namespace) -> int:
 def add_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("change", help="from-to matrix in hectares, ZAN flows and a change COG between two vintages",
                        description=__doc__.split("\n\n")[1] if __doc__ else None)
-    p.add_argument("before", help="earlier class raster: catalog ID or file (its grid is the reference)")
-    p.add_argument("after", help="later class raster: catalog ID or file (resampled onto BEFORE's grid if needed)")
+    p.add_argument("before", nargs="?", help="earlier class raster: catalog ID or file (its grid is the reference)")
+    p.add_argument("after", nargs="?",
+                   help="later class raster: catalog ID or file (resampled onto BEFORE's grid if needed)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--regions", help="GeoPackage/GeoJSON of polygons for a per-region breakdown")
     p.add_argument("--region-field", help="column naming the regions (default: name/nom/NOM_COM/... if present)")
@@ -99,4 +105,5 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nomenclature", choices=classes.NOMENCLATURES, default="flair1",
                    help="nomenclature of rasters given as files (catalog IDs carry their own)")
     p.add_argument("--catalog", help="catalog TOML (default: $FLAIR_VIZ_CATALOG or the demo catalog)")
+    batch_cli.add_change_args(p)
     p.set_defaults(func=cmd_change)

@@ -14,7 +14,7 @@ from typing import TextIO
 
 import numpy as np
 
-from flair_viz import config, metrics
+from flair_viz import batch_cli, config, metrics
 from flair_viz.catalog import Catalog
 from flair_viz.errors import FlairVizError
 
@@ -54,7 +54,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             raise FlairVizError("--gpu was given but torch sees no CUDA device", "drop --gpu to count on the CPU")
         use_torch = True
-    run = metrics.evaluate(pairs, store=out, progress=True, use_torch=use_torch)
+    if batch_cli.wants_cluster(args):  # many pairs on Dask (flair_viz.batch), same store and reuse rule
+        run = batch_cli.evaluate_many(pairs, Path(out), args)
+    else:
+        run = metrics.evaluate(pairs, store=out, progress=True, use_torch=use_torch)
     sc = metrics.scores(run.table.total(), args.protocol)
     print_table(sc, run, sys.stderr if args.json else sys.stdout)
     if args.json:
@@ -83,4 +86,5 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
                    help="class values of prediction files given by path (catalog entries declare their own)")
     p.add_argument("--catalog", help="catalog TOML for IDs and catalog pairs (default: $FLAIR_VIZ_CATALOG or the demo)")
     p.add_argument("--gpu", action="store_true", help="count with torch on the GPU (whole scenes; patches gain nothing)")
+    batch_cli.add_cluster_args(p)
     p.set_defaults(func=cmd_evaluate)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flair_viz import models
+from flair_viz import batch_cli, models
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -29,6 +29,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from flair_viz import inference
 
+    if args.out or batch_cli.wants_cluster(args) or len(args.inputs) != 2:
+        return batch_cli.cmd_predict_many(args)  # many scenes on Dask (flair_viz.batch)
+    args.input, args.output = args.inputs
     card = models.get_card(args.model)
     bands = tuple(b.strip() for b in args.bands.split(",")) if args.bands else None
     out = inference.predict_file(card, args.input, args.output, proba_path=args.proba, device=args.device,
@@ -47,11 +50,12 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("predict", help="predict a class COG from an aerial GeoTIFF (IGN sliding window)")
     p.add_argument("--model", required=True, help="model ID (see `flair-viz models list`) or path to a .toml card")
-    p.add_argument("input", metavar="INPUT.tif")
-    p.add_argument("output", metavar="OUTPUT.tif")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="INPUT.tif OUTPUT.tif for one scene; with --out DIR, "
+                   "any number of folders, globs, files or catalog IDs")
     p.add_argument("--proba", metavar="PROBA.tif", help="also write per-class probabilities (19 bands, 0..255)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (halved on GPU OOM)")
     p.add_argument("--bands", help="the input's band names in order when not the FLAIR layout, e.g. NIR,R,G")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch_cli.add_predict_args(p)
     p.set_defaults(func=cmd_predict)

@@ -1,0 +1,257 @@
+"""Batch work on Dask: a 2-worker LocalCluster gives exactly the single-process results, survives a killed
+worker, and a rerun skips what is finished. Scenes are crops of the demo patches; the model is tiny."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from distributed import WorkerPlugin
+from fastapi.testclient import TestClient
+from PIL import Image
+from rasterio.warp import transform as warp_transform
+
+from flair_viz import batch, change_cli, cli, inference, metrics, models, raster, scenes
+from flair_viz.catalog import Catalog
+from helpers import write_tif
+from model_fixtures import make_model
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "data" / "demo" / "flair"
+# (height, width) of each crop: one wider than a window (two windows), one taller, two small
+SIZES = [(300, 280), (256, 600), (520, 260), (400, 400)]
+X0, Y0, STEP = 961436.8, 6329262.4, 130.0  # crops laid side by side, 130 m apart (wider than 600 px × 0.2 m)
+
+
+def crop(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Top-left h × w of a patch tiled twice each way (so a crop can exceed the 512 px patch)."""
+    return np.tile(a, (1, 2, 2))[:, :h, :w]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A FLAIR-layout folder of 4 scenes with masks, a tiny model card and a catalog over both."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("batch")
+    card_path, _ = make_model(root, "tiny")
+    imgs = sorted(DEMO.glob("**/img/IMG_*.tif"), key=lambda p: p.name)
+    layout = {}
+    for i, (img, (h, w)) in enumerate(zip(imgs, SIZES)):
+        pid = img.stem.split("_", 1)[1]
+        layout[pid] = (i, h, w)
+        origin = (X0 + i * STEP, Y0)
+        write_tif(root / "data" / "scenes" / "D001_2020" / "Z1_UA" / "img" / img.name, crop(raster.read(img), h, w),
+                  origin=origin)
+        msk = img.parent.parent / "msk" / f"MSK_{pid}.tif"
+        write_tif(root / "data" / "scenes" / "D001_2020" / "Z1_UA" / "msk" / msk.name, crop(raster.read(msk), h, w),
+                  origin=origin)
+    (root / "data" / "catalog.toml").write_text('data_root = "."\n\n[[scan]]\npath = "scenes"\n', encoding="utf-8")
+    card = models.get_card(str(card_path))
+    ref = root / "ref"
+    found = scenes.expand([str(root / "data" / "scenes")])
+    for s in found:  # the single-process reference, computed independently of Dask
+        inference.predict_file(card, s.path, ref / f"PRED_{s.name}.tif", progress=False)
+    return {"root": root, "card": card, "card_path": card_path, "scenes": found, "ref": ref,
+            "catalog": root / "data" / "catalog.toml", "masks": root / "data" / "scenes", "layout": layout}
+
+
+@pytest.fixture(scope="module")
+def client(work):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FLAIR_VIZ_DATA", str(work["root"] / "user"))  # workers inherit the environment at spawn
+    c = batch.get_client(workers=2)
+    yield c
+    batch.close_client(c)
+    mp.undo()
+
+
+def decoded(path: Path) -> tuple[np.ndarray, tuple]:
+    with rasterio.open(path) as ds:
+        return ds.read(1), (ds.crs.to_epsg(), tuple(ds.transform), ds.dtypes[0], ds.nodata)
+
+
+def assert_same_as_reference(work, out_dir: Path) -> None:
+    for s in work["scenes"]:
+        got, got_geo = decoded(out_dir / f"PRED_{s.name}.tif")
+        want, want_geo = decoded(work["ref"] / f"PRED_{s.name}.tif")
+        assert got_geo == want_geo
+        assert got.tobytes() == want.tobytes()
+
+
+def test_two_workers_match_single_process_and_mosaic_is_served(work, client, tmp_path):
+    out = work["root"] / "data" / "pred_a"
+    res = batch.batch_predict(work["scenes"], work["card"], out, client, progress=False,
+                              catalog_file=work["catalog"])
+    assert sorted(res.computed) == sorted(s.name for s in work["scenes"]) and res.skipped == []
+    assert_same_as_reference(work, out)
+    # tasks spread over both workers, and each worker process built the model once
+    pids = {t["pid"] for t in res.tasks}
+    assert len(pids) == 2 and os.getpid() not in pids
+    for pid in pids:
+        assert len({t["model_instance"] for t in res.tasks if t["pid"] == pid}) == 1
+    # the VRT covers the union of the scenes and shows each scene's classes at its place
+    with rasterio.open(res.mosaic) as vrt:
+        assert vrt.width == round((3 * STEP + 400 * 0.2) / 0.2) and vrt.height == max(h for h, _ in SIZES)
+        for s in work["scenes"]:
+            i, h, w = work["layout"][s.name]
+            col = round(i * STEP / 0.2)
+            want, _ = decoded(work["ref"] / f"PRED_{s.name}.tif")
+            assert np.array_equal(vrt.read(1, window=rasterio.windows.Window(col, 0, w, h)), want)
+    # registered in the catalog (hand-written [[scan]] kept), and the tile server renders it like the scene
+    cat = Catalog.load(work["catalog"])
+    ds = cat.get(res.catalog_id)
+    assert ds.role == "prediction" and ds.path == res.mosaic.resolve() and cat.get("IMG_000473").role == "image"
+    with open(work["catalog"], "a", encoding="utf-8") as fh:
+        fh.write(f'\n[[dataset]]\nid = "ONE"\npath = "pred_a/PRED_{work["scenes"][0].name}.tif"\nrole = "prediction"\n')
+    from flair_viz.tiles import create_app
+    import morecantile
+
+    app = TestClient(create_app(work["catalog"]))
+    with rasterio.open(out / f"PRED_{work['scenes'][0].name}.tif") as one:
+        cx, cy = (one.bounds.left + one.bounds.right) / 2, (one.bounds.bottom + one.bounds.top) / 2
+        (lon,), (lat,) = warp_transform(one.crs, "EPSG:4326", [cx], [cy])
+    t = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 20)
+    tiles = []
+    for ds_id in (res.catalog_id, "ONE"):
+        r = app.get(f"/datasets/{ds_id}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png")
+        assert r.status_code == 200, r.text
+        tiles.append(np.array(Image.open(io.BytesIO(r.content)).convert("RGBA")))
+    assert (tiles[0][..., 3] == 255).mean() > 0.3 and np.array_equal(tiles[0], tiles[1])
+
+
+def test_rerun_after_interruption_skips_finished_scenes(work, client):
+    out = work["root"] / "pred_b"
+    first, rest = work["scenes"][:2], work["scenes"][2:]
+    batch.batch_predict(first, work["card"], out, client, progress=False, mosaic=False)  # "interrupted" job
+    stamps = {s.name: (out / f"PRED_{s.name}.tif").stat().st_mtime_ns for s in first}
+    # a crash between the COG and its manifest, and a leftover temp file, must not count as finished
+    shutil.copy(work["ref"] / f"PRED_{rest[0].name}.tif", out / f"PRED_{rest[0].name}.tif")
+    (out / f".PRED_{rest[1].name}.tif.x.partial.tif").write_bytes(b"half")
+    res = batch.batch_predict(work["scenes"], work["card"], out, client, progress=False)
+    assert sorted(res.skipped) == sorted(s.name for s in first)
+    assert sorted(res.computed) == sorted(s.name for s in rest)
+    assert {s.name: (out / f"PRED_{s.name}.tif").stat().st_mtime_ns for s in first} == stamps
+    assert_same_as_reference(work, out)
+    # a changed input is recomputed; the others are not
+    img = work["scenes"][0].path
+    st = img.stat()
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    res = batch.batch_predict(work["scenes"], work["card"], out, client, progress=False)
+    assert res.computed == [work["scenes"][0].name] and len(res.skipped) == 3
+
+
+class KillFirstPredict(WorkerPlugin):
+    """Kills its worker process when a predict task starts executing there, once per marker file."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def transition(self, key, start, finish, **kwargs):
+        name = key if isinstance(key, str) else str(key)
+        if finish == "executing" and name.startswith("predict-") and not os.path.exists(self.marker):
+            with open(self.marker, "w") as fh:
+                fh.write(str(os.getpid()))
+            os._exit(1)
+
+
+def test_killed_worker_job_completes_with_identical_results(work, client):
+    out = work["root"] / "pred_c"
+    marker = work["root"] / "killed.pid"
+    client.register_plugin(KillFirstPredict(str(marker)), name="kill-first")
+    try:
+        res = batch.batch_predict(work["scenes"], work["card"], out, client, progress=False, mosaic=False)
+    finally:
+        client.unregister_worker_plugin("kill-first")
+    killed = int(marker.read_text())
+    assert killed not in {t["pid"] for t in res.tasks}  # the killed process finished nothing…
+    assert len(res.computed) == len(work["scenes"])  # …yet every scene was predicted
+    assert_same_as_reference(work, out)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # nothing partial left behind
+    client.wait_for_workers(2, timeout=60)
+
+
+def numpy_confusion(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    cm = np.zeros((19, 19), np.int64)
+    for a in range(1, 20):
+        for b in range(1, 20):
+            cm[a - 1, b - 1] = int(np.sum((t == a) & (p == b)))
+    return cm
+
+
+def test_batch_evaluate_matches_single_process_and_numpy(work, client, tmp_path):
+    pairs = metrics.folder_pairs(work["masks"], work["ref"], model="tiny")
+    store = tmp_path / "m.parquet"
+    run = batch.batch_evaluate(pairs, store, client, chunk_size=1, progress=False)
+    assert run.computed == len(pairs) == 4 and run.reused == 0
+    single = metrics.evaluate(pairs)
+    by_patch = dict(zip(run.table.meta["patch"], run.table.matrices))
+    for pair, cm in zip(single.table.meta["patch"], single.table.matrices):
+        assert np.array_equal(by_patch[pair], cm)
+    for pair in pairs:
+        want = numpy_confusion(decoded(pair.truth)[0], decoded(pair.pred)[0])
+        assert np.array_equal(by_patch[pair.patch], want)
+    again = batch.batch_evaluate(pairs, store, client, progress=False)
+    assert again.computed == 0 and again.reused == 4
+    assert len(metrics.MetricsTable.read(store)) == 4
+
+
+def test_batch_change_table_matches_single_pair_runs(work, client, tmp_path):
+    rows = [(f"scenes/D001_2020/Z1_UA/msk/MSK_{s.name}.tif", str(work["ref"] / f"PRED_{s.name}.tif"), f"p{s.name}")
+            for s in work["scenes"]]
+    pairs_csv = work["root"] / "data" / "pairs.csv"
+    with open(pairs_csv, "w", newline="") as fh:
+        csv.writer(fh).writerows([("before", "after", "name"), *rows])
+    jobs = batch.read_pairs_csv(pairs_csv)
+    table = batch.batch_change(jobs, tmp_path / "chg", client, progress=False)
+    assert list(table["name"]) == [r[2] for r in rows]
+    for s, row in zip(work["scenes"], table.to_dict("records")):
+        t = decoded(work["masks"] / "D001_2020" / "Z1_UA" / "msk" / f"MSK_{s.name}.tif")[0]
+        p = decoded(work["ref"] / f"PRED_{s.name}.tif")[0]
+        assert row["changed_area_ha"] == pytest.approx(np.sum((t != p) & (t > 0) & (p > 0)) * 0.04 / 1e4, rel=1e-9)
+        single = change_cli.run(str(work["masks"] / "D001_2020" / "Z1_UA" / "msk" / f"MSK_{s.name}.tif"),
+                                str(work["ref"] / f"PRED_{s.name}.tif"), tmp_path / "one" / s.name, None)
+        assert row["artificialisation_ha"] == single.zan()["artificialisation_ha"]
+        assert decoded(tmp_path / "chg" / row["name"] / "change.tif")[0].tobytes() == \
+            decoded(tmp_path / "one" / s.name / "change.tif")[0].tobytes()
+    import pandas as pd
+
+    assert pd.read_parquet(tmp_path / "chg" / "changes.parquet").equals(table)
+    stamp = (tmp_path / "chg" / "p000473" / "summary.json").stat().st_mtime_ns
+    again = batch.batch_change(jobs, tmp_path / "chg", client, progress=False)
+    assert again.equals(table) and (tmp_path / "chg" / "p000473" / "summary.json").stat().st_mtime_ns == stamp
+
+
+def test_cli_predict_many_on_existing_scheduler_and_errors(work, client, tmp_path, capsys):
+    addr = client.scheduler.address
+    out = work["root"] / "data" / "pred_cli"
+    rc = cli.main(["predict", "--model", str(work["card_path"]), "--scheduler", addr, "--out", str(out),
+                   "--catalog", str(work["catalog"]), "--quiet", str(work["masks"])])
+    assert rc == 0, capsys.readouterr().err
+    assert_same_as_reference(work, out)
+    assert Catalog.load(work["catalog"]).get("MOSAIC_tiny").path == (out / "MOSAIC_tiny.vrt").resolve()
+    capsys.readouterr()
+    rc = cli.main(["predict", "--model", str(work["card_path"]), "--scheduler", addr, "--out", str(tmp_path),
+                   "--quiet", str(tmp_path / "nothing*.tif")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "error:" in err and "fix:" in err and "Traceback" not in err
+    rc = cli.main(["evaluate", "--truth", str(work["masks"]), "--pred", str(out), "--scheduler", addr,
+                   "--out", str(tmp_path / "m.parquet"), "--json"])
+    assert rc == 0
+    stored = metrics.MetricsTable.read(tmp_path / "m.parquet")
+    assert np.array_equal(stored.total(), metrics.evaluate(metrics.folder_pairs(work["masks"], out)).table.total())
+    pairs_csv = tmp_path / "pairs.csv"
+    pairs_csv.write_text("before,after\n" + "".join(f"{work['masks']}/D001_2020/Z1_UA/msk/MSK_{s.name}.tif,"
+                                                      f"{out}/PRED_{s.name}.tif\n" for s in work["scenes"]))
+    rc = cli.main(["change", "--pairs", str(pairs_csv), "--scheduler", addr, "--out", str(tmp_path / "chg")])
+    assert rc == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "chg" / "changes.csv")
+    assert sorted(table["name"]) == sorted(f"MSK_{s.name}.tif__PRED_{s.name}.tif" for s in work["scenes"])
