@@ -120,17 +120,25 @@ def catalog_pairs(catalog: Catalog) -> list[Pair]:
     """Every prediction in the catalog whose patch has a ground truth (one pair per prediction)."""
     pairs = []
     for pred in catalog.by_role("prediction"):
-        truth = catalog.for_patch(pred.patch, "truth") if pred.patch else None
-        if truth is None:
-            continue
-        pairs.append(_dataset_pair(truth, pred))
+        truth = truth_for(catalog, pred)
+        if truth is not None:
+            pairs.append(_dataset_pair(truth, pred))
     return pairs
+
+
+def truth_for(catalog: Catalog, pred: Dataset) -> Dataset | None:
+    """The ground truth a prediction is scored against: same patch; a real (not simulated) mask of the
+    same vintage first, since a patch can also carry simulated later vintages for the change demo."""
+    if not pred.patch:
+        return None
+    truths = [d for d in catalog.by_role("truth") if d.patch == pred.patch]
+    truths.sort(key=lambda d: (d.simulated, d.vintage != pred.vintage if pred.vintage else False))
+    return truths[0] if truths else None
 
 
 def unpaired_predictions(catalog: Catalog) -> list[Dataset]:
     """Predictions :func:`catalog_pairs` cannot score (no patch, or no ground truth for it), to report them."""
-    return [d for d in catalog.by_role("prediction")
-            if not d.patch or catalog.for_patch(d.patch, "truth") is None]
+    return [d for d in catalog.by_role("prediction") if truth_for(catalog, d) is None]
 
 
 def _dataset_pair(truth: Dataset, pred: Dataset) -> Pair:
@@ -223,9 +231,13 @@ def resolve_pairs(truth: str | None, pred: str | None, catalog: Catalog | None =
         return pairs
     if truth is None or pred is None:
         raise FlairVizError("Only one of --truth and --pred was given", "give both, or neither to use the catalog's pairs")
+    for role, value in (("truth", truth), ("pred", pred)):
+        if not Path(value).exists() and (catalog is None or value not in catalog):
+            raise FlairVizError(f"--{role} {value!r} is neither a folder, a file nor a catalog dataset ID",
+                                "check the path, or run `flair-viz catalog list` for the registered IDs")
     if Path(truth).is_dir() or Path(pred).is_dir():
         if not (Path(truth).is_dir() and Path(pred).is_dir()):
-            raise FlairVizError("One of --truth/--pred is a folder and the other is not",
+            raise FlairVizError(f"--truth {truth!r} and --pred {pred!r} are not both folders",
                                 "give two folders, two files or two catalog IDs")
         return folder_pairs(truth, pred, model=model, pred_nomenclature=pred_nomenclature)
     tpath, tds = _side(truth, catalog, "truth")

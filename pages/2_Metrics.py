@@ -146,6 +146,9 @@ def page() -> None:
     names, k = sc.names, len(sc.names)
 
     st.caption(f"Model **{model}** · {int(mask.sum())} patch(es) · {PROTOCOL_LABELS[protocol]}")
+    if any(d.extra.get("demo_model") == "true" and metrics.model_name(d) == model for d in cat.by_role("prediction")):
+        st.warning(f"**{model}** is the demo model, trained on these very patches: its scores show how the page "
+                   "works, they are not an evaluation.", icon=":material/info:")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric(f"mIoU · {'FLAIR-1 protocol' if protocol == 'flair1' else 'full 19 classes'}",
               "n/a" if np.isnan(sc.miou) else f"{sc.miou:.3f}")

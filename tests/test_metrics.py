@@ -398,7 +398,19 @@ def test_confusion_tile_highlights_exactly_the_counted_pixels(demo, monkeypatch)
 
 
 # -- the page ---------------------------------------------------------------------------------------
-def test_metrics_page_runs_filters_and_opens_the_map(demo, monkeypatch):
+@pytest.fixture()
+def fresh_streamlit_caches():
+    """AppTest runs in this process: drop cached catalogs/results so each test sees its own catalog."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def test_metrics_page_runs_filters_and_opens_the_map(demo, monkeypatch, fresh_streamlit_caches):
     from streamlit.testing.v1 import AppTest
 
     import ui.common
@@ -427,3 +439,50 @@ def test_metrics_page_runs_filters_and_opens_the_map(demo, monkeypatch):
     assert not at.exception
     assert at.title[0].value == "Explore"
     assert at.session_state["explore_scene"] == "IMG_050549"
+
+
+def test_prediction_is_scored_against_the_real_mask_of_its_vintage(tmp_path):
+    from flair_viz.catalog import Dataset
+
+    msk = next(DEMO_FLAIR.glob("*/*/msk/MSK_000473.tif"))
+    cat = Catalog(tmp_path)
+    common = dict(role="truth", patch="000473", outside_root=True)
+    cat.add(Dataset(id="SIM", path=msk, vintage="2024-07-01", simulated=True, **common))
+    cat.add(Dataset(id="OTHER_YEAR", path=msk, vintage="2018-07-01", **common))
+    cat.add(Dataset(id="REAL", path=msk, vintage="2021-07-09", **common))
+    pred = cat.add(Dataset(id="P", path=msk, role="prediction", patch="000473", vintage="2021-07-09", outside_root=True))
+    cat.add(Dataset(id="LONELY", path=msk, role="prediction", patch="999999", outside_root=True))
+    assert metrics.truth_for(cat, pred).id == "REAL"
+    assert [p.truth_id for p in metrics.catalog_pairs(cat)] == ["REAL"]
+    assert [d.id for d in metrics.unpaired_predictions(cat)] == ["LONELY"]
+
+
+def test_metrics_page_on_the_bundled_demo_catalog(monkeypatch, fresh_streamlit_caches):
+    """The demo story: open Metrics on the shipped catalog, see the FLAIR-protocol mIoU, filter by domain."""
+    from streamlit.testing.v1 import AppTest
+
+    import ui.common
+
+    monkeypatch.delenv("FLAIR_VIZ_CATALOG", raising=False)
+    monkeypatch.setattr(ui.common, "ensure_running", lambda *a, **k: "http://127.0.0.1:9")
+    cat = Catalog.load(REPO / "data" / "demo" / "catalog.toml")
+    preds = [d for d in cat.by_role("prediction") if d.patch]
+    assert preds, "the demo catalog ships predictions"
+    model = metrics.model_name(preds[0])
+
+    def expected(domains: set[str] | None) -> str:
+        total = np.zeros((19, 19), np.int64)
+        for d in preds:
+            if metrics.model_name(d) == model and (domains is None or d.domain in domains):
+                total += np_confusion(read1(metrics.truth_for(cat, d).path), read1(d.path))[0]
+        return f"{np.nanmean(plain_iou(merge_flair1(total))[:12]):.3f}"
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/2_Metrics.py").run()
+    assert not at.exception and not at.error
+    assert next(m for m in at.metric if m.label.startswith("mIoU · FLAIR-1")).value == expected(None)
+    domain = sorted({d.domain for d in preds})[0]
+    at.multiselect(key="metrics_domains").select(domain).run()
+    assert not at.exception
+    assert next(m for m in at.metric if m.label.startswith("mIoU")).value == expected({domain})
