@@ -316,9 +316,16 @@ class MetricsTable:
         return cls.from_frame(df)
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        with atomic.atomic_path(path) as tmp:
-            self.to_frame().to_parquet(tmp, index=False)
-        return Path(path)
+        path = Path(path)
+        if path.is_dir():
+            raise FlairVizError(f"The metrics output {path} is a folder", "give a file name, e.g. metrics.parquet")
+        try:
+            with atomic.atomic_path(path) as tmp:
+                self.to_frame().to_parquet(tmp, index=False)
+        except OSError as exc:
+            raise FlairVizError(f"Cannot write the metrics file {path}: {exc.strerror or exc}",
+                                "choose a writable location with --out (or $FLAIR_VIZ_METRICS)") from None
+        return path
 
 
 def _input_key(pair: Pair) -> dict:
@@ -390,6 +397,8 @@ def evaluate(pairs: Sequence[Pair], store: str | os.PathLike[str] | None = None,
     Rows of other pairs already in the store are kept, so one store can gather several runs. The
     store is rewritten atomically once at the end: an interrupted run leaves the previous file intact.
     """
+    if store and Path(store).is_dir():
+        raise FlairVizError(f"The metrics output {store} is a folder", "give a file name, e.g. metrics.parquet")
     stored = MetricsTable.read(store) if store else MetricsTable.empty()
     index = {tuple(r): i for i, r in enumerate(stored.meta[list(KEY_COLUMNS)].itertuples(index=False, name=None))}
     rows, mats, reused = [], [], 0

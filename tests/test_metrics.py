@@ -294,6 +294,20 @@ def test_missing_partner_names_the_patch(demo, tmp_path):
     assert "PRED_<id>" in exc.value.problem and exc.value.fix
 
 
+def test_truncated_prediction_and_folder_output_are_clear_errors(demo, tmp_path):
+    truth = next((demo / "flair").glob("*/*/msk/MSK_034217.tif"))
+    good = demo / "folders" / "unet-a" / "PRED_034217.tif"
+    cut = tmp_path / "cut" / "PRED_034217.tif"
+    cut.parent.mkdir()
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    store = tmp_path / "m.parquet"
+    with pytest.raises(FlairVizError, match="Patch 034217") as exc:
+        metrics.evaluate(metrics.resolve_pairs(str(truth), str(cut)), store)
+    assert exc.value.fix and not store.exists()
+    with pytest.raises(FlairVizError, match="is a folder"):
+        metrics.evaluate(metrics.resolve_pairs(str(truth), str(good)), tmp_path)
+
+
 def test_cli_error_exits_2_without_traceback(demo, tmp_path):
     preds = tmp_path / "preds"
     shutil.copytree(demo / "folders" / "unet-a", preds)
@@ -385,6 +399,11 @@ def test_confusion_tile_highlights_exactly_the_counted_pixels(demo, monkeypatch)
     assert sure_hit.sum() > 50 and sure_miss.sum() > 50
     assert (rgba[sure_hit] == [255, 0, 255, 255]).all()
     assert (rgba[sure_miss][:, 3] == 0).all()
+    # FLAIR-1 protocol view: 19 "other" is protocol class 13; no 13..18 in this patch, so the same pixels
+    merged = client.get(f"/datasets/MSK_050549/confusion/PRED_050549_block/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png",
+                        params={"truth_class": c1, "pred_class": 13, "protocol": "flair1"})
+    assert not np.isin(t, np.arange(13, 19)).any() and not np.isin(p, np.arange(13, 19)).any()
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(merged.content)).convert("RGBA")), rgba)
 
     bad = client.get(f"/datasets/MSK_050549/confusion/IMG_050549/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png",
                      params={"truth_class": c1, "pred_class": c2})
