@@ -147,40 +147,63 @@ def snap(geom: shapely.Geometry, grid: Grid) -> shapely.Geometry:
 # ------------------------------------------------------------------------------------------------
 # Per-pixel maths
 # ------------------------------------------------------------------------------------------------
-def normalise_proba(proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities as float32 summing to 1 per pixel, plus the valid-pixel mask.
+_XLOGX_U8 = np.zeros(256, dtype=np.float32)
+_XLOGX_U8[1:] = np.arange(1, 256) * np.log(np.arange(1, 256))
 
-    uint8 probabilities (IGN's 0..255 output) do not sum exactly to 255 after rounding, so every
-    pixel is renormalised. A pixel whose probabilities are all 0 (or NaN) is nodata.
+
+@dataclass(frozen=True)
+class PixelStats:
+    """Per-pixel uncertainty of one strip: all (h, w); entropy and margin are only meaningful where ``valid``."""
+
+    valid: np.ndarray
+    entropy: np.ndarray  # normalised by log K, 0..1
+    margin: np.ndarray  # top-1 minus top-2 probability, 0..1
+    argmax: np.ndarray  # band index of the most likely class
+
+
+def pixel_stats(proba: np.ndarray) -> PixelStats:
+    """Entropy, top-2 margin and argmax of (K, h, w) probabilities, float 0..1 or uint8 0..255.
+
+    Probabilities are renormalised per pixel (IGN's uint8 output does not sum to exactly 255), and
+    a pixel whose probabilities are all 0 is nodata. No K×h×w float copy is made: with x the raw
+    values and S = Σx, entropy = log S − Σ x·log x / S and margin = (top1 − top2) / S, computed one
+    class plane at a time (a running top-2), with x·log x from a 256-entry table for uint8.
     """
     if proba.ndim != 3 or proba.shape[0] < 2:
         raise FlairVizError(f"Probabilities must be (classes, height, width) with ≥ 2 classes, got shape {proba.shape}",
                             "give one band per class (e.g. the output of `flair-viz predict --proba`)")
-    if proba.dtype == np.uint8:
-        p = proba.astype(np.float32)
-    elif np.issubdtype(proba.dtype, np.floating):
-        p = proba.astype(np.float32, copy=True)
-        p[~np.isfinite(p)] = 0
-        if p.size and (p.min() < -1e-6 or p.max() > 1 + 1e-3):
-            raise FlairVizError(f"Probabilities range {p.min():.3g}..{p.max():.3g}, outside 0..1: these look like logits",
-                                "apply a softmax over the class axis first, or give uint8 0..255 probabilities")
-    else:
+    k = proba.shape[0]
+    is_u8 = proba.dtype == np.uint8
+    if not is_u8 and not np.issubdtype(proba.dtype, np.floating):
         raise FlairVizError(f"Probabilities of type {proba.dtype} are not supported", "give float 0..1 or uint8 0..255")
-    total = p.sum(axis=0)
+    total = np.zeros(proba.shape[1:], np.float32)
+    xlogx = np.zeros(proba.shape[1:], np.float32)
+    top1 = np.zeros(proba.shape[1:], np.float32)
+    top2 = np.zeros(proba.shape[1:], np.float32)
+    arg = np.zeros(proba.shape[1:], np.int16)
+    for i in range(k):
+        if is_u8:
+            x = proba[i]
+            xlogx += _XLOGX_U8[x]
+            x = x.astype(np.float32)
+        else:
+            x = np.nan_to_num(proba[i].astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+            if x.size and (x.min() < -1e-6 or x.max() > 1 + 1e-3):
+                raise FlairVizError(f"Probabilities range {x.min():.3g}..{x.max():.3g}, outside 0..1: these look like "
+                                    "logits", "apply a softmax over the class axis first, or give uint8 0..255 probabilities")
+            x = np.clip(x, 0, None)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                xlogx += np.where(x > 0, x * np.log(np.where(x > 0, x, 1)), 0)
+        total += x
+        np.maximum(top2, np.minimum(top1, x), out=top2)
+        better = x > top1
+        arg[better] = i
+        np.maximum(top1, x, out=top1)
     valid = total > 0
-    np.divide(p, total, out=p, where=valid[None])
-    return p, valid
-
-
-def pixel_uncertainty(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-pixel normalised entropy, top-2 margin and argmax index of normalised probabilities (K, H, W)."""
-    k = p.shape[0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)
-    entropy = -plogp.sum(axis=0) / math.log(k)
-    part = np.partition(p, k - 2, axis=0)
-    margin = part[k - 1] - part[k - 2]
-    return entropy.astype(np.float32), margin.astype(np.float32), p.argmax(axis=0)
+    safe = np.where(valid, total, 1)
+    entropy = (np.log(safe) - xlogx / safe) / math.log(k)
+    margin = (top1 - top2) / safe
+    return PixelStats(valid, np.clip(entropy, 0, 1), margin, arg)
 
 
 def _class_lut(class_values: Sequence[int] | None, k: int, what: str) -> np.ndarray:
@@ -219,24 +242,29 @@ class _Accumulator:
     def add(self, cell: np.ndarray, proba: np.ndarray, lut: np.ndarray, truth: np.ndarray | None,
             proba_b: np.ndarray | None, lut_b: np.ndarray | None) -> None:
         n = self.valid.size
-        p, valid = normalise_proba(proba)
-        entropy, margin, arg = pixel_uncertainty(p)
-        pred = lut[arg]
+        stats = pixel_stats(proba)
+        valid, entropy, margin = stats.valid, stats.entropy, stats.margin
+        pred = lut[stats.argmax]
         self.total_px += np.bincount(cell.ravel(), minlength=n)
-        idx = cell[valid]
+        every = bool(valid.all())  # the common case: skip the boolean-mask copies
+
+        def sel(a: np.ndarray) -> np.ndarray:
+            return a.ravel() if every else a[valid]
+
+        idx = sel(cell)
         self.valid += np.bincount(idx, minlength=n)
-        self.entropy += np.bincount(idx, weights=entropy[valid], minlength=n)
-        self.margin += np.bincount(idx, weights=margin[valid], minlength=n)
-        self.counts += np.bincount(idx * (classes.N_CLASSES + 1) + pred[valid],
+        self.entropy += np.bincount(idx, weights=sel(entropy), minlength=n)
+        self.margin += np.bincount(idx, weights=sel(margin), minlength=n)
+        self.counts += np.bincount(idx * (classes.N_CLASSES + 1) + sel(pred),
                                    minlength=n * (classes.N_CLASSES + 1)).reshape(n, -1)
         if truth is not None:
             has = valid & (truth != classes.NODATA)
             self.gt_n += np.bincount(cell[has], minlength=n)
             self.gt_bad += np.bincount(cell[has & (pred != truth)], minlength=n)
         if proba_b is not None and lut_b is not None:
-            pb, valid_b = normalise_proba(proba_b)
-            pred_b = lut_b[pb.argmax(axis=0)]
-            both = valid & valid_b
+            stats_b = pixel_stats(proba_b)
+            pred_b = lut_b[stats_b.argmax]
+            both = valid & stats_b.valid
             self.mod_n += np.bincount(cell[both], minlength=n)
             self.mod_bad += np.bincount(cell[both & (pred != pred_b)], minlength=n)
 
@@ -428,13 +456,15 @@ def pick(ranked: gpd.GeoDataFrame, top: int | None = None, spacing_m: float = 0.
         return ranked.head(top) if top else ranked
     centres = shapely.centroid(ranked.geometry.to_numpy())
     xy = np.column_stack([shapely.get_x(centres), shapely.get_y(centres)])
+    # greedy, vectorised: each pick rules out every cell closer than spacing_m, the next pick is the best left
+    alive = np.ones(len(ranked), dtype=bool)
     kept: list[int] = []
-    for i in range(len(ranked)):
-        if kept and np.min(np.hypot(*(xy[kept] - xy[i]).T)) < spacing_m:
-            continue
+    i = 0 if len(ranked) else -1
+    while i >= 0 and (not top or len(kept) < top):
         kept.append(i)
-        if top and len(kept) >= top:
-            break
+        alive &= np.hypot(xy[:, 0] - xy[i, 0], xy[:, 1] - xy[i, 1]) >= spacing_m
+        rest = np.flatnonzero(alive[i + 1:])
+        i = i + 1 + int(rest[0]) if rest.size else -1
     return ranked.iloc[kept]
 
 
