@@ -163,9 +163,21 @@ def _index_folder(folder: Path, pattern: re.Pattern[str], what: str) -> dict[str
     return found
 
 
+def _match_suffixed(preds: dict[str, Path], patch_ids: set[str]) -> dict[str, Path]:
+    """Accept ``PRED_<id>_<suffix>.tif`` (e.g. ``PRED_000473_demo.tif``) for a known patch ``<id>``."""
+    out: dict[str, Path] = {}
+    for name, path in preds.items():
+        pid = name if name in patch_ids else max((p for p in patch_ids if name.startswith(p + "_")), key=len, default=name)
+        if pid in out:
+            raise FlairVizError(f"Patch {pid}: two prediction files, {out[pid]} and {path}",
+                                "keep one prediction per patch in the folder (one folder per model)")
+        out[pid] = path
+    return out
+
+
 def folder_pairs(truth_dir: str | os.PathLike[str], pred_dir: str | os.PathLike[str], model: str | None = None,
                  pred_nomenclature: str = "flair1") -> list[Pair]:
-    """Match ``MSK_<id>.tif`` under ``truth_dir`` with ``PRED_<id>.tif`` under ``pred_dir`` by patch ID.
+    """Match ``MSK_<id>.tif`` under ``truth_dir`` with ``PRED_<id>[_<suffix>].tif`` under ``pred_dir`` by patch ID.
 
     Domain and zone come from a FLAIR layout (``<domain>/<zone>/msk/MSK_<id>.tif``), dates from a
     ``*metadata*.json`` at the top of ``truth_dir``. A patch present on one side only is an error that
@@ -173,7 +185,7 @@ def folder_pairs(truth_dir: str | os.PathLike[str], pred_dir: str | os.PathLike[
     """
     truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
     truths = _index_folder(truth_dir, MSK_RE, "ground-truth (MSK_*)")
-    preds = _index_folder(pred_dir, PRED_RE, "prediction (PRED_*)")
+    preds = _match_suffixed(_index_folder(pred_dir, PRED_RE, "prediction (PRED_*)"), set(truths))
     if not truths:
         raise RasterError(f"No ground-truth files MSK_<id>.tif under {truth_dir}",
                           "give the folder holding the FLAIR masks (any subfolder depth)")

@@ -285,6 +285,19 @@ def test_mismatched_grid_and_crs_name_the_patch(tmp_path):
     assert exc.value.fix
 
 
+def test_folders_match_suffixed_prediction_names(demo, tmp_path):
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for f in (demo / "folders" / "unet-b").glob("PRED_*.tif"):
+        shutil.copy(f, preds / f"{f.stem}_unet-b.tif")  # PRED_<id>_unet-b.tif, like the demo predictions
+    pairs = metrics.folder_pairs(demo / "flair", preds)
+    assert sorted(p.patch for p in pairs) == sorted(EXPECTED_DATES)
+    assert all(p.pred.name == f"PRED_{p.patch}_unet-b.tif" for p in pairs)
+    shutil.copy(preds / "PRED_000473_unet-b.tif", preds / "PRED_000473_other.tif")
+    with pytest.raises(FlairVizError, match="Patch 000473: two prediction files"):
+        metrics.folder_pairs(demo / "flair", preds)
+
+
 def test_missing_partner_names_the_patch(demo, tmp_path):
     preds = tmp_path / "preds"
     shutil.copytree(demo / "folders" / "unet-a", preds)
