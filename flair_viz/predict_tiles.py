@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import queue
 import threading
 import time
@@ -107,7 +108,9 @@ class TileBatcher:
                             g[2].set_exception(exc)
 
 
-BATCHER = TileBatcher()
+# Tunable per deployment: a GPU wants bigger batches; the wait bounds the latency a batch can add.
+BATCHER = TileBatcher(max_wait_s=float(os.environ.get("FLAIR_VIZ_TILE_WAIT_MS", "15")) / 1000,
+                      max_batch=int(os.environ.get("FLAIR_VIZ_TILE_BATCH", "8")))
 
 
 # -- caches -------------------------------------------------------------------------------------
