@@ -36,16 +36,25 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     cell_m = _cell_m(args)
     frames = []
     for i, ds_id in enumerate(args.dataset):
-        if args.proba:
-            proba, values = raster.read(args.proba[i]), None
-            raster.check_same_grid(annotation.scene(cat, ds_id).info, raster.describe(args.proba[i]))
+        if args.proba and not args.model_b:  # stream the GeoTIFF one grid row at a time
+            sc = annotation.scene(cat, ds_id)
+            raster.check_same_grid(sc.info, raster.describe(args.proba[i]))
+            truth = cat.get(sc.truth_id) if sc.truth_id and not args.no_truth else None
+            frames.append(annotation.score_files(args.proba[i], dataset=ds_id, truth_path=str(truth.path) if truth else None,
+                                                 truth_nomenclature=truth.nomenclature if truth else "flair1",
+                                                 cell_m=cell_m))
         else:
-            proba, values = annotation.predict_scene(cat, ds_id, args.model)
-        proba_b = values_b = None
-        if args.model_b:
-            proba_b, values_b = annotation.predict_scene(cat, ds_id, args.model_b)
-        frames.append(annotation.score_dataset(cat, ds_id, proba, values, proba_b=proba_b, class_values_b=values_b,
-                                               cell_m=cell_m, use_truth=not args.no_truth))
+            if args.proba:
+                proba, values = raster.read(args.proba[i]), None
+                raster.check_same_grid(annotation.scene(cat, ds_id).info, raster.describe(args.proba[i]))
+            else:
+                proba, values = annotation.predict_scene(cat, ds_id, args.model)
+            proba_b = values_b = None
+            if args.model_b:
+                proba_b, values_b = annotation.predict_scene(cat, ds_id, args.model_b)
+            frames.append(annotation.score_dataset(cat, ds_id, proba, values, proba_b=proba_b,
+                                                   class_values_b=values_b, cell_m=cell_m,
+                                                   use_truth=not args.no_truth))
         print(f"scored {ds_id}: {len(frames[-1])} cells of {cell_m:g} m")
     ranked = annotation.rank(frames, weights, args.top, args.spacing, rare_below=args.rare_below)
     table = annotation.candidate_table(ranked)

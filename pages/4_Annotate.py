@@ -54,7 +54,8 @@ def store() -> selections.SelectionStore:
 
 # -- inputs -----------------------------------------------------------------------------------
 cat = common.catalog()
-images = [d for d in cat.by_role("image") if d.patch] or cat.by_role("image")
+images = cat.by_role("image")
+patches = [d.id for d in images if d.patch] or [d.id for d in images]  # FLAIR patches first: the demo model's 5 bands
 try:
     cards = sorted(models.list_cards(), key=lambda c: (not c.demo, c.id))
 except FlairVizError as exc:
@@ -74,7 +75,7 @@ with st.sidebar:
     model_b = st.selectbox("Second model (disagreement)", ["none"] + [c.id for c in cards if c.id != model_id],
                            key="ann_model_b")
     model_b = None if model_b == "none" else model_b
-    chosen = st.multiselect("Scenes to rank", [d.id for d in images], default=[d.id for d in images],
+    chosen = st.multiselect("Scenes to rank", [d.id for d in images], default=patches,
                             key="ann_scenes", format_func=lambda i: cat.get(i).label)
     single_patches = all(cat.get(i).patch for i in chosen)
     cell_px = st.radio("Grid", list(GRIDS), format_func=GRIDS.get, key="ann_grid", index=1 if single_patches else 0,

@@ -405,6 +405,20 @@ def _mini_catalog(tmp_path: Path) -> tuple[Path, Path]:
     return cat, tmp_path / "proba.tif"
 
 
+def test_score_files_streams_to_the_same_result_as_arrays(tmp_path: Path) -> None:
+    cat, proba_path = _mini_catalog(tmp_path)
+    truth_path = next((tmp_path / "data").glob("**/MSK_000001.tif"))
+    with rasterio.open(proba_path) as ds:
+        proba = ds.read()
+    with rasterio.open(truth_path) as ds:
+        truth = ds.read(1)
+    from_files = A.score_files(str(proba_path), dataset="F", truth_path=str(truth_path), cell_m=25.6)
+    from_arrays = A.score_cells(proba, _affine(), dataset="F", truth=truth, cell_m=25.6)
+    cols = ["row", "col", "valid_px", "entropy", "margin", "gt", *A.COUNT_COLS]
+    pd.testing.assert_frame_equal(pd.DataFrame(from_files[cols]), pd.DataFrame(from_arrays[cols]))
+    assert from_files.geometry.geom_equals_exact(from_arrays.geometry, 1e-9).all()
+
+
 def test_cli_candidates_writes_ranked_cells_and_fails_cleanly(tmp_path: Path, capsys) -> None:
     from flair_viz.cli import main
 
