@@ -40,9 +40,9 @@ def cmd_candidates(args: argparse.Namespace) -> int:
             sc = annotation.scene(cat, ds_id)
             raster.check_same_grid(sc.info, raster.describe(args.proba[i]))
             truth = cat.get(sc.truth_id) if sc.truth_id and not args.no_truth else None
-            frames.append(annotation.score_files(args.proba[i], dataset=ds_id, truth_path=str(truth.path) if truth else None,
-                                                 truth_nomenclature=truth.nomenclature if truth else "flair1",
-                                                 cell_m=cell_m))
+            frames.append(annotation.score_files(
+                args.proba[i], dataset=ds_id, truth_path=str(truth.path) if truth else None,
+                truth_nomenclature=truth.nomenclature if truth else "flair1", cell_m=cell_m))
         else:
             if args.proba:
                 proba, values = raster.read(args.proba[i]), None

@@ -93,12 +93,18 @@ if not chosen:
     st.stop()
 
 ranked = None
-try:
-    frames = [cells(i, model_id, model_b, int(cell_px)) for i in chosen]
-    scored = annotation.combine(annotation.concat_cells(frames), weights)  # every cell: drawn regions average these
-    ranked = annotation.pick(scored, int(top), float(spacing))
-except FlairVizError as exc:
-    common.show_error(exc)
+frames = []
+for ds_id in chosen:  # a scene the model cannot read is reported, and the others are still ranked
+    try:
+        frames.append(cells(ds_id, model_id, model_b, int(cell_px)))
+    except FlairVizError as exc:
+        common.show_error(exc)
+if frames:
+    try:
+        scored = annotation.combine(annotation.concat_cells(frames), weights)  # every cell: drawn regions average these
+        ranked = annotation.pick(scored, int(top), float(spacing))
+    except FlairVizError as exc:
+        common.show_error(exc)
 if ranked is None or ranked.empty:
     st.info("No candidate: nothing valid to score with these settings.")
     common.footer()
@@ -106,7 +112,8 @@ if ranked is None or ranked.empty:
 
 table = annotation.candidate_table(ranked)
 rare = ranked.attrs.get("rare_classes", [])
-scenes = {i: annotation.scene(cat, i) for i in chosen}
+scored_ids = [str(f["dataset"].iloc[0]) for f in frames if len(f)]
+scenes = {i: annotation.scene(cat, i) for i in scored_ids}
 sel_store = store()
 try:
     current = sel_store.load()
@@ -118,8 +125,8 @@ except FlairVizError as exc:
 st.subheader("Candidates")
 left, right = st.columns([3, 1])
 with right:
-    map_scene = st.selectbox("Scene on the map", chosen, key="ann_map_scene",
-                             index=chosen.index(table["dataset"].iloc[0]) if table["dataset"].iloc[0] in chosen else 0)
+    map_scene = st.selectbox("Scene on the map", scored_ids, key="ann_map_scene",
+                             index=scored_ids.index(table["dataset"].iloc[0]))
     snap_drawn = st.checkbox("Snap drawn regions to the FLAIR grid", value=True, key="ann_snap")
     st.markdown("Colour = combined score: "
                 + " ".join(f'<span style="background:{annotation.score_colour(s)};padding:0 6px">{s:.1f}</span>'
