@@ -89,6 +89,13 @@ def bars(values: np.ndarray, names: list[str], colors: list[str], title: str) ->
     return fig
 
 
+def open_on_map(row: pd.Series, cell: tuple[int, int], protocol: str) -> None:
+    """Hand the patch and the confusion to the Explore page, which draws the c1→c2 highlight layer."""
+    st.session_state["explore"] = {"patch": row.patch, "model": row.model, "truth_id": row.truth_id,
+                                   "pred_id": row.pred_id, "confusion": [int(cell[0]), int(cell[1])], "protocol": protocol}
+    st.switch_page("pages/1_Explore.py", query_params={"patch": row.patch})
+
+
 def page() -> None:
     cat = common.catalog()
     store = str(metrics.default_store())
@@ -195,18 +202,23 @@ def page() -> None:
         if ranked.empty:
             st.write("No patch has this confusion.")
         else:
-            st.dataframe(ranked.drop(columns=["truth_id", "pred_id"]), hide_index=True,
-                         column_config={"share_of_truth": st.column_config.NumberColumn(format="percent")})
-            choice = st.selectbox("Patch to open on the map", range(len(ranked)), key="metrics_open_patch",
-                                  format_func=lambda i: f"{ranked.patch[i]} · {ranked.pixels[i]:,} px ({ranked.model[i]})")
-            row = ranked.iloc[choice]
+            suffix = f"{protocol}_{cell[0]}_{cell[1]}"  # per cell: a new ranking never shows the last cell's choice
+            picked_rows = st.dataframe(ranked.drop(columns=["truth_id", "pred_id"]), hide_index=True,
+                                       on_select="rerun", selection_mode="single-row", key=f"metrics_ranked_{suffix}",
+                                       column_config={"share_of_truth": st.column_config.NumberColumn(format="percent")})
+            labels = [f"{r.patch} · {r.pixels:,} px ({r.model})" for r in ranked.itertuples()]
+            choice = st.selectbox("Patch to open on the map", labels, key=f"metrics_open_patch_{suffix}",
+                                  help="or click a row of the table")
+            row = ranked.iloc[labels.index(choice)]
             can_open = bool(row.truth_id) and bool(row.pred_id)
+            clicked_rows = picked_rows.get("selection", {}).get("rows", []) if hasattr(picked_rows, "get") else []
+            if clicked_rows:
+                row = ranked.iloc[clicked_rows[0]]
+                can_open = bool(row.truth_id) and bool(row.pred_id)
             if st.button("Open on the map", type="primary", disabled=not can_open, key="metrics_open",
-                         help=None if can_open else "this pair was scored from files, not catalog datasets"):
-                st.session_state["explore"] = {"patch": row.patch, "model": row.model, "truth_id": row.truth_id,
-                                               "pred_id": row.pred_id, "confusion": [int(cell[0]), int(cell[1])],
-                                               "protocol": protocol}
-                st.switch_page("pages/1_Explore.py", query_params={"patch": row.patch})
+                         help=None if can_open else "this pair was scored from files, not catalog datasets") or (
+                    clicked_rows and can_open):
+                open_on_map(row, cell, protocol)
     else:
         st.write("No confusion at all in this selection: every scored pixel is on the diagonal.")
 
