@@ -445,10 +445,7 @@ def fresh_streamlit_caches():
 def test_metrics_page_runs_filters_and_opens_the_map(demo, monkeypatch, fresh_streamlit_caches):
     from streamlit.testing.v1 import AppTest
 
-    import ui.common
-
     monkeypatch.setenv("FLAIR_VIZ_CATALOG", str(demo / "catalog.toml"))
-    monkeypatch.setattr(ui.common, "ensure_running", lambda *a, **k: "http://127.0.0.1:9")  # no server needed
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
     at.run()
     at.switch_page("pages/2_Metrics.py").run()
@@ -493,10 +490,7 @@ def test_metrics_page_on_the_bundled_demo_catalog(monkeypatch, fresh_streamlit_c
     """The demo story: open Metrics on the shipped catalog, see the FLAIR-protocol mIoU, filter by domain."""
     from streamlit.testing.v1 import AppTest
 
-    import ui.common
-
     monkeypatch.delenv("FLAIR_VIZ_CATALOG", raising=False)
-    monkeypatch.setattr(ui.common, "ensure_running", lambda *a, **k: "http://127.0.0.1:9")
     cat = Catalog.load(REPO / "data" / "demo" / "catalog.toml")
     preds = [d for d in cat.by_role("prediction") if d.patch]
     assert preds, "the demo catalog ships predictions"
