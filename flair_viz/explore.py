@@ -75,26 +75,34 @@ def prediction_url(base: str, image_id: str, model_id: str, layer: str = "class"
     return _url(base, f"/datasets/{image_id}/predict/{model_id}", layer=layer)
 
 
-def confusion_url(base: str, truth_id: str, pred_id: str, truth_class: int, pred_class: int) -> str:
-    """Pixels where the truth is ``truth_class`` and the prediction ``pred_class``."""
-    return _url(base, f"/datasets/{truth_id}/confusion/{pred_id}", truth_class=truth_class, pred_class=pred_class)
+def confusion_url(base: str, truth_id: str, pred_id: str, truth_class: int, pred_class: int,
+                  protocol: str = "full") -> str:
+    """Pixels where the truth is ``truth_class`` and the prediction ``pred_class`` (a metrics click-through)."""
+    return _url(base, f"/datasets/{truth_id}/confusion/{pred_id}", truth_class=truth_class, pred_class=pred_class,
+                protocol=protocol)
+
+
+LIVE_LAYER_NAMES = {"class": "Prediction", "entropy": "Uncertainty (entropy)", "margin": "Uncertainty (margin)",
+                    "error": "Errors (GT ≠ prediction)"}
 
 
 def scene_layers(scene: Scene, cat: Catalog, base: str, preset: str = "rgb", models: list[str] = (),
-                 live_layers: tuple[str, ...] = ("class",), deep_link: dict | None = None) -> SceneLayers:
-    """Image URL plus the class layers to compare: ground truth, stored and live predictions, confusion."""
-    layers: list[tuple[str, str]] = []
-    if scene.truth:
-        layers.append(("Ground truth", dataset_tile_url(scene.truth.id, base)))
-    for model_id in models:
-        for layer in live_layers:
-            name = f"Prediction · {model_id}" if layer == "class" else f"{layer.capitalize()} · {model_id}"
-            layers.append((name, prediction_url(base, scene.image.id, model_id, layer)))
-    if not models:
-        for pred in scene.predictions:
-            layers.append((f"Stored prediction · {pred.title or pred.id}", dataset_tile_url(pred.id, base)))
+                 live_layer: str = "class", deep_link: dict | None = None) -> SceneLayers:
+    """Image URL plus the class layers to compare, in swipe order.
+
+    With two models the swipe compares model A with model B; with one, the ground truth with the
+    model; with none, the ground truth with stored predictions. A metrics click-through puts its
+    confusion highlight first, so it is what the analyst sees.
+    """
+    truth = [("Ground truth", dataset_tile_url(scene.truth.id, base))] if scene.truth else []
+    live = [(f"{LIVE_LAYER_NAMES[live_layer]} · {m}", prediction_url(base, scene.image.id, m, live_layer)) for m in models]
+    stored = [(f"Stored prediction · {p.title or p.id}", dataset_tile_url(p.id, base)) for p in scene.predictions]
+    layers = live + truth if len(models) >= 2 else truth + (live or stored)
     link = deep_link or {}
-    if link.get("confusion") and scene.truth and link.get("pred_id") in cat:
+    truth_id = link.get("truth_id") or (scene.truth.id if scene.truth else None)
+    if link.get("confusion") and truth_id in cat and link.get("pred_id") in cat:
         c1, c2 = link["confusion"]
-        layers.insert(0, (f"Confusion {c1}→{c2}", confusion_url(base, scene.truth.id, link["pred_id"], c1, c2)))
+        names = link.get("names") or (c1, c2)
+        layers.insert(0, (f"Confusion: truth {names[0]} → predicted {names[1]}",
+                          confusion_url(base, truth_id, link["pred_id"], c1, c2, link.get("protocol", "full"))))
     return SceneLayers(dataset_bounds_wgs84(scene.image), dataset_tile_url(scene.image.id, base, preset=preset), layers)

@@ -33,6 +33,18 @@ def is_up(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def fetch_json(base_url: str, path: str, timeout: float = 5.0):
+    """GET a JSON document from the tile server (e.g. ``/models``, ``/device``), or a clear error."""
+    import json
+
+    try:
+        with urllib.request.urlopen(f"{base_url.rstrip('/')}{path}", timeout=timeout) as r:
+            return json.loads(r.read())
+    except Exception as exc:
+        raise FlairVizError(f"The tile server at {base_url} did not answer {path}: {exc}",
+                            "check that it runs (`flair-viz serve`) and see its log") from None
+
+
 def serve(catalog: str | None, host: str, port: int, workers: int = 1, token: str | None = None) -> None:
     import uvicorn
 

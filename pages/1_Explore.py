@@ -1,10 +1,11 @@
-"""Explore: the aerial image, its ground truth and model predictions on one map."""
+"""Explore: the aerial image, its ground truth and live model predictions on one map."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from flair_viz import explore, webmap
+from flair_viz.classes import BY_VALUE
 from ui import common
 
 common.setup("Explore")
@@ -12,15 +13,20 @@ st.title("Explore")
 
 cat = common.catalog()
 base = common.tiles_url()
-deep_link: dict = st.session_state.pop("explore", None) or {}
-if "patch" in st.query_params and not deep_link:
-    deep_link = {"patch": st.query_params["patch"]}
+# A deep link (from Metrics, the home story or ?patch=) stays active until another patch is chosen.
+if "explore" in st.session_state:
+    st.session_state["explore_link"] = st.session_state.pop("explore") or {}
+elif "patch" in st.query_params and "explore_link" not in st.session_state:
+    st.session_state["explore_link"] = {"patch": st.query_params["patch"]}
+link: dict = st.session_state.get("explore_link", {})
 
 scenes = explore.list_scenes(cat)
 if not scenes:
     st.warning("The catalog has no aerial images. Register a FLAIR folder with `flair-viz catalog scan DIR`.")
     common.footer()
     st.stop()
+cards = common.guarded(lambda: common.server_models(base)) or []
+card_by_id = {c["id"]: c for c in cards}
 
 with st.sidebar:
     st.header("Patch")
@@ -31,53 +37,92 @@ with st.sidebar:
     shown = [s for s in scenes if (not chosen_domains or s.domain in chosen_domains)
              and (not chosen_zones or s.zone in chosen_zones)]
     ids = [s.image.id for s in shown] or [s.image.id for s in scenes]
-    wanted = explore.find_scene(scenes, deep_link.get("patch"))
+    wanted = explore.find_scene(scenes, link.pop("patch", None))
     if wanted is not None and wanted.image.id in ids:
         st.session_state["explore_scene"] = wanted.image.id
     scene_id = st.selectbox("Patch", ids, key="explore_scene",
                             format_func=lambda i: next(s.label for s in scenes if s.image.id == i))
     scene = next(s for s in scenes if s.image.id == scene_id)
+    if link.get("scene") not in (None, scene.image.id):
+        link = st.session_state["explore_link"] = {}  # another patch: the deep link no longer applies
+    link["scene"] = scene.image.id
 
     st.header("Layers")
     presets = explore.available_presets(scene.image)
-    preset = st.radio("Image bands", presets, horizontal=True,
+    preset = st.radio("Image bands", presets, horizontal=True, key="explore_preset",
                       format_func=lambda p: {"rgb": "RGB", "irc": "IRC (NIR,R,G)", "elevation": "Elevation"}[p])
-    opacity = st.slider("Class layer opacity", 0.0, 1.0, 0.7, 0.05)
-    view = st.radio("View", ["Swipe", "Side by side"], horizontal=True,
+    opacity = st.slider("Class layer opacity", 0.0, 1.0, 0.7, 0.05, key="explore_opacity")
+    view = st.radio("View", ["Swipe", "Side by side"], horizontal=True, key="explore_view",
                     help="Swipe: drag the bar to compare two class layers over the image. "
                          "Side by side: one panel per layer.")
 
-layers = explore.scene_layers(scene, cat, base, preset=preset, deep_link=deep_link)
-bounds = layers.bounds
+    st.header("Model")
+    default_models = [link["model"]] if link.get("model") in card_by_id else [c["id"] for c in cards][:1]
+    model_ids = st.multiselect("Live predictions (pick two to compare A vs B)", list(card_by_id),
+                               default=default_models, max_selections=2, key="explore_models",
+                               format_func=lambda i: card_by_id[i]["title"])
+    live_layer = st.radio("Prediction layer", list(explore.LIVE_LAYER_NAMES), horizontal=False, key="explore_live",
+                          format_func=explore.LIVE_LAYER_NAMES.get,
+                          help="Errors need a ground truth for the patch.")
+    device = common.guarded(lambda: common.server_device(base)) if model_ids else None
+    if device:
+        st.caption(f"Inference device: **{device}**")
 
-st.caption(scene.label + (f" · ground truth: `{scene.truth.id}`" if scene.truth else " · no ground truth"))
+for mid in model_ids:
+    if card_by_id[mid].get("demo"):
+        st.warning(f"**{card_by_id[mid]['title']}** is a DEMO model, trained on a handful of patches (the same ones "
+                   "shown here). Its predictions show how the tool works, not how good a real model is.",
+                   icon=":material/science:")
+if live_layer == "error" and not scene.truth:
+    st.info("This patch has no ground truth, so there is no error layer; showing predictions instead.")
+    live_layer = "class"
+
+layers = explore.scene_layers(scene, cat, base, preset=preset, models=model_ids, live_layer=live_layer,
+                              deep_link=link)
+bounds = layers.bounds
+caption = scene.label + (f" · ground truth `{scene.truth.id}`" if scene.truth else " · no ground truth")
+if model_ids:
+    caption += " · live predictions are computed tile by tile as you pan; the first view takes a few seconds"
+st.caption(caption)
+
 if view == "Swipe":
     m = webmap.make_map(bounds)
     webmap.tile_layer(layers.image_url, f"Aerial {preset.upper()}", bounds, overlay=False).add_to(m)
-    left, right = layers.class_layers[:2] if len(layers.class_layers) >= 2 else (layers.class_layers + [None])[:2]
-    if left and right:
-        webmap.add_side_by_side(m, webmap.tile_layer(left[1], left[0], bounds, opacity),
-                                webmap.tile_layer(right[1], right[0], bounds, opacity))
-        st.caption(f"Left of the bar: **{left[0]}** · right: **{right[0]}**")
-    elif left:
-        webmap.tile_layer(left[1], left[0], bounds, opacity).add_to(m)
+    pair = layers.class_layers[:2]
+    if len(pair) == 2:
+        webmap.add_side_by_side(m, webmap.tile_layer(pair[0][1], pair[0][0], bounds, opacity),
+                                webmap.tile_layer(pair[1][1], pair[1][0], bounds, opacity))
+        st.markdown(f"⟵ **{pair[0][0]}** &nbsp;|&nbsp; **{pair[1][0]}** ⟶")
+    elif pair:
+        webmap.tile_layer(pair[0][1], pair[0][0], bounds, opacity).add_to(m)
     for name, url in layers.class_layers[2:]:
         webmap.tile_layer(url, name, bounds, opacity).add_to(m)
     webmap.add_layer_control(m)
-    common.render_map(m, key=f"swipe-{scene.image.id}")
+    common.render_map(m, key=f"swipe-{scene.image.id}-{len(layers.class_layers)}")
 else:
     panels = [(f"Aerial {preset.upper()}", None)] + layers.class_layers
-    cols = st.columns(len(panels))
-    for col, (name, url) in zip(cols, panels):
-        with col:
-            st.markdown(f"**{name}**")
-            m = webmap.make_map(bounds)
-            webmap.tile_layer(layers.image_url, "Aerial", bounds, overlay=False).add_to(m)
-            if url:
-                webmap.tile_layer(url, name, bounds, opacity).add_to(m)
-            common.render_map(m, key=f"panel-{scene.image.id}-{name}", height=420)
+    for row_start in range(0, len(panels), 3):
+        cols = st.columns(3)
+        for col, (name, url) in zip(cols, panels[row_start:row_start + 3]):
+            with col:
+                st.markdown(f"**{name}**")
+                m = webmap.make_map(bounds)
+                webmap.tile_layer(layers.image_url, "Aerial", bounds, overlay=False).add_to(m)
+                if url:
+                    webmap.tile_layer(url, name, bounds, opacity).add_to(m)
+                common.render_map(m, key=f"panel-{scene.image.id}-{name}", height=420)
 
 with st.expander("Legend (FLAIR-1 classes)", expanded=True):
-    st.html(webmap.legend_html())
+    present = None if model_ids else None
+    st.html(webmap.legend_html(present))
+    if live_layer in ("entropy", "margin"):
+        st.caption("Uncertainty: dark = confident, bright = unsure.")
+    if live_layer == "error":
+        st.caption("Errors: red where the prediction differs from the ground truth.")
+    if link.get("confusion"):
+        c1, c2 = link["confusion"]
+        st.caption(f"Confusion highlight: pixels whose truth is class {c1} and prediction class {c2} "
+                   f"({link.get('protocol', 'full')} numbering)." + (
+                       f" ({BY_VALUE[c1].name} → {BY_VALUE[c2].name})" if link.get("protocol", "full") == "full" else ""))
 
 common.footer()

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,3 +29,38 @@ def artifacts_dir() -> Path:
     d = Path(os.environ.get("FLAIR_VIZ_ARTIFACTS", REPO / "artifacts"))
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tile_server(tmp_path_factory):
+    """One real tile server (uvicorn) for the session's page tests, on a free port, stopped at the end.
+
+    Pages call ``ui.common.tiles_url()``, which would otherwise reuse or start a server on the default
+    port that may run other code.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    os.environ["FLAIR_VIZ_TILE_PORT"] = str(port)
+    os.environ["FLAIR_VIZ_TILES_URL"] = url
+    log = open(tmp_path_factory.mktemp("tile-server") / "log.txt", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "flair_viz", "serve", "--port", str(port),
+                             "--catalog", str(DEMO_CATALOG)], cwd=REPO, stdout=log, stderr=log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                break
+        except Exception:
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -25,7 +25,8 @@ def test_home_tells_the_story_and_credits_ign():
 
 def test_explore_lists_real_patches_and_switches_patch():
     at = run("pages/1_Explore.py")
-    assert not at.exception and not at.error
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
     patch = at.selectbox(key="explore_scene")
     for pid in ("000473", "084558", "034217", "050549"):  # options are shown as labels
         assert any(pid in o for o in patch.options), patch.options

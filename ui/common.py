@@ -15,7 +15,7 @@ from streamlit_folium import st_folium
 from flair_viz import config
 from flair_viz.catalog import Catalog, CatalogStore
 from flair_viz.errors import FlairVizError
-from flair_viz.server import ensure_running
+from flair_viz.server import ensure_running, fetch_json
 
 T = TypeVar("T")
 
@@ -42,6 +42,18 @@ def catalog() -> Catalog:
 def tiles_url() -> str:
     """Base URL of a running tile server; starts one in the background if none answers."""
     return ensure_running(config.tile_server_url(), catalog=config.catalog_path())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def server_models(base: str) -> list[dict]:
+    """Model cards as the tile server (which runs them) sees them, demo flag included."""
+    return fetch_json(base, "/models", timeout=60)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def server_device(base: str) -> str:
+    """The device the tile server predicts on (GPU name or "CPU"); the UI itself never loads torch."""
+    return fetch_json(base, "/device", timeout=60)["device"]
 
 
 def show_error(exc: FlairVizError) -> None:

@@ -21,11 +21,15 @@ def test_explore_shows_aerial_and_truth_tiles_offline(live_app, page_and_traffic
     map_frame = page.frame_locator("iframe[title='streamlit_folium.st_folium']").first
     map_frame.locator(".leaflet-container").first.wait_for(timeout=60_000)
     wait_for_tiles(page, traffic, 8)
+    wait_for_tiles(page, traffic, 4, "/predict/", timeout_s=120)  # live predictions are computed on the CPU
+    page.wait_for_timeout(1000)
     page.screenshot(path=str(artifacts_dir / "explore.png"), full_page=True)
 
     good = traffic.good_tiles()
     assert len(good) >= 8, f"only {len(good)} tiles loaded; responses: {traffic.tiles[:10]}"
     assert traffic.good_tiles("/datasets/IMG_"), "no aerial image tiles loaded"
     assert traffic.good_tiles("/datasets/MSK_"), "no ground-truth tiles loaded"
+    assert len(traffic.good_tiles("/predict/demo-unet-r18/")) >= 4, "live prediction tiles did not load"
+    assert page.get_by_text("is a DEMO model").count() >= 1  # the demo model is labelled as such
     assert all(size > 0 for _, status, size in good)
     assert traffic.foreign() == [], f"requests left the machine: {traffic.foreign()[:5]}"
