@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -84,10 +85,15 @@ def get_client(workers: int = 2, scheduler: str | None = None):
                                 "check host, port and firewall, or drop --scheduler to use local workers") from None
     if workers < 1:
         raise FlairVizError(f"--workers must be at least 1 (got {workers})", "use --workers 1 or more")
+    import dask
+
     n_gpu = gpu_count()
-    cluster = LocalCluster(n_workers=n_gpu or workers, threads_per_worker=1, processes=True,
-                           dashboard_address="127.0.0.1:0", host="127.0.0.1",
-                           resources={GPU: 1} if n_gpu else None, silence_logs=40)
+    # Dask sets MALLOC_TRIM_THRESHOLD_ in workers to return memory eagerly; it also pins glibc's mmap
+    # threshold, so every large tensor becomes a fresh mmap: about 1.5x slower inference. Unset it.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        cluster = LocalCluster(n_workers=n_gpu or workers, threads_per_worker=1, processes=True,
+                               dashboard_address="127.0.0.1:0", host="127.0.0.1",
+                               resources={GPU: 1} if n_gpu else None, silence_logs=logging.ERROR)
     client = Client(cluster)
     client._flair_local_cluster = cluster  # closed with the client by close_client()
     client._flair_local_gpus = n_gpu
@@ -97,9 +103,15 @@ def get_client(workers: int = 2, scheduler: str | None = None):
 def close_client(client) -> None:
     """Close a client and, if :func:`get_client` started it, its local cluster."""
     cluster = getattr(client, "_flair_local_cluster", None)
-    client.close()
-    if cluster is not None:
-        cluster.close()
+    log = logging.getLogger("distributed")
+    level = log.level
+    log.setLevel(logging.CRITICAL)  # shutting workers down is routine, not news for the user
+    try:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    finally:
+        log.setLevel(level)
 
 
 @contextlib.contextmanager
