@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from flair_viz import story
 from ui import common
 
 PAGES = [  # (file, title, icon, one-line pitch)
@@ -17,8 +18,13 @@ PAGES = [  # (file, title, icon, one-line pitch)
 HERE = Path(__file__).resolve().parent
 
 
+@st.cache_data(show_spinner="Scoring the demo predictions…")
+def _figures(catalog_version: float) -> story.DemoFigures:
+    return story.demo_figures(common.catalog())
+
+
 def home() -> None:
-    common.setup("Home", "🛰️")
+    common.setup("Home")
     st.title("FLAIR Viz")
     st.markdown(
         """
@@ -35,15 +41,33 @@ elevation) and masks of 19 classes.
 shows where a model is wrong, measures change between vintages in hectares, and helps choose what to annotate next.
 """
     )
+    st.subheader("The story in four steps")
+    cards = common.guarded(lambda: common.server_models(common.tiles_url())) or []
+    figures = common.guarded(lambda: _figures(common.catalog_version()))
+    if figures is not None:
+        for step in story.steps(common.catalog(), figures, [c["id"] for c in cards]):
+            with st.container(border=True):
+                left, right = st.columns([5, 1])
+                left.markdown(f"**{step.title}** — {step.text}")
+                if step.figure:
+                    left.markdown(f"### {step.figure}")
+                if right.button("Show me", key=f"story-{step.key}", type="primary"):
+                    if step.page.endswith("Explore.py"):
+                        st.session_state["explore"] = step.link
+                    elif step.link.get("change_pair") is not None:
+                        st.session_state["change_pair"] = step.link["change_pair"]
+                    st.switch_page(step.page)
+
+    st.subheader("Pages")
     available = [p for p in PAGES if (HERE / p[0]).exists()]
     for col, (path, title, icon, pitch) in zip(st.columns(len(available)), available):
         with col:
-            st.subheader(title)
-            st.write(pitch)
-            st.page_link(path, label=f"Open {title}", icon=":material/arrow_forward:")
+            st.page_link(path, label=title, icon=icon)
+            st.caption(pitch)
     common.footer()
 
 
-nav = [st.Page(home, title="Home", icon=":material/home:", default=True)]
-nav += [st.Page(path, title=title, icon=icon) for path, title, icon, _ in PAGES if (HERE / path).exists()]
+# No page icons: Streamlit turns a page icon into the favicon and fetches Material ones from Google.
+nav = [st.Page(home, title="Home", default=True)]
+nav += [st.Page(path, title=title) for path, title, _, _ in PAGES if (HERE / path).exists()]
 st.navigation(nav).run()

@@ -15,7 +15,15 @@ cat = common.catalog()
 base = common.tiles_url()
 # A deep link (from Metrics, the home story or ?patch=) stays active until another patch is chosen.
 if "explore" in st.session_state:
-    st.session_state["explore_link"] = st.session_state.pop("explore") or {}
+    incoming = st.session_state.pop("explore") or {}
+    if "model" in incoming and "models" not in incoming:
+        incoming["models"] = [incoming["model"]]
+    # Widgets read their state from these keys, so a link can set layers before they are drawn.
+    for key, widget in (("preset", "explore_preset"), ("opacity", "explore_opacity"), ("view", "explore_view"),
+                        ("models", "explore_models"), ("live_layer", "explore_live")):
+        if key in incoming:
+            st.session_state[widget] = incoming[key]
+    st.session_state["explore_link"] = incoming
 elif "patch" in st.query_params and "explore_link" not in st.session_state:
     st.session_state["explore_link"] = {"patch": st.query_params["patch"]}
 link: dict = st.session_state.get("explore_link", {})
@@ -58,8 +66,11 @@ with st.sidebar:
 
     st.header("Model")
     default_models = [link["model"]] if link.get("model") in card_by_id else [c["id"] for c in cards][:1]
+    if "explore_models" in st.session_state:  # a deep link: keep only models the server knows
+        st.session_state["explore_models"] = [m for m in st.session_state["explore_models"] if m in card_by_id]
     model_ids = st.multiselect("Live predictions (pick two to compare A vs B)", list(card_by_id),
-                               default=default_models, max_selections=2, key="explore_models",
+                               default=None if "explore_models" in st.session_state else default_models,
+                               max_selections=2, key="explore_models",
                                format_func=lambda i: card_by_id[i]["title"])
     live_layer = st.radio("Prediction layer", list(explore.LIVE_LAYER_NAMES), horizontal=False, key="explore_live",
                           format_func=explore.LIVE_LAYER_NAMES.get,

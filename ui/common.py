@@ -24,8 +24,10 @@ ATTRIBUTION = ("Imagery and labels: **IGN – FLAIR dataset** and **IGN – BD O
                "See `data/demo/README.md` for provenance.")
 
 
-def setup(title: str, icon: str = "🗺️") -> None:
-    st.set_page_config(page_title=f"FLAIR Viz · {title}", page_icon=icon, layout="wide")
+def setup(title: str, icon: str | None = None) -> None:
+    """Page title and wide layout. ``icon`` is ignored: Streamlit fetches emoji and Material favicons
+    from the internet, and the app must stay offline, so every page keeps the bundled favicon."""
+    st.set_page_config(page_title=f"FLAIR Viz · {title}", layout="wide")
 
 
 @st.cache_resource
@@ -36,6 +38,12 @@ def _catalog_store() -> CatalogStore:
 def catalog() -> Catalog:
     """The catalog, reloaded when its file changes (batch jobs register outputs into it)."""
     return _catalog_store().get()
+
+
+def catalog_version() -> float:
+    """Changes when the catalog file changes; a cache key for results derived from the catalog."""
+    src = config.catalog_path()
+    return src.stat().st_mtime if src.exists() else 0.0
 
 
 @st.cache_resource(show_spinner="Starting the tile server…")
