@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tomllib
+import unicodedata
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from flair_viz.errors import CatalogError, FlairVizError
 
 ROLES = ("image", "truth", "prediction", "change")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-IMG_RE = re.compile(r"^IMG_(?P<id>[A-Za-z0-9_-]+)\.tiff?$", re.IGNORECASE)
+IMG_RE = re.compile(r"^IMG_(?P<id>.+?)\.tiff?$", re.IGNORECASE)  # any name: real folders hold "IMG_ölé 1.tif"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,12 @@ class Dataset:
         if self.nomenclature == "flair1":
             d.pop("nomenclature", None)
         return d
+
+
+def safe_id(name: str) -> str:
+    """An ID-safe form of a file's patch name (``ölé 1`` -> ``ole_1``): IDs travel in tile URLs, names may not."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", ascii_name).strip("_") or "patch"
 
 
 def _check_id(ds_id: str) -> None:
@@ -237,31 +244,37 @@ def scan_flair_folder(folder: str | os.PathLike[str], metadata: str | os.PathLik
         meta_path = (root or folder) / metadata
     meta = _load_metadata(meta_path)
     found: list[Dataset] = []
+    seen: dict[str, Path] = {}
     for img in sorted(folder.glob("**/img/IMG_*.tif*")):
         m = IMG_RE.match(img.name)
         if not m:
             continue
-        pid = m.group("id")
+        name = m.group("id")
+        pid = safe_id(name)
+        if pid in seen:
+            raise CatalogError(f"{seen[pid]} and {img} would both get the dataset ID IMG_{pid}",
+                               "rename one of them (IDs keep letters, digits, '_' and '-' of the file name)")
+        seen[pid] = img
         zone_dir = img.parent.parent
         rel = zone_dir.relative_to(folder).parts
         domain = rel[-2] if len(rel) >= 2 else None
         zone = rel[-1] if len(rel) >= 1 else None
-        md = meta.get(f"IMG_{pid}", {}) if isinstance(meta.get(f"IMG_{pid}", {}), dict) else {}
+        md = meta.get(f"IMG_{name}", {}) if isinstance(meta.get(f"IMG_{name}", {}), dict) else {}
         domain, zone = md.get("domain", domain), md.get("zone", zone)
         vintage = md.get("date") or (f"{domain.split('_')[-1]}" if domain and "_" in domain else None)
         info = raster.check_image(img)
         common = dict(domain=domain, zone=zone, patch=pid, vintage=vintage)
         found.append(Dataset(id=f"IMG_{pid}", path=img, role="image", bands=raster.band_names_for(info.count),
-                             title=f"Aerial {pid}", extra={"camera": md["camera"]} if md.get("camera") else {},
+                             title=f"Aerial {name}", extra={"camera": md["camera"]} if md.get("camera") else {},
                              **common))
-        msk = zone_dir / "msk" / f"MSK_{pid}{img.suffix}"
+        msk = zone_dir / "msk" / f"MSK_{name}{img.suffix}"
         if msk.exists():
             minfo = raster.check_mask(msk, scan_values=False)
             try:
                 raster.check_same_grid(info, minfo)
             except FlairVizError as exc:
                 raise type(exc)(f"Patch {pid}: {exc.problem}", exc.fix) from None
-            found.append(Dataset(id=f"MSK_{pid}", path=msk, role="truth", title=f"Ground truth {pid}", **common))
+            found.append(Dataset(id=f"MSK_{pid}", path=msk, role="truth", title=f"Ground truth {name}", **common))
     if not found:
         raise CatalogError(f"No FLAIR patches found under {folder}",
                            "expected files like <domain>/<zone>/img/IMG_<id>.tif (with msk/MSK_<id>.tif)")

@@ -38,8 +38,8 @@ KEY_COLUMNS = ("truth_path", "truth_mtime_ns", "truth_size", "truth_nomenclature
                "pred_path", "pred_mtime_ns", "pred_size", "pred_nomenclature")
 META_COLUMNS = ("patch", "domain", "zone", "date", "minx", "miny", "maxx", "maxy", "model", "truth_id", "pred_id",
                 *KEY_COLUMNS, "ignored")
-MSK_RE = re.compile(r"^MSK_(?P<id>[A-Za-z0-9_-]+)\.tiff?$", re.IGNORECASE)
-PRED_RE = re.compile(r"^PRED_(?P<id>[A-Za-z0-9_-]+)\.tiff?$", re.IGNORECASE)
+MSK_RE = re.compile(r"^MSK_(?P<id>.+?)\.tiff?$", re.IGNORECASE)  # any name, e.g. "MSK_ölé 1.tif"
+PRED_RE = re.compile(r"^PRED_(?P<id>.+?)\.tiff?$", re.IGNORECASE)
 STRIP_ROWS = 2048  # rows read at once: bounds memory on whole-scene rasters, one read for a 512 px patch
 
 
