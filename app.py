@@ -50,7 +50,7 @@ shows where a model is wrong, measures change between vintages in hectares, and 
                 left, right = st.columns([5, 1])
                 left.markdown(f"**{step.title}** — {step.text}")
                 if step.figure:
-                    left.markdown(f"### {step.figure}")
+                    left.markdown(f"#### {step.figure}")
                 if right.button("Show me", key=f"story-{step.key}", type="primary"):
                     if step.page.endswith("Explore.py"):
                         st.session_state["explore"] = step.link
