@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from flair_viz.catalog import Catalog, Dataset
+from flair_viz.classes import protocol_names
 from flair_viz.raster import PRESET_BANDS
 from flair_viz.webmap import Bounds, dataset_bounds_wgs84, dataset_tile_url
 
@@ -102,7 +103,7 @@ def scene_layers(scene: Scene, cat: Catalog, base: str, preset: str = "rgb", mod
     truth_id = link.get("truth_id") or (scene.truth.id if scene.truth else None)
     if link.get("confusion") and truth_id in cat and link.get("pred_id") in cat:
         c1, c2 = link["confusion"]
-        names = link.get("names") or (c1, c2)
-        layers.insert(0, (f"Confusion: truth {names[0]} → predicted {names[1]}",
+        names = protocol_names(link.get("protocol", "full"))
+        layers.insert(0, (f"Confusion: truth {names[c1 - 1]} → predicted {names[c2 - 1]}",
                           confusion_url(base, truth_id, link["pred_id"], c1, c2, link.get("protocol", "full"))))
     return SceneLayers(dataset_bounds_wgs84(scene.image), dataset_tile_url(scene.image.id, base, preset=preset), layers)

@@ -42,3 +42,27 @@ def test_explore_deep_link_opens_the_requested_patch():
     at.run()
     assert not at.exception
     assert at.selectbox(key="explore_scene").value == "IMG_034217"
+
+
+def test_explore_layers_for_a_confusion_click_through():
+    """Deep link from Metrics: the confusion layer comes first, named with the protocol's classes."""
+    from flair_viz import explore
+    from flair_viz.catalog import Catalog
+    from flair_viz.classes import protocol_names
+    from tests.conftest import DEMO_CATALOG
+
+    cat = Catalog.load(DEMO_CATALOG)
+    scene = explore.find_scene(explore.list_scenes(cat), "050549")
+    pred = next(d for d in cat.by_role("prediction") if d.patch == "050549")
+    link = {"confusion": [3, 2], "pred_id": pred.id, "truth_id": "MSK_050549", "protocol": "flair1"}
+    layers = explore.scene_layers(scene, cat, "http://t", models=["m"], deep_link=link)
+    name, url = layers.class_layers[0]
+    names = protocol_names("flair1")
+    assert name == f"Confusion: truth {names[2]} → predicted {names[1]}"
+    assert url.startswith(f"http://t/datasets/MSK_050549/confusion/{pred.id}/tiles/WebMercatorQuad/")
+    assert "truth_class=3" in url and "pred_class=2" in url and "protocol=flair1" in url
+    # without a link: ground truth left, live model right
+    plain = explore.scene_layers(scene, cat, "http://t", models=["m"])
+    assert [n for n, _ in plain.class_layers] == ["Ground truth", "Prediction · m"]
+    ab = explore.scene_layers(scene, cat, "http://t", models=["a", "b"])
+    assert [n for n, _ in ab.class_layers][:2] == ["Prediction · a", "Prediction · b"]
