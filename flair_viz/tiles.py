@@ -11,10 +11,12 @@ from __future__ import annotations
 import hmac
 import importlib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path as FsPath
 from typing import Annotated, Literal
 
+import morecantile
 from attrs import define
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -32,7 +34,29 @@ Preset = Literal["rgb", "irc", "elevation"]
 ELEVATION_RESCALE = "0,60"  # nDSM in FLAIR is metres-ish uint8; most relief sits below 60
 FORBIDDEN_PARAMS = {"url", "file", "path", "filename", "src"}
 
+# ``.../tiles/{tms}/{z}/{x}/{y}[@Nx][.fmt]`` on every router (datasets, predict, confusion, change).
+TILE_PATH = re.compile(r"/tiles/(?P<tms>[A-Za-z0-9_]+)/(?P<z>-?\d+)/(?P<x>-?\d+)/(?P<y>-?\d+)(?:@\d+x)?(?:\.\w+)?$")
+
 DatasetId = Annotated[str, Path(description="Catalog dataset ID (see /datasets)", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+
+
+def bad_tile(path: str) -> str | None:
+    """Why ``z/x/y`` in a tile path is not a tile of its matrix set, or None if it is (or the path is no tile).
+
+    Checked once for every router: left to the readers, a negative zoom was a 500 and a live
+    prediction tile of a non-existent x/y a blank 200.
+    """
+    m = TILE_PATH.search(path)
+    if m is None or m["tms"] not in morecantile.tms.list():
+        return None  # not a tile path, or an unknown set that the route itself answers with 422
+    tms = morecantile.tms.get(m["tms"])
+    z, x, y = int(m["z"]), int(m["x"]), int(m["y"])
+    if not tms.minzoom <= z <= tms.maxzoom:
+        return f"Zoom {z} is outside {m['tms']} ({tms.minzoom}..{tms.maxzoom})"
+    matrix = tms.matrix(z)
+    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
+        return f"Tile {z}/{x}/{y} does not exist in {m['tms']} (x < {matrix.matrixWidth}, y < {matrix.matrixHeight})"
+    return None
 
 
 def get_catalog(request: Request) -> Catalog:
@@ -130,6 +154,10 @@ def create_app(catalog_path: str | os.PathLike[str] | None = None, token: str | 
             return JSONResponse(status_code=400, content={
                 "detail": "FLAIR Viz serves datasets by catalog ID only; file paths and URLs are not accepted",
                 "fix": "register the file in the catalog (`flair-viz catalog scan DIR`) and use its ID"})
+        problem = bad_tile(request.url.path)
+        if problem:
+            return JSONResponse(status_code=400, content={
+                "detail": problem, "fix": "request tiles inside the tile matrix set (the map client does this)"})
         if token:
             given = request.query_params.get("token") or request.headers.get("authorization", "").removeprefix("Bearer ")
             if not hmac.compare_digest(given.encode(), token.encode()):
