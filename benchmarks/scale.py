@@ -5,7 +5,7 @@
 Scenes are demo-size (512 × 512, 5 bands) copies of the four real demo patches (mirrored for the
 copies), laid side by side. Each cluster is started and warmed first (one scene, so torch is imported
 and the model loaded on every worker), then timed on all scenes into a fresh folder; rounds alternate
-1 and 2 workers so machine noise hits both. A plain in-process loop (torch on every core) is timed
+1 and 2 workers so machine noise hits both. A plain loop in a fresh process without Dask (torch on every core) is timed
 too, to show what Dask's process-per-worker costs or gains against no Dask at all.
 """
 
@@ -56,16 +56,25 @@ def timed_job(client, found, card, out: Path) -> float:
     return dt
 
 
-def plain_loop(found, card, out: Path) -> float:
+def plain_loop(folder: Path, model: str, out: Path) -> float:
+    """The no-Dask baseline, in a fresh process (no scheduler or nanny threads beside it), torch on all cores."""
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--loop-only", str(folder), str(out), "--model", model]
+    return float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+
+
+def loop_only(folder: Path, model: str, out: Path) -> None:
     import torch
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    loaded = models.load_model(card, "cpu")
+    found = scenes.expand([str(folder)])
+    loaded = models.load_model(models.get_card(model), "cpu")
     inference.predict_file(loaded, found[0].path, out / "warm.tif", progress=False)  # warm-up, like the clusters
     t0 = time.perf_counter()
     for s in found:
         inference.predict_file(loaded, s.path, out / f"PRED_{s.name}.tif", progress=False)
-    return time.perf_counter() - t0
+    print(time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -73,7 +82,10 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=8)
     ap.add_argument("--model", default="demo-unet-r18")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--loop-only", nargs=2, metavar=("SCENES", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.loop_only:
+        return loop_only(Path(args.loop_only[0]), args.model, Path(args.loop_only[1]))
     card = models.get_card(args.model)
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="flair-scale-") as tmp:
@@ -96,8 +108,8 @@ def main() -> None:
                 times[n].append(timed_job(clients[n], found, card, tmp / f"out{n}"))
                 print(f"round {r + 1}: {n} worker(s) {times[n][-1]:.2f} s", file=sys.stderr)
             (tmp / "loop").mkdir(exist_ok=True)
-            loop.append(plain_loop(found, card, tmp / "loop"))
-            print(f"round {r + 1}: in-process loop {loop[-1]:.2f} s", file=sys.stderr)
+            loop.append(plain_loop(tmp / "scenes", args.model, tmp / "loop"))
+            print(f"round {r + 1}: plain process loop {loop[-1]:.2f} s", file=sys.stderr)
         for c in clients.values():
             batch.close_client(c)
         # same classes whatever the number of workers (the point of the tests, checked here too)
@@ -110,11 +122,11 @@ def main() -> None:
           f"load average before/after: {load0:.1f}/{os.getloadavg()[0]:.1f}")
     for label, pick in (("median", statistics.median), ("best", min)):
         t1, t2, tl = pick(times[1]), pick(times[2]), pick(loop)
-        print(f"[{label}] in-process loop (torch on all cores): {tl:6.2f} s  {n / tl:5.2f} scenes/s")
-        print(f"[{label}] Dask 1 worker:                        {t1:6.2f} s  {n / t1:5.2f} scenes/s")
-        print(f"[{label}] Dask 2 workers:                       {t2:6.2f} s  {n / t2:5.2f} scenes/s")
+        print(f"[{label}] plain process loop (torch on all cores): {tl:6.2f} s  {n / tl:5.2f} scenes/s")
+        print(f"[{label}] Dask 1 worker:                           {t1:6.2f} s  {n / t1:5.2f} scenes/s")
+        print(f"[{label}] Dask 2 workers:                          {t2:6.2f} s  {n / t2:5.2f} scenes/s")
         print(f"[{label}] throughput ratio 2 workers / 1 worker: {t1 / t2:.2f}x; "
-              f"2 workers / in-process loop: {tl / t2:.2f}x")
+              f"2 workers / plain process loop: {tl / t2:.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,9 @@ import pandas as pd
 from flair_viz import atomic, classes, models, raster
 from flair_viz.errors import AlignmentError, CatalogError, FlairVizError, ModelError, RasterError
 from flair_viz.scenes import Scene, safe_name
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 GPU = "GPU"  # the Dask worker resource that marks a worker owning one GPU
 MANIFEST_SUFFIX = ".manifest.json"
@@ -64,7 +67,7 @@ def gpu_count() -> int:
         return 0
 
 
-def get_client(workers: int = 2, scheduler: str | None = None):
+def get_client(workers: int = 2, scheduler: str | None = None) -> Client:
     """A Dask ``Client``: on a new ``LocalCluster`` of ``workers`` processes, or on ``scheduler``'s cluster.
 
     Local workers are single-threaded processes (torch and GDAL release the GIL, but one model per
@@ -89,7 +92,7 @@ def get_client(workers: int = 2, scheduler: str | None = None):
 
     n_gpu = gpu_count()
     # Dask sets MALLOC_TRIM_THRESHOLD_ in workers to return memory eagerly; it also pins glibc's mmap
-    # threshold, so every large tensor becomes a fresh mmap: about 1.5x slower inference. Unset it.
+    # threshold, so every large tensor becomes a fresh mmap: inference ran several times slower. Unset it.
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         cluster = LocalCluster(n_workers=n_gpu or workers, threads_per_worker=1, processes=True,
                                dashboard_address="127.0.0.1:0", host="127.0.0.1",
@@ -100,7 +103,7 @@ def get_client(workers: int = 2, scheduler: str | None = None):
     return client
 
 
-def close_client(client) -> None:
+def close_client(client: Client) -> None:
     """Close a client and, if :func:`get_client` started it, its local cluster."""
     cluster = getattr(client, "_flair_local_cluster", None)
     log = logging.getLogger("distributed")
@@ -115,7 +118,7 @@ def close_client(client) -> None:
 
 
 @contextlib.contextmanager
-def client_for(workers: int = 2, scheduler: str | None = None, client=None) -> Iterator[Any]:
+def client_for(workers: int = 2, scheduler: str | None = None, client: Client | None = None) -> Iterator[Client]:
     """Use ``client`` if given (the caller owns it), else start one for the duration of the block."""
     if client is not None:
         yield client
@@ -127,7 +130,7 @@ def client_for(workers: int = 2, scheduler: str | None = None, client=None) -> I
         close_client(own)
 
 
-def _cluster_plan(client) -> tuple[dict[str, float] | None, dict[str, int], int]:
+def _cluster_plan(client: Client) -> tuple[dict[str, float] | None, dict[str, int], int]:
     """(task resources, workers per host, local GPU count): where model tasks may run and how many threads."""
     info = client.scheduler_info(n_workers=-1) if _accepts_n_workers(client) else client.scheduler_info()
     workers = info.get("workers", {})
@@ -139,7 +142,7 @@ def _cluster_plan(client) -> tuple[dict[str, float] | None, dict[str, int], int]
     return ({GPU: 1} if has_gpu_workers else None), per_host, int(getattr(client, "_flair_local_gpus", 0))
 
 
-def _accepts_n_workers(client) -> bool:
+def _accepts_n_workers(client: Client) -> bool:
     import inspect
 
     return "n_workers" in inspect.signature(client.scheduler_info).parameters
@@ -194,7 +197,7 @@ def _guard(name: str, fn: Callable[[], Any]) -> TaskOutcome:
         return TaskOutcome(name, False, problem=exc.problem, fix=exc.fix)
 
 
-def _gather(client, futures: dict[Any, str], desc: str, progress: bool) -> list[TaskOutcome]:
+def _gather(client: Client, futures: dict[Any, str], desc: str, progress: bool) -> list[TaskOutcome]:
     """Wait for every future, showing one progress bar over all workers; never raise for one task."""
     from distributed import as_completed
 
@@ -234,7 +237,7 @@ def _raise_failures(failed: list[TaskOutcome], total: int, what: str) -> None:
                         "fix those inputs and rerun the same command: finished outputs are kept and skipped")
 
 
-def _announce(client, progress: bool) -> None:
+def _announce(client: Client, progress: bool) -> None:
     if progress:
         n = len(client.scheduler_info().get("workers", {}))
         print(f"Dask: {n} worker(s), dashboard {client.dashboard_link}", file=sys.stderr)
@@ -364,8 +367,8 @@ class PredictResult:
     catalog_id: str | None = None
 
 
-def batch_predict(scenes: Sequence[Scene], model: str | models.ModelCard, out_dir: str | os.PathLike[str], client,
-                  proba: bool = False, batch_size: int = 4, device: str | None = None,
+def batch_predict(scenes: Sequence[Scene], model: str | models.ModelCard, out_dir: str | os.PathLike[str],
+                  client: Client, proba: bool = False, batch_size: int = 4, device: str | None = None,
                   retries: int = DEFAULT_RETRIES, progress: bool = True, mosaic: bool = True,
                   catalog_file: str | os.PathLike[str] | None = None, outside_root: bool = False) -> PredictResult:
     """One class COG per scene in ``out_dir`` (``PRED_<scene>.tif``), then a VRT mosaic over all of them.
@@ -379,9 +382,11 @@ def batch_predict(scenes: Sequence[Scene], model: str | models.ModelCard, out_di
     out_dir = Path(out_dir).resolve()
     if out_dir.exists() and not out_dir.is_dir():
         raise FlairVizError(f"--out {out_dir} is a file", "give a folder (it is created if missing)")
-    out_dir.mkdir(parents=True, exist_ok=True)
     if not scenes:
         raise FlairVizError("No scenes to predict", "give folders, globs, files or catalog IDs")
+    if mosaic and catalog_file is not None and not outside_root:
+        _check_under_root(catalog_file, out_dir)  # refuse before hours of work, not after
+    out_dir.mkdir(parents=True, exist_ok=True)
     resources, per_host, local_gpus = _cluster_plan(client)
     job = PredictJob(card=card, checksum=checksum, out_dir=out_dir, proba=proba, batch_size=batch_size,
                      device=device, local_gpus=local_gpus, workers_per_host=per_host)
@@ -528,6 +533,18 @@ def register_mosaic(catalog_file: str | os.PathLike[str], vrt: Path, card: model
     return ds_id
 
 
+def _check_under_root(catalog_file: str | os.PathLike[str], out_dir: Path) -> None:
+    from flair_viz.catalog import Catalog
+
+    catalog_file = Path(catalog_file)
+    root = Catalog.load(catalog_file).root if catalog_file.exists() else catalog_file.parent.resolve()
+    if not out_dir.resolve().is_relative_to(root):
+        raise CatalogError(f"--out {out_dir} is outside the data root {root} of the catalog {catalog_file.name}, so "
+                           "the mosaic could not be registered there",
+                           "write --out under the data root, pass --outside-root to register it anyway, "
+                           "or --no-register")
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Serialise catalog edits by concurrent batch jobs (two jobs finishing together must not lose an entry)."""
@@ -550,8 +567,9 @@ def evaluate_chunk(pairs: Sequence[Any]) -> list[TaskOutcome]:
     return [_guard(p.patch, _partial(metrics.compute_pair, p)) for p in pairs]
 
 
-def batch_evaluate(pairs: Sequence[Any], out_parquet: str | os.PathLike[str], client, chunk_size: int | None = None,
-                   retries: int = DEFAULT_RETRIES, progress: bool = True, flush_every_s: float = 30.0):
+def batch_evaluate(pairs: Sequence[Any], out_parquet: str | os.PathLike[str], client: Client,
+                   chunk_size: int | None = None, retries: int = DEFAULT_RETRIES, progress: bool = True,
+                   flush_every_s: float = 30.0) -> Any:
     """Per-pair confusion matrices of ``pairs`` into ONE Parquet store, computing only what it lacks.
 
     Same store format and reuse rule as :func:`flair_viz.metrics.evaluate` (same input key: paths,
@@ -728,8 +746,8 @@ def change_pair(job: ChangeJob, out_dir: Path, grouping: str | None) -> dict[str
     return _change_row(job, json.loads(summary.read_text(encoding="utf-8")), out)
 
 
-def batch_change(pairs: Sequence[ChangeJob], out_dir: str | os.PathLike[str], client, grouping: str | None = None,
-                 retries: int = DEFAULT_RETRIES, progress: bool = True) -> pd.DataFrame:
+def batch_change(pairs: Sequence[ChangeJob], out_dir: str | os.PathLike[str], client: Client,
+                 grouping: str | None = None, retries: int = DEFAULT_RETRIES, progress: bool = True) -> pd.DataFrame:
     """Each pair's change outputs in ``out_dir/<name>/``, and one table of all pairs (``changes.parquet``/``.csv``).
 
     A pair whose outputs are complete for the same input files and grouping is not recomputed.

@@ -241,6 +241,11 @@ def test_cli_predict_many_on_existing_scheduler_and_errors(work, client, tmp_pat
                    "--quiet", str(tmp_path / "nothing*.tif")])
     err = capsys.readouterr().err
     assert rc == 2 and "error:" in err and "fix:" in err and "Traceback" not in err
+    rc = cli.main(["predict", "--model", str(work["card_path"]), "--scheduler", addr, "--out", str(tmp_path / "x"),
+                   "--catalog", str(work["catalog"]), "--quiet", str(work["masks"])])
+    err = capsys.readouterr().err
+    assert rc == 2 and "outside the data root" in err and "--outside-root" in err
+    assert not (tmp_path / "x").exists()  # refused before any work
     rc = cli.main(["evaluate", "--truth", str(work["masks"]), "--pred", str(out), "--scheduler", addr,
                    "--out", str(tmp_path / "m.parquet"), "--json"])
     assert rc == 0
@@ -255,3 +260,15 @@ def test_cli_predict_many_on_existing_scheduler_and_errors(work, client, tmp_pat
 
     table = pd.read_csv(tmp_path / "chg" / "changes.csv")
     assert sorted(table["name"]) == sorted(f"MSK_{s.name}.tif__PRED_{s.name}.tif" for s in work["scenes"])
+
+
+def test_model_tasks_ask_for_gpus_only_where_workers_have_them(client):
+    from distributed import Client, LocalCluster
+
+    assert batch._cluster_plan(client)[0] is None  # CPU workers: no resource constraint
+    with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, resources={batch.GPU: 1},
+                      dashboard_address=None) as gpu_cluster, Client(gpu_cluster) as gpu_client:
+        resources, per_host, _ = batch._cluster_plan(gpu_client)
+        assert resources == {batch.GPU: 1} and sum(per_host.values()) == 1
+        fut = gpu_client.submit(os.getpid, resources=resources, pure=False)
+        assert fut.result(timeout=30) == os.getpid()  # it ran on the (in-process) GPU worker
