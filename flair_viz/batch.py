@@ -407,7 +407,8 @@ def batch_predict(scenes: Sequence[Scene], model: str | models.ModelCard, out_di
     if mosaic:
         result.mosaic = write_vrt(result.outputs, out_dir / f"MOSAIC_{safe_name(card.id)}.vrt")
         if catalog_file is not None:
-            result.catalog_id = register_mosaic(catalog_file, result.mosaic, card, len(scenes), outside_root)
+            result.catalog_id = register_mosaic(catalog_file, result.mosaic, card,
+                                                list(zip(scenes, result.outputs)), outside_root)
     return result
 
 
@@ -463,7 +464,14 @@ def write_vrt(sources: Sequence[Path], vrt_path: str | os.PathLike[str]) -> Path
     lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
     if wkt:
         lines.append(f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(wkt)}</SRS>')
+    # Scenes spread over a département make a huge, mostly empty VRT: without overviews a zoomed-out
+    # tile would warp billions of pixels (GDAL ran out of memory at z6 on the four demo patches).
+    # Virtual overviews make GDAL read each source through its own COG overviews instead.
+    factors = [2]
+    while max(width, height) / factors[-1] > 256:
+        factors.append(factors[-1] * 2)
     lines += [f"  <GeoTransform>{minx!r}, {rx!r}, 0.0, {maxy!r}, 0.0, {-ry!r}</GeoTransform>",
+              f'  <OverviewList resampling="nearest">{" ".join(map(str, factors))}</OverviewList>',
               '  <VRTRasterBand dataType="Byte" band="1">', "    <NoDataValue>0</NoDataValue>",
               "    <ColorInterp>Palette</ColorInterp>", "    <ColorTable>"]
     cmap = classes.colormap()
@@ -492,13 +500,15 @@ def write_vrt(sources: Sequence[Path], vrt_path: str | os.PathLike[str]) -> Path
 BLOCK_RE = r"# --- BEGIN batch {id} .*?# --- END batch {id} ---\n"
 
 
-def register_mosaic(catalog_file: str | os.PathLike[str], vrt: Path, card: models.ModelCard, n_scenes: int,
-                    outside_root: bool = False) -> str:
+def register_mosaic(catalog_file: str | os.PathLike[str], vrt: Path, card: models.ModelCard,
+                    outputs: Sequence[tuple[Scene, Path]], outside_root: bool = False) -> str:
     """Add (or replace) ``MOSAIC_<model>`` in a catalog file so the tile server and the map can show it.
 
-    The entry is a marked ``[[dataset]]`` block appended to the file's text rather than a rewrite of
-    the whole catalog, so hand-written ``[[scan]]`` entries and comments survive. The new text is
-    loaded as a catalog before it replaces the file: a mosaic outside the data root is refused then.
+    Scenes that are FLAIR patches also get an entry ``PRED_<patch>_<model>`` linked to their patch,
+    so the Explore page shows them over their image and ``flair-viz evaluate`` pairs them with their
+    ground truth. The entries are one marked block appended to the file's text rather than a rewrite
+    of the whole catalog, so hand-written ``[[scan]]`` entries and comments survive. The new text is
+    loaded as a catalog before it replaces the file: outputs outside the data root are refused then.
     """
     import tomli_w
 
@@ -506,20 +516,27 @@ def register_mosaic(catalog_file: str | os.PathLike[str], vrt: Path, card: model
 
     catalog_file = Path(catalog_file)
     ds_id = f"MOSAIC_{safe_name(card.id)}"
-    entry: dict[str, Any] = {"id": ds_id, "path": str(Path(vrt).resolve()), "role": "prediction",
-                             "title": f"Prediction mosaic {card.id} ({n_scenes} scene(s))",
-                             "extra": {"model": card.id, "scenes": str(n_scenes), "made_by": "flair-viz predict"}}
-    if outside_root:
-        entry["outside_root"] = True
+    made_by = {"model": card.id, "made_by": "flair-viz predict"}
+    entries: list[dict[str, Any]] = [{"id": ds_id, "path": Path(vrt), "role": "prediction",
+                                      "title": f"Prediction mosaic {card.id} ({len(outputs)} scene(s))",
+                                      "extra": made_by | {"scenes": str(len(outputs))}}]
+    for scene, out in outputs:
+        if scene.patch:
+            meta = {k: v for k, v in (("patch", scene.patch), ("domain", scene.domain), ("zone", scene.zone),
+                                      ("vintage", scene.vintage)) if v}
+            entries.append({"id": f"PRED_{safe_name(scene.patch)}_{safe_name(card.id)}", "path": Path(out),
+                            "role": "prediction", **meta, "title": f"Prediction {card.id} {scene.patch}",
+                            "extra": dict(made_by)})
     with _locked(catalog_file):
         text = catalog_file.read_text(encoding="utf-8") if catalog_file.exists() else 'data_root = "."\n'
-        cat = Catalog.load(catalog_file) if catalog_file.exists() else Catalog(catalog_file.parent)
-        try:
-            entry["path"] = str(Path(vrt).resolve().relative_to(cat.root))
-        except ValueError:
-            pass
+        root = Catalog.load(catalog_file).root if catalog_file.exists() else catalog_file.parent.resolve()
+        for e in entries:
+            path = e["path"].resolve()
+            e["path"] = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+            if outside_root:
+                e["outside_root"] = True
         block = (f"# --- BEGIN batch {ds_id} (written by flair-viz predict; do not edit by hand) ---\n"
-                 + tomli_w.dumps({"dataset": [entry]}) + f"# --- END batch {ds_id} ---\n")
+                 + tomli_w.dumps({"dataset": entries}) + f"# --- END batch {ds_id} ---\n")
         pattern = re.compile(BLOCK_RE.format(id=re.escape(ds_id)), re.DOTALL)
         text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
         with atomic.atomic_path(catalog_file) as tmp:

@@ -99,17 +99,22 @@ def test_two_workers_match_single_process_and_mosaic_is_served(work, client, tmp
     # the VRT covers the union of the scenes and shows each scene's classes at its place
     with rasterio.open(res.mosaic) as vrt:
         assert vrt.width == round((3 * STEP + 400 * 0.2) / 0.2) and vrt.height == max(h for h, _ in SIZES)
+        assert vrt.width / vrt.overviews(1)[-1] <= 256  # zoomed-out tiles read overviews, not every pixel
         for s in work["scenes"]:
             i, h, w = work["layout"][s.name]
             col = round(i * STEP / 0.2)
             want, _ = decoded(work["ref"] / f"PRED_{s.name}.tif")
             assert np.array_equal(vrt.read(1, window=rasterio.windows.Window(col, 0, w, h)), want)
-    # registered in the catalog (hand-written [[scan]] kept), and the tile server renders it like the scene
+    # registered in the catalog (hand-written [[scan]] kept): the mosaic, and each patch's prediction
+    # linked to its patch, so the Explore page lists it over its image
     cat = Catalog.load(work["catalog"])
     ds = cat.get(res.catalog_id)
     assert ds.role == "prediction" and ds.path == res.mosaic.resolve() and cat.get("IMG_000473").role == "image"
-    with open(work["catalog"], "a", encoding="utf-8") as fh:
-        fh.write(f'\n[[dataset]]\nid = "ONE"\npath = "pred_a/PRED_{work["scenes"][0].name}.tif"\nrole = "prediction"\n')
+    from flair_viz import explore
+
+    listed = {sc.image.id: {p.id: p.path for p in sc.predictions} for sc in explore.list_scenes(cat)}
+    for s in work["scenes"]:
+        assert listed[f"IMG_{s.name}"] == {f"PRED_{s.name}_tiny": (out / f"PRED_{s.name}.tif").resolve()}
     from flair_viz.tiles import create_app
     import morecantile
 
@@ -119,7 +124,7 @@ def test_two_workers_match_single_process_and_mosaic_is_served(work, client, tmp
         (lon,), (lat,) = warp_transform(one.crs, "EPSG:4326", [cx], [cy])
     t = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 20)
     tiles = []
-    for ds_id in (res.catalog_id, "ONE"):
+    for ds_id in (res.catalog_id, f"PRED_{work['scenes'][0].name}_tiny"):
         r = app.get(f"/datasets/{ds_id}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png")
         assert r.status_code == 200, r.text
         tiles.append(np.array(Image.open(io.BytesIO(r.content)).convert("RGBA")))
