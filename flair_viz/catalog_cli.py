@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from flair_viz import config
@@ -13,8 +14,17 @@ def _catalog_file(args: argparse.Namespace) -> Path:
     return Path(args.catalog) if args.catalog else config.catalog_path()
 
 
+def _scan_target(args: argparse.Namespace) -> Path:
+    """Where a scan is saved: --catalog, $FLAIR_VIZ_CATALOG, else a user catalog (never the bundled demo)."""
+    if args.catalog:
+        return Path(args.catalog)
+    if os.environ.get("FLAIR_VIZ_CATALOG"):
+        return Path(os.environ["FLAIR_VIZ_CATALOG"])
+    return config.user_data_dir() / "catalog.toml"
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
-    target = _catalog_file(args)
+    target = _scan_target(args)
     folder = Path(args.dir).resolve()
     if target.exists():
         cat = Catalog.load(target)
@@ -28,6 +38,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(f"invalid: {p}")
     cat.save(target)
     print(f"registered {len(found)} datasets from {folder} into {target}")
+    if target.resolve() != config.catalog_path().resolve():
+        print(f"to use it: FLAIR_VIZ_CATALOG={target} scripts/run.sh")
     return 2 if problems else 0
 
 
@@ -68,7 +80,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("catalog", help="scan, list and validate the dataset catalog")
     csub = p.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--catalog", help="catalog TOML file (default: $FLAIR_VIZ_CATALOG or the demo catalog)")
+    common.add_argument("--catalog", help="catalog TOML file (default: $FLAIR_VIZ_CATALOG, else the demo catalog for "
+                                          "list/validate and <user data>/catalog.toml for scan)")
     s = csub.add_parser("scan", parents=[common], help="register a folder in FLAIR layout <domain>/<zone>/img/IMG_<id>.tif")
     s.add_argument("dir")
     s.add_argument("--metadata", help="FLAIR metadata JSON keyed by IMG_<id> (default: *metadata*.json in DIR)")
