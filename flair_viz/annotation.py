@@ -543,7 +543,10 @@ def predict_scene(cat, dataset_id: str, model_id: str) -> tuple[np.ndarray, np.n
     ds = cat.get(dataset_id)
     model = models.load_model(model_id)
     image = raster.read(ds.path)
-    proba = np.asarray(inference.predict_proba_array(model, image, bands=ds.bands or None))
+    try:
+        proba = np.asarray(inference.predict_proba_array(model, image, bands=ds.bands or None))
+    except FlairVizError as exc:  # the page ranks many scenes: say which one the model cannot read
+        raise type(exc)(f"{dataset_id} ({ds.path.name}): {exc.problem}", exc.fix) from None
     if proba.shape[1:] != (sc.info.height, sc.info.width):
         raise AlignmentError(f"Model {model_id} returned {proba.shape} probabilities for a "
                              f"{sc.info.width}x{sc.info.height} image", "report this as a bug in the inference module")

@@ -344,18 +344,24 @@ class PairReader:
 
     def read(self, win: Window) -> tuple[np.ndarray, np.ndarray]:
         """(before, after) raw pixel values for one block of the before grid."""
-        try:
-            b = self._b.read(1, window=win)
-            if self.alignment.resampled:
-                a = self._a.read(1, window=win)
-            else:
-                dc = self.alignment.after_offset[0] - int(self.alignment.window.col_off)
-                dr = self.alignment.after_offset[1] - int(self.alignment.window.row_off)
-                a = self._a.read(1, window=Window(win.col_off + dc, win.row_off + dr, win.width, win.height))
-        except rasterio.errors.RasterioIOError as exc:
-            raise RasterError(f"Cannot read the pixels of {self.before.name} / {self.after.name}: "
-                              f"{str(exc).splitlines()[0][:160]}", "a file is probably truncated; re-export it") from None
+        b = self._read(self._b, self.before, win)
+        if self.alignment.resampled:
+            a = self._read(self._a, self.after, win)
+        else:
+            dc = self.alignment.after_offset[0] - int(self.alignment.window.col_off)
+            dr = self.alignment.after_offset[1] - int(self.alignment.window.row_off)
+            a = self._read(self._a, self.after, Window(win.col_off + dc, win.row_off + dr, win.width, win.height))
         return b, a
+
+    @staticmethod
+    def _read(ds, src: ClassSource, win: Window) -> np.ndarray:
+        """One block of one date; a failure names that file (GDAL's own message rarely does)."""
+        try:
+            return ds.read(1, window=win)
+        except rasterio.errors.RasterioIOError as exc:
+            raise RasterError(f"Cannot read the pixels of {src.name} ({Path(src.path).name}) near row "
+                              f"{int(win.row_off)}: {str(exc).splitlines()[0][:160]}",
+                              "the file is probably truncated or corrupt; re-export it") from None
 
     def classes(self, b: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw values -> FLAIR-1 codes 0..19."""
