@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 import uuid
@@ -40,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import rasterio
+from rasterio.windows import Window
 
 from flair_viz import atomic, classes, models, raster
 from flair_viz.errors import AlignmentError, CatalogError, FlairVizError, ModelError, RasterError
@@ -52,6 +55,7 @@ GPU = "GPU"  # the Dask worker resource that marks a worker owning one GPU
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_VERSION = 1
 DEFAULT_RETRIES = 2
+DEFAULT_BLOCK_PX = 8192  # scenes above this many pixels a side are split into blocks of windows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,8 +294,6 @@ def is_complete(output: Path, inputs: dict[str, Any], outputs: Sequence[Path] | 
 
 def _check_opens(path: Path) -> None:
     """Open a raster and read its last pixel (the reader's truncation check), or raise RasterError."""
-    from rasterio.windows import Window
-
     info = raster.describe(path)
     raster.read(path, 1, window=Window(info.width - 1, info.height - 1, 1, 1))
 
@@ -331,11 +333,8 @@ class PredictJob:
                 "model": {"id": self.card.id, "sha256": self.checksum}, "proba": self.proba}
 
 
-def predict_scene(job: PredictJob, scene: Scene) -> dict[str, Any]:
-    """Worker task: predict one scene with the worker's cached model, then write its manifest."""
-    from flair_viz import inference
-
-    t0 = time.perf_counter()
+def _worker_model(job: PredictJob) -> tuple[models.LoadedModel, str]:
+    """This worker's copy of the model (loaded once per process) on its device, and the worker's address."""
     device = job.device
     addr, name = _this_worker()
     if device is None and job.local_gpus:
@@ -346,6 +345,15 @@ def predict_scene(job: PredictJob, scene: Scene) -> dict[str, Any]:
     if loaded.checksum != job.checksum:
         raise ModelError(f"{job.card.label}: the weights changed while the job ran (sha256 {loaded.checksum[:12]}… "
                          f"instead of {job.checksum[:12]}…)", "rerun the job once the weights stop changing")
+    return loaded, addr
+
+
+def predict_scene(job: PredictJob, scene: Scene) -> dict[str, Any]:
+    """Worker task: predict one scene with the worker's cached model, then write its manifest."""
+    from flair_viz import inference
+
+    t0 = time.perf_counter()
+    loaded, addr = _worker_model(job)
     out = job.output(scene)
     inputs = job.inputs(scene)
     inference.predict_file(loaded, scene.path, out, proba_path=job.proba_output(scene) if job.proba else None,
@@ -353,6 +361,139 @@ def predict_scene(job: PredictJob, scene: Scene) -> dict[str, Any]:
     write_manifest(out, inputs, job.outputs(scene))
     return {"output": str(out), "seconds": time.perf_counter() - t0, "pid": os.getpid(), "worker": addr,
             "model_instance": id(loaded.module), "device": str(loaded.device)}
+
+
+# -- huge scenes: blocks of windows --------------------------------------------------------------
+@dataclass(frozen=True)
+class Block:
+    """A rectangle of sliding windows of one scene: pixels read (with context) and pixels kept.
+
+    Both are ``(row0, row1, col0, col1)``. Blocks follow the scene's own window plan, so predicting a
+    block's read area alone runs exactly the windows the whole scene would run there, and its kept
+    area is exactly what those windows contribute: blocks reassemble into the whole-scene result.
+    """
+
+    row: int
+    col: int
+    read: tuple[int, int, int, int]
+    keep: tuple[int, int, int, int]
+
+
+def _axis_groups(length: int, per_block: int) -> list[tuple[int, int, int, int]]:
+    from flair_viz import inference
+
+    plan = inference.window_plan(length)
+    groups = []
+    for i in range(0, len(plan), per_block):
+        g = plan[i:i + per_block]
+        groups.append((g[0][0], min(g[-1][0] + inference.WINDOW, length), g[0][1], g[-1][2]))
+    return groups
+
+
+def scene_blocks(height: int, width: int, block_px: int) -> list[Block]:
+    """The blocks of a scene, about ``block_px`` wide; empty when the scene fits in one block."""
+    from flair_viz import inference
+
+    if block_px <= 0:
+        return []
+    per = max(1, block_px // inference.STRIDE)
+    rows, cols = _axis_groups(height, per), _axis_groups(width, per)
+    if len(rows) * len(cols) <= 1:
+        return []
+    return [Block(i, j, (r[0], r[1], c[0], c[1]), (r[2], r[3], c[2], c[3]))
+            for i, r in enumerate(rows) for j, c in enumerate(cols)]
+
+
+def _blocks_dir(job: PredictJob, scene: Scene) -> Path:
+    return job.out_dir / f".blocks_{safe_name(scene.name)}"
+
+
+def _block_output(job: PredictJob, scene: Scene, b: Block) -> Path:
+    return _blocks_dir(job, scene) / f"r{b.row:04d}_c{b.col:04d}.tif"
+
+
+def _block_inputs(job: PredictJob, scene: Scene, b: Block) -> dict[str, Any]:
+    return job.inputs(scene) | {"block": {"read": list(b.read), "keep": list(b.keep)}}
+
+
+def _window_vrt(src: Path, info: raster.RasterInfo, r0: int, r1: int, c0: int, c1: int, dst: Path) -> Path:
+    """A VRT showing rows r0:r1, cols c0:c1 of ``src`` (all bands, same nodata) as a raster of its own."""
+    t = info.transform
+    x0, y0 = t.c + c0 * t.a + r0 * t.b, t.f + c0 * t.d + r0 * t.e
+    w, h = c1 - c0, r1 - r0
+    lines = [f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">',
+             f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(info.crs.to_wkt())}</SRS>',
+             f"  <GeoTransform>{x0!r}, {t.a!r}, {t.b!r}, {y0!r}, {t.d!r}, {t.e!r}</GeoTransform>"]
+    for band in range(1, info.count + 1):
+        lines += [f'  <VRTRasterBand dataType="Byte" band="{band}">']
+        if info.nodata is not None:
+            lines += [f"    <NoDataValue>{info.nodata!r}</NoDataValue>"]
+        lines += ["    <SimpleSource>", f'      <SourceFilename relativeToVRT="0">{escape(str(src))}</SourceFilename>',
+                  f"      <SourceBand>{band}</SourceBand>",
+                  f'      <SrcRect xOff="{c0}" yOff="{r0}" xSize="{w}" ySize="{h}"/>',
+                  f'      <DstRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>', "    </SimpleSource>",
+                  "  </VRTRasterBand>"]
+    lines += ["</VRTDataset>", ""]
+    return atomic.write_text(dst, "\n".join(lines))
+
+
+def predict_block(job: PredictJob, scene: Scene, b: Block) -> dict[str, Any]:
+    """Worker task: predict a block's read area with the single-scene code, keep its kept area."""
+    from flair_viz import inference
+
+    t0 = time.perf_counter()
+    loaded, addr = _worker_model(job)
+    out = _block_output(job, scene, b)
+    inputs = _block_inputs(job, scene, b)
+    info = raster.describe(scene.path)
+    tag = f".{out.stem}.{os.getpid()}"
+    src = _window_vrt(scene.path.resolve(), info, *b.read, out.parent / f"{tag}.src.vrt")
+    pred = out.parent / f"{tag}.pred.tif"
+    try:
+        inference.predict_file(loaded, src, pred, batch_size=job.batch_size, progress=False, bands=scene.bands)
+        with rasterio.open(pred) as ds:
+            kr0, kr1, kc0, kc1 = b.keep
+            win = Window(kc0 - b.read[2], kr0 - b.read[0], kc1 - kc0, kr1 - kr0)
+            data = ds.read(1, window=win)
+            profile = {"driver": "GTiff", "width": kc1 - kc0, "height": kr1 - kr0, "count": 1, "dtype": "uint8",
+                       "crs": ds.crs, "transform": ds.window_transform(win), "nodata": 0, "tiled": True,
+                       "blockxsize": 256, "blockysize": 256, "compress": "LZW"}
+        with atomic.atomic_path(out) as tmp:
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.write_colormap(1, classes.colormap())
+                dst.write(data, 1)
+    finally:
+        src.unlink(missing_ok=True)
+        pred.unlink(missing_ok=True)
+    write_manifest(out, inputs, [out])
+    return {"output": str(out), "seconds": time.perf_counter() - t0, "pid": os.getpid(), "worker": addr,
+            "model_instance": id(loaded.module), "device": str(loaded.device)}
+
+
+def merge_blocks(name: str, job: PredictJob, scene: Scene, blocks: Sequence[Block],
+                 *block_outcomes: TaskOutcome) -> TaskOutcome:
+    """Worker task, after every block of a scene: one COG from the blocks, its manifest, blocks removed."""
+    from rasterio.shutil import copy as rio_copy
+
+    from flair_viz import inference
+
+    bad = [o for o in block_outcomes if not o.ok]
+    if bad:
+        return TaskOutcome(name, False, problem=f"{bad[0].name}: {bad[0].problem}", fix=bad[0].fix)
+
+    def merge() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        out = job.output(scene)
+        folder = _blocks_dir(job, scene)
+        vrt = write_vrt([_block_output(job, scene, b) for b in blocks], folder / "blocks.vrt")
+        with atomic.atomic_path(out) as tmp:
+            rio_copy(vrt, tmp, driver="COG", **inference.COG_OPTIONS)
+        write_manifest(out, job.inputs(scene), [out])
+        shutil.rmtree(folder, ignore_errors=True)
+        return {"output": str(out), "seconds": time.perf_counter() - t0, "pid": os.getpid(),
+                "worker": _this_worker()[0], "blocks": len(blocks)}
+
+    return _guard(name, merge)
 
 
 @dataclass
@@ -370,8 +511,13 @@ class PredictResult:
 def batch_predict(scenes: Sequence[Scene], model: str | models.ModelCard, out_dir: str | os.PathLike[str],
                   client: Client, proba: bool = False, batch_size: int = 4, device: str | None = None,
                   retries: int = DEFAULT_RETRIES, progress: bool = True, mosaic: bool = True,
-                  catalog_file: str | os.PathLike[str] | None = None, outside_root: bool = False) -> PredictResult:
+                  catalog_file: str | os.PathLike[str] | None = None, outside_root: bool = False,
+                  block_px: int = DEFAULT_BLOCK_PX) -> PredictResult:
     """One class COG per scene in ``out_dir`` (``PRED_<scene>.tif``), then a VRT mosaic over all of them.
+
+    A scene larger than ``block_px`` (and predicted without probabilities) is split into blocks of
+    windows, one task each, merged into its COG by a last task: a huge ortho then uses every worker,
+    and a killed job keeps its finished blocks.
 
     Scenes whose outputs are complete for the same inputs and model are skipped. When
     ``catalog_file`` is given, the mosaic is registered there as ``MOSAIC_<model>`` (role prediction);
@@ -398,11 +544,30 @@ def batch_predict(scenes: Sequence[Scene], model: str | models.ModelCard, out_di
               + (" on GPU workers" if resources else ""), file=sys.stderr)
         if todo:
             _announce(client, progress)
-    futures = {client.submit(_guard, s.name, _partial(predict_scene, job, s), key=_key("predict", s.name),
-                             retries=retries, resources=resources, pure=False): s.name for s in todo}
+    futures: dict[Any, str] = {}
+    block_keys: set[str] = set()
+    for s in todo:
+        blocks = [] if proba else scene_blocks(*_size(s.path), block_px)
+        if not blocks:
+            futures[client.submit(_guard, s.name, _partial(predict_scene, job, s), key=_key("predict", s.name),
+                                  retries=retries, resources=resources, pure=False)] = s.name
+            continue
+        deps = []
+        for b in blocks:  # blocks finished by an interrupted run are kept
+            if is_complete(_block_output(job, s, b), _block_inputs(job, s, b)):
+                continue
+            label = f"{s.name} block r{b.row} c{b.col}"
+            fut = client.submit(_guard, label, _partial(predict_block, job, s, b), key=_key("predict", label),
+                                retries=retries, resources=resources, pure=False)
+            futures[fut] = label
+            block_keys.add(label)
+            deps.append(fut)
+        futures[client.submit(merge_blocks, s.name, job, s, blocks, *deps, key=_key("merge", s.name),
+                              retries=retries, pure=False)] = s.name
     outcomes = _gather(client, futures, f"predict {card.id}", progress)
-    _raise_failures([o for o in outcomes if not o.ok], len(scenes), "scene(s)")
-    result = PredictResult(outputs=[job.output(s) for s in scenes], computed=[o.name for o in outcomes],
+    scene_outcomes = [o for o in outcomes if o.name not in block_keys]
+    _raise_failures([o for o in scene_outcomes if not o.ok], len(scenes), "scene(s)")
+    result = PredictResult(outputs=[job.output(s) for s in scenes], computed=[o.name for o in scene_outcomes],
                            skipped=[s.name for s in skipped], tasks=[o.value for o in outcomes])
     if mosaic:
         result.mosaic = write_vrt(result.outputs, out_dir / f"MOSAIC_{safe_name(card.id)}.vrt")
@@ -410,6 +575,11 @@ def batch_predict(scenes: Sequence[Scene], model: str | models.ModelCard, out_di
             result.catalog_id = register_mosaic(catalog_file, result.mosaic, card,
                                                 list(zip(scenes, result.outputs)), outside_root)
     return result
+
+
+def _size(path: Path) -> tuple[int, int]:
+    info = raster.describe(path)
+    return info.height, info.width
 
 
 class _partial:

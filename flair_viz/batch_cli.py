@@ -45,6 +45,9 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", help="only scenes of this domain (e.g. D004_2021)")
     p.add_argument("--zone", help="only scenes of this zone (e.g. Z6_NU)")
     p.add_argument("--with-proba", action="store_true", help="also write PROBA_<scene>.tif (19 bands, 0..255)")
+    p.add_argument("--block-px", type=int, default=batch.DEFAULT_BLOCK_PX,
+                   help=f"split scenes wider or taller than this into blocks of windows, one task each "
+                        f"(default {batch.DEFAULT_BLOCK_PX}; 0: one task per scene)")
     p.add_argument("--no-register", action="store_true", help="do not register the mosaic in the catalog")
     p.add_argument("--outside-root", action="store_true",
                    help="register the mosaic even though DIR is outside the catalog's data root")
@@ -70,7 +73,7 @@ def cmd_predict_many(args: argparse.Namespace) -> int:
         res = batch.batch_predict(found, card, args.out, client, proba=args.with_proba, batch_size=args.batch_size,
                                   device=args.device, retries=args.retries, progress=not args.quiet,
                                   catalog_file=None if args.no_register else cat_file,
-                                  outside_root=args.outside_root)
+                                  outside_root=args.outside_root, block_px=args.block_px)
     note = " (DEMO model: not for evaluation)" if card.demo else ""
     print(f"{len(found)} scene(s) with {card.id}{note}: {len(res.computed)} predicted, {len(res.skipped)} already "
           f"done, in {Path(args.out).resolve()}")

@@ -277,3 +277,31 @@ def test_model_tasks_ask_for_gpus_only_where_workers_have_them(client):
         assert resources == {batch.GPU: 1} and sum(per_host.values()) == 1
         fut = gpu_client.submit(os.getpid, resources=resources, pure=False)
         assert fut.result(timeout=30) == os.getpid()  # it ran on the (in-process) GPU worker
+
+
+def test_huge_scene_split_into_blocks_matches_whole_scene_and_resumes(work, client, tmp_path):
+    img = sorted(DEMO.glob("**/img/IMG_000473.tif"))[0]
+    big = write_tif(tmp_path / "in" / "IMG_999999.tif", crop(raster.read(img), 1000, 900))
+    inference.predict_file(work["card"], big, tmp_path / "ref.tif", progress=False)  # whole scene, one process
+    scene = scenes.expand([str(big)])[0]
+    blocks = batch.scene_blocks(1000, 900, 256)
+    rows, cols = len(inference.window_plan(1000)), len(inference.window_plan(900))
+    assert len(blocks) == rows * cols > 1
+    # kept areas tile the scene exactly once
+    cover = np.zeros((1000, 900), np.int32)
+    for b in blocks:
+        cover[b.keep[0]:b.keep[1], b.keep[2]:b.keep[3]] += 1
+    assert (cover == 1).all()
+    # an interrupted run: three blocks already done on the workers
+    out = tmp_path / "out"
+    _, checksum = models.resolve_checkpoint(work["card"])
+    job = batch.PredictJob(card=work["card"], checksum=checksum, out_dir=out.resolve(),
+                           workers_per_host=batch._cluster_plan(client)[1])
+    for b in blocks[:3]:
+        assert client.submit(batch.predict_block, job, scene, b, pure=False).result()["output"]
+    res = batch.batch_predict([scene], work["card"], out, client, progress=False, mosaic=False, block_px=256)
+    block_tasks = [t for t in res.tasks if "blocks" not in t]
+    assert len(block_tasks) == len(blocks) - 3 and res.computed == ["999999"]
+    assert decoded(out / "PRED_999999.tif")[0].tobytes() == decoded(tmp_path / "ref.tif")[0].tobytes()
+    assert decoded(out / "PRED_999999.tif")[1] == decoded(tmp_path / "ref.tif")[1]
+    assert sorted(p.name for p in out.iterdir()) == ["PRED_999999.tif", "PRED_999999.tif.manifest.json"]
