@@ -305,3 +305,27 @@ def test_huge_scene_split_into_blocks_matches_whole_scene_and_resumes(work, clie
     assert decoded(out / "PRED_999999.tif")[0].tobytes() == decoded(tmp_path / "ref.tif")[0].tobytes()
     assert decoded(out / "PRED_999999.tif")[1] == decoded(tmp_path / "ref.tif")[1]
     assert sorted(p.name for p in out.iterdir()) == ["PRED_999999.tif", "PRED_999999.tif.manifest.json"]
+
+
+def test_scene_inputs_folders_globs_catalog_and_errors(work, tmp_path):
+    from flair_viz.errors import FlairVizError
+
+    folder = work["masks"]
+    imgs = sorted(folder.glob("**/img/IMG_*.tif"))
+    by_folder = scenes.expand([str(folder)])
+    assert [s.path for s in by_folder] == [p.resolve() for p in imgs]
+    assert {(s.domain, s.zone) for s in by_folder} == {("D001_2020", "Z1_UA")}
+    by_glob = scenes.expand([str(folder / "*" / "*" / "img" / "IMG_0*.tif")])
+    assert [s.path for s in by_glob] == [p.resolve() for p in imgs if p.name.startswith("IMG_0")]
+    cat = Catalog.load(work["catalog"])
+    picked = scenes.expand(["IMG_000473", "catalog:", str(imgs[0])], cat)  # duplicates collapse
+    assert sorted(s.name for s in picked) == sorted(p.stem[4:] for p in imgs)
+    with pytest.raises(FlairVizError, match="select no scene"):
+        scenes.expand(["catalog:"], cat, zone="nope")
+    other = write_tif(tmp_path / "b" / imgs[0].name, raster.read(imgs[0]))
+    with pytest.raises(FlairVizError, match="same name"):
+        scenes.expand([str(folder), str(other)])
+    with pytest.raises(FlairVizError, match="neither a catalog ID"):
+        scenes.expand([str(tmp_path / "missing.tif")])
+    with pytest.raises(FlairVizError, match="only images"):
+        scenes.expand(["MSK_000473"], cat)
