@@ -11,11 +11,8 @@ from ui import common
 common.setup("Explore")
 st.title("Explore")
 
-cat = common.guarded(common.catalog)  # a missing or broken catalog is an st.error, not a traceback
-base = common.guarded(common.tiles_url) if cat is not None else None
-if cat is None or base is None:
-    common.footer()
-    st.stop()
+cat = common.require(common.catalog)  # a missing or broken catalog is an st.error, not a traceback
+base = common.require(common.tiles_url)
 # A deep link (from Metrics, the home story or ?patch=) stays active until another patch is chosen.
 if "explore" in st.session_state:
     incoming = st.session_state.pop("explore") or {}

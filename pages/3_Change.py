@@ -16,11 +16,8 @@ from ui import common
 common.setup("Change", ":material/compare:")
 st.title("Change between vintages")
 
-cat = common.guarded(common.catalog)  # a missing or broken catalog is an st.error, not a traceback
-base = common.guarded(common.tiles_url) if cat is not None else None
-if cat is None or base is None:
-    common.footer()
-    st.stop()
+cat = common.require(common.catalog)  # a missing or broken catalog is an st.error, not a traceback
+base = common.require(common.tiles_url)
 pairs = change.list_pairs(cat)
 rasters = change.class_rasters(cat)
 if not rasters:

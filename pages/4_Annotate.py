@@ -53,10 +53,7 @@ def store() -> selections.SelectionStore:
 
 
 # -- inputs -----------------------------------------------------------------------------------
-cat = common.guarded(common.catalog)  # a missing or broken catalog is an st.error, not a traceback
-if cat is None:
-    common.footer()
-    st.stop()
+cat = common.require(common.catalog)  # a missing or broken catalog is an st.error, not a traceback
 images = cat.by_role("image")
 patches = [d.id for d in images if d.patch] or [d.id for d in images]  # FLAIR patches first: the demo model's 5 bands
 try:
@@ -141,10 +138,7 @@ with right:
 
 ds = cat.get(map_scene)
 bounds = webmap.dataset_bounds_wgs84(ds)
-base = common.guarded(common.tiles_url)
-if base is None:
-    common.footer()
-    st.stop()
+base = common.require(common.tiles_url)
 m = webmap.make_map(bounds)
 webmap.tile_layer(webmap.dataset_tile_url(ds.id, base_url=base), f"Aerial {ds.id}", bounds, overlay=False).add_to(m)
 on_map = table[table["dataset"] == map_scene].to_crs("EPSG:4326")

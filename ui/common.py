@@ -31,13 +31,13 @@ def setup(title: str, icon: str | None = None) -> None:
 
 
 @st.cache_resource
-def _catalog_store() -> CatalogStore:
-    return CatalogStore(config.catalog_path())
+def _catalog_store(path: str) -> CatalogStore:
+    return CatalogStore(path)
 
 
 def catalog() -> Catalog:
     """The catalog, reloaded when its file changes (batch jobs register outputs into it)."""
-    return _catalog_store().get()
+    return _catalog_store(str(config.catalog_path())).get()
 
 
 def catalog_version() -> float:
@@ -76,6 +76,15 @@ def guarded(fn: Callable[[], T]) -> T | None:
     except FlairVizError as exc:
         show_error(exc)
         return None
+
+
+def require(value_fn: Callable[[], T]) -> T:
+    """Like :func:`guarded`, but a page cannot go on without the value: show the error and stop."""
+    value = guarded(value_fn)
+    if value is None:
+        footer()
+        st.stop()
+    return value
 
 
 def render_map(m, key: str, height: int = 560, returned_objects: list[str] | None = None):
