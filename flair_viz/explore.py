@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from flair_viz.catalog import Catalog, Dataset
 from flair_viz.classes import protocol_names
 from flair_viz.raster import PRESET_BANDS
+from flair_viz.raster import describe
 from flair_viz.webmap import Bounds, dataset_bounds_wgs84, dataset_tile_url
 
 
@@ -45,13 +46,28 @@ class SceneLayers:
     class_layers: list[tuple[str, str]] = field(default_factory=list)  # (name, url template)
 
 
+def _overlaps(a: Dataset, b: Dataset) -> bool:
+    """Do two datasets' footprints intersect (compared in ``a``'s CRS)?"""
+    from rasterio.warp import transform_bounds
+
+    ia, ib = describe(a.path), describe(b.path)
+    bb = ib.bounds if ia.crs == ib.crs else transform_bounds(ib.crs, ia.crs, *ib.bounds)
+    return ia.bounds[0] < bb[2] and bb[0] < ia.bounds[2] and ia.bounds[1] < bb[3] and bb[1] < ia.bounds[3]
+
+
 def list_scenes(cat: Catalog) -> list[Scene]:
-    """Every aerial image with its ground truth and stored predictions (matched by patch)."""
+    """Every aerial image with its ground truth and stored predictions.
+
+    Predictions of a patch match by patch ID; patch-less ones (a batch VRT mosaic over many scenes)
+    match every image whose footprint they cover, so batch results show up on the map too.
+    """
     scenes = []
+    mosaics = [d for d in cat.by_role("prediction") if not d.patch]
     for img in cat.by_role("image"):
         truth = cat.for_patch(img.patch, "truth") if img.patch else None
-        preds = tuple(d for d in cat.by_role("prediction") if img.patch and d.patch == img.patch)
-        scenes.append(Scene(img, truth, preds))
+        preds = [d for d in cat.by_role("prediction") if img.patch and d.patch == img.patch]
+        preds += [m for m in mosaics if _overlaps(img, m)]
+        scenes.append(Scene(img, truth, tuple(preds)))
     return sorted(scenes, key=lambda s: (s.domain or "~", s.zone or "", s.image.id))
 
 

@@ -66,3 +66,23 @@ def test_explore_layers_for_a_confusion_click_through():
     assert [n for n, _ in plain.class_layers] == ["Ground truth", "Prediction · m"]
     ab = explore.scene_layers(scene, cat, "http://t", models=["a", "b"])
     assert [n for n, _ in ab.class_layers][:2] == ["Prediction · a", "Prediction · b"]
+
+
+def test_patchless_mosaic_predictions_join_the_images_they_cover(tmp_path):
+    """A batch VRT mosaic has no patch ID; it must still appear on the images it covers, and only those."""
+    import shutil
+
+    from flair_viz import explore
+    from flair_viz.catalog import Catalog, Dataset
+    from tests.conftest import DEMO_CATALOG
+
+    demo = Catalog.load(DEMO_CATALOG)
+    src = demo.get("MSK_000473").path
+    shutil.copy(src, tmp_path / "mosaic.tif")
+    cat = Catalog(tmp_path)
+    for ds_id in ("IMG_000473", "IMG_084558"):
+        cat.add(Dataset(**{**demo.get(ds_id).__dict__, "outside_root": True}))
+    cat.add(Dataset(id="MOSAIC_m", path=tmp_path / "mosaic.tif", role="prediction"))
+    scenes = {s.image.id: s for s in explore.list_scenes(cat)}
+    assert [p.id for p in scenes["IMG_000473"].predictions] == ["MOSAIC_m"]
+    assert scenes["IMG_084558"].predictions == ()
