@@ -21,6 +21,7 @@ from attrs import define
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from rio_tiler.colormap import cmap as rio_cmap
+from rio_tiler.errors import PointOutsideBounds
 from titiler.core.dependencies import BidxParams, ImageRenderingParams
 from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
 from titiler.core.factory import TilerFactory
@@ -170,7 +171,8 @@ def create_app(catalog_path: str | os.PathLike[str] | None = None, token: str | 
         status = 404 if isinstance(exc, CatalogError) else 400
         return JSONResponse(status_code=status, content={"detail": exc.problem, "fix": exc.fix})
 
-    add_exception_handlers(app, DEFAULT_STATUS_CODES)
+    # a point query outside the data is a missing resource, like a tile outside it (titiler answers 500)
+    add_exception_handlers(app, {**DEFAULT_STATUS_CODES, PointOutsideBounds: 404})
 
     @app.get("/healthz")
     def healthz() -> dict:
