@@ -327,6 +327,12 @@ def test_bad_zxy_is_4xx_never_500(client, route):
         assert r.headers["content-type"].startswith("application/json")
 
 
+def test_point_query_outside_the_data_is_404_not_500(client):
+    for lonlat in ("0,0", "3.8785,43.6113", "179.9,-89.9"):
+        r = client.get(f"/datasets/MSK_000473/point/{lonlat}")
+        assert r.status_code == 404 and "outside" in r.json()["detail"].lower(), (lonlat, r.status_code, r.text)
+
+
 # -- UI --------------------------------------------------------------------------------------------
 def run_page(page: str, monkeypatch, catalog: Path, **env: str) -> AppTest:
     monkeypatch.setenv("FLAIR_VIZ_CATALOG", str(catalog))
@@ -393,7 +399,19 @@ def test_annotate_page_reports_wrong_band_count_and_a_bad_checkpoint(bad, bad_mo
     assert_page_error(at, "bad-shape", "shape mismatch")
     at.selectbox(key="ann_model").set_value("bad-keys").run()
     assert_page_error(at, "bad-keys", "missing key")
-    assert not (tmp_path / "sel.gpkg").exists() or not partials(tmp_path)
+    assert not (tmp_path / "sel.gpkg").exists() and not partials(tmp_path)
+
+
+def test_annotate_page_reports_a_corrupt_selections_file_and_leaves_it_alone(bad, tmp_path, monkeypatch):
+    cat = write_catalog(tmp_path / "in" / "cat.toml", [
+        {"id": "IMG_5BANDS", "path": "img5.tif", "role": "image", "patch": "P5",
+         "bands": ["R", "G", "B", "NIR", "elevation"]}])
+    corrupt = tmp_path / "selections.gpkg"
+    corrupt.write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)  # a truncated GeoPackage
+    before = corrupt.read_bytes()
+    at = run_page("pages/4_Annotate.py", monkeypatch, cat, FLAIR_VIZ_SELECTIONS=str(corrupt))
+    assert_page_error(at, "selections.gpkg")
+    assert corrupt.read_bytes() == before and not partials(tmp_path)
 
 
 # -- a raster too big for memory ---------------------------------------------------------------------
@@ -425,6 +443,9 @@ def _sparse_class_raster(path: Path, size: int, blocks: list[tuple[int, int, int
 
 def test_a_raster_too_big_for_memory_is_streamed(tmp_path):
     """32768² px (1.07 GB per raster uncompressed): counting grows the process by a small fraction of that.
+
+    ``predict`` is not run at this size (a CPU forward over 1 G px takes hours); it reads and writes window
+    by window (IGN sliding window), which ``tests/test_inference.py`` checks against whole-array predictions.
 
     GDAL's own block cache is bounded separately (5 % of RAM by default); the child caps it at 64 MB so
     the measure is of our code, not of a cache that a big machine is allowed to fill.

@@ -80,8 +80,12 @@ ROUTES = {
     "predict": "/datasets/{a}/predict/{m}/tiles/WebMercatorQuad/{z}/{x}/{y}.png",
     "confusion": "/datasets/{a}/confusion/{b}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?truth_class=1&pred_class=2",
     "change": "/change/{a}/{b}/tiles/WebMercatorQuad/{z}/{x}/{y}.png",
+    "preview": "/datasets/{a}/preview.png",
+    "point": "/datasets/{a}/point/3.8785,43.6113",
+    "statistics": "/datasets/{a}/statistics",
 }
-IDS = {"aerial": ("IMG_000473", "", ""), "info": ("IMG_000473", "", ""), "predict": ("IMG_000473", "", DEMO_MODEL),
+IDS = {"aerial": ("IMG_000473", "", ""), "info": ("IMG_000473", "", ""), "preview": ("IMG_000473", "", ""),
+       "point": ("MSK_000473", "", ""), "statistics": ("MSK_000473", "", ""), "predict": ("IMG_000473", "", DEMO_MODEL),
        "confusion": ("MSK_000473", "PRED_000473_demo-unet-r18", ""), "change": ("MSK_000473", "MSK_000473_SIM2024", "")}
 ZXY = (19, 266376, 187216)  # a tile that exists; the data does not need to cover it for these checks
 TRAVERSALS = ["../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%2E%2E%2F%2E%2E%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd",
