@@ -373,6 +373,16 @@ def test_pages_show_a_missing_or_broken_catalog_as_an_error(page, tmp_path, monk
     assert_page_error(at, "broken.toml is not valid TOML")
 
 
+def test_metrics_page_reports_a_crs_mismatch_and_writes_no_store(bad, tmp_path, monkeypatch):
+    cat = write_catalog(tmp_path / "in" / "cat.toml", [
+        {"id": "MSK_P1", "path": "mask.tif", "role": "truth", "patch": "P1"},
+        {"id": "PRED_P1", "path": "mask_utm.tif", "role": "prediction", "patch": "P1"}])
+    store = tmp_path / "metrics.parquet"
+    at = run_page("pages/2_Metrics.py", monkeypatch, cat, FLAIR_VIZ_METRICS=str(store))
+    assert_page_error(at, "EPSG:2154", "EPSG:32631")
+    assert not store.exists() and not partials(tmp_path)
+
+
 def test_change_page_reports_no_overlap_and_corrupt_rasters(bad, tmp_path, monkeypatch):
     common = {"role": "truth", "patch": "P1", "domain": "D001_2020", "zone": "Z1"}
     cat = write_catalog(tmp_path / "in" / "cat.toml", [
