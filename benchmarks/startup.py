@@ -1,7 +1,8 @@
 """Start-up: how fast the demo shows its first map.
 
-Starts the tile server and Streamlit as a user would, then in Debian's Chromium measures:
-- app up: seconds from launching Streamlit to its first HTTP 200;
+Starts the app as ``scripts/run.sh`` does (``python -m ui.launch``: tile server, then Streamlit), then in
+Debian's Chromium measures:
+- app up: seconds from the launch to Streamlit's first HTTP 200;
 - first map: seconds from opening the Explore page (app already up) to the first aerial tile drawn.
 Goal (issue 8): first map within 3 s of the app being up. Runs on loopback only and stops by itself.
 Usage: python benchmarks/startup.py [--runs 3]
@@ -18,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, free_port, python, start  # noqa: E402
+from _common import REPO, free_port, python  # noqa: E402
 
 
 def wait_200(url: str, timeout: float = 60) -> float:
@@ -60,10 +61,10 @@ def main() -> None:
             tport, aport = free_port(), free_port()
             env = {"FLAIR_VIZ_DATA": data, "FLAIR_VIZ_TILE_PORT": str(tport),
                    "FLAIR_VIZ_TILES_URL": f"http://127.0.0.1:{tport}"}
-            tiles = start([python(), "-m", "flair_viz", "serve", "--port", str(tport)], f"http://127.0.0.1:{tport}/healthz", env)
             t0 = time.perf_counter()
             import subprocess
-            app = subprocess.Popen([python(), "-m", "streamlit", "run", "app.py", "--server.port", str(aport)],
+            # exactly what scripts/run.sh starts: the launcher (tile server + Streamlit)
+            app = subprocess.Popen([python(), "-m", "ui.launch", "--server.port", str(aport)],
                                    cwd=REPO, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 wait_200(f"http://127.0.0.1:{aport}/_stcore/health")
@@ -71,7 +72,6 @@ def main() -> None:
                 maps.append(first_map(f"http://127.0.0.1:{aport}"))
             finally:
                 app.terminate()
-                tiles.terminate()
                 app.wait(10)
     print(f"app up (launch -> HTTP 200): " + ", ".join(f"{u:.2f}s" for u in ups))
     print(f"first map (open Explore -> first aerial tile): " + ", ".join(f"{m:.2f}s" for m in maps) + "  (goal <= 3 s)")

@@ -107,14 +107,8 @@ def parse_card(path: str | os.PathLike[str]) -> ModelCard:
     if not isinstance(doc["id"], str) or not ID_RE.match(doc["id"]):
         raise _bad(path, "id", f"is not a valid model ID ({doc['id']!r})",
                    "use letters, digits, '_', '-' or '.', starting with a letter or digit (max 64)")
-    import segmentation_models_pytorch as smp
-
-    import torch
-
-    arch_cls = getattr(smp, doc["arch"], None) if isinstance(doc["arch"], str) else None
-    if not (isinstance(arch_cls, type) and issubclass(arch_cls, torch.nn.Module)):
-        raise _bad(path, "arch", f"{doc['arch']!r} is not a segmentation_models_pytorch architecture",
-                   "use an smp class name such as Unet, UnetPlusPlus, FPN, DeepLabV3Plus or Segformer")
+    if not isinstance(doc["arch"], str) or not doc["arch"]:
+        raise _bad(path, "arch", "must be a segmentation_models_pytorch architecture name", ARCH_FIX)
     if not isinstance(doc["encoder"], str) or not doc["encoder"]:
         raise _bad(path, "encoder", "must be an smp encoder name", "e.g. resnet34 or tu-resnet18")
     bands = doc["in_bands"]
@@ -296,9 +290,25 @@ class LoadedModel:
         return (self.card.id, self.checksum, str(self.device))
 
 
+ARCH_FIX = "use an smp class name such as Unet, UnetPlusPlus, FPN, DeepLabV3Plus or Segformer"
+
+
+def check_arch(card: ModelCard) -> None:
+    """Is the card's arch a segmentation_models_pytorch model? Kept out of :func:`parse_card` because
+    importing smp takes seconds, and listing cards (the UI's model picker) must stay instant."""
+    import segmentation_models_pytorch as smp
+    import torch
+
+    arch_cls = getattr(smp, card.arch, None)
+    if not (isinstance(arch_cls, type) and issubclass(arch_cls, torch.nn.Module)):
+        raise _bad(card.card_path, "arch", f"{card.arch!r} is not a segmentation_models_pytorch architecture", ARCH_FIX)
+
+
 def build_module(card: ModelCard):
     """The card's smp network with random weights; encoder_weights=None so nothing is ever downloaded."""
     import segmentation_models_pytorch as smp
+
+    check_arch(card)
 
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in card.arch_params.items()}
     try:

@@ -10,6 +10,12 @@ from flair_viz import batch_cli, models
 
 def cmd_models_list(args: argparse.Namespace) -> int:
     cards, problems = models.scan_cards()
+    for card in list(cards):  # the slow check parse_card leaves out: is the arch a real smp model?
+        try:
+            models.check_arch(card)
+        except models.ModelError as exc:
+            cards.remove(card)
+            problems.append(exc.message)
     rows = [(c.id, "DEMO" if c.demo else "", f"{c.arch}/{c.encoder}", ",".join(c.in_bands),
              f"{c.classes} {c.nomenclature}", c.licence, c.title) for c in cards]
     header = ("id", "demo", "architecture", "bands", "classes", "licence", "title")

@@ -379,7 +379,12 @@ def _not_found(problem: str, fix: str) -> JSONResponse:
 
 
 def register(app: FastAPI) -> None:
-    """Mount ``/models``, ``/device`` and the prediction tile route."""
+    """Mount ``/models``, ``/device`` and the prediction tile route.
+
+    Importing torch takes seconds; a background thread does it as the server starts, so the first
+    live tile (and ``/device``) does not pay for it while the analyst waits.
+    """
+    threading.Thread(target=models.device_name, name="torch-warm-up", daemon=True).start()
 
     @app.get("/models", tags=["predict"])
     def list_models() -> list[dict]:

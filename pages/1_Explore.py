@@ -75,9 +75,7 @@ with st.sidebar:
     live_layer = st.radio("Prediction layer", list(explore.LIVE_LAYER_NAMES), horizontal=False, key="explore_live",
                           format_func=explore.LIVE_LAYER_NAMES.get,
                           help="Errors need a ground truth for the patch.")
-    device = common.guarded(lambda: common.server_device(base)) if model_ids else None
-    if device:
-        st.caption(f"Inference device: **{device}**")
+    device_slot = st.empty()  # filled after the map: asking the server loads torch there, which takes seconds
 
 for mid in model_ids:
     if card_by_id[mid].get("demo"):
@@ -122,6 +120,11 @@ else:
                 if url:
                     webmap.tile_layer(url, name, bounds, opacity).add_to(m)
                 common.render_map(m, key=f"panel-{scene.image.id}-{name}", height=420)
+
+if model_ids:
+    device = common.guarded(lambda: common.server_device(base))
+    if device:
+        device_slot.caption(f"Inference device: **{device}**")
 
 with st.expander("Legend (FLAIR-1 classes)", expanded=True):
     present = None if model_ids else None

@@ -99,7 +99,7 @@ def test_sha256_mismatch_is_refused(model_dir):
     ("std = [1.0, 1.0, 1.0, 1.0, 0.0]", "std"),
     ('nomenclature = "cosia2"', "nomenclature"),
     ("classes = 40", "classes"),
-    ('arch = "NotAnArch"', "arch"),
+    ('arch = 5', "arch"),
     ('colour = "blue"', "colour"),
 ])
 def test_bad_cards_name_file_and_field(model_dir, bad_line, field):
@@ -114,6 +114,24 @@ def test_bad_cards_name_file_and_field(model_dir, bad_line, field):
     # an invalid card is reported by scan_cards, not silently dropped
     cards, problems = models.scan_cards()
     assert "c" not in {c.id for c in cards} and any("c.toml" in p for p in problems)
+
+
+def test_unknown_arch_is_caught_when_listed_with_the_cli_and_when_loaded(model_dir, capsys):
+    """Listing cards skips the slow smp import; `models list` and loading still check the arch."""
+    from flair_viz.cli import main
+
+    good = write_card(model_dir, "c", "c.pth").read_text()
+    lines = [ln for ln in good.splitlines() if not ln.startswith("arch =")]
+    (model_dir / "c.toml").write_text("\n".join([lines[0], 'arch = "NotAnArch"', *lines[1:]]) + "\n")
+    card = models.parse_card(model_dir / "c.toml")
+    with pytest.raises(ModelError) as ei:
+        models.check_arch(card)
+    assert "field `arch`" in ei.value.problem and "c.toml" in ei.value.problem
+    (model_dir / "c.pth").write_bytes(b"")  # the arch check comes before the checkpoint is read
+    with pytest.raises(ModelError, match="NotAnArch"):
+        models.load_model(card, "cpu")
+    assert main(["models", "list"]) == 2
+    assert "NotAnArch" in capsys.readouterr().err
 
 
 def test_missing_field_and_unknown_id(model_dir):

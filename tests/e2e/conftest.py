@@ -40,25 +40,25 @@ def wait_http(url: str, timeout: float = 60) -> None:
 
 @pytest.fixture(scope="session")
 def live_app(tmp_path_factory):
-    """Start the tile server and the Streamlit app on free loopback ports; yield the app URL."""
+    """Start the app (tile server + Streamlit) on free loopback ports; yield the URLs."""
     data = tmp_path_factory.mktemp("e2e-data")
     tile_port, app_port = free_port(), free_port()
     env = dict(os.environ, FLAIR_VIZ_DATA=str(data), FLAIR_VIZ_CACHE=str(data / "cache"),
                FLAIR_VIZ_TILE_PORT=str(tile_port), FLAIR_VIZ_TILES_URL=f"http://127.0.0.1:{tile_port}")
     logs = open(data / "servers.log", "wb")
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "flair_viz", "serve", "--port", str(tile_port)],
-                         cwd=REPO, env=env, stdout=logs, stderr=logs),
-        subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(app_port),
-                          "--server.address", "127.0.0.1", "--server.headless", "true",
-                          "--server.enableStaticServing", "true", "--browser.gatherUsageStats", "false"],
-                         cwd=REPO, env=env, stdout=logs, stderr=logs),
-    ]
+    # Exactly what scripts/run.sh starts: the launcher runs the tile server, then Streamlit.
+    procs = [subprocess.Popen([sys.executable, "-m", "ui.launch", "--server.port", str(app_port),
+                               "--server.address", "127.0.0.1", "--server.headless", "true",
+                               "--server.enableStaticServing", "true", "--browser.gatherUsageStats", "false"],
+                              cwd=REPO, env=env, stdout=logs, stderr=logs)]
     try:
         wait_http(f"http://127.0.0.1:{tile_port}/healthz")
         wait_http(f"http://127.0.0.1:{app_port}/_stcore/health")
         yield {"app": f"http://127.0.0.1:{app_port}", "tiles": f"http://127.0.0.1:{tile_port}", "log": data / "servers.log"}
     finally:
+        import psutil
+
+        children = [c for p in procs for c in psutil.Process(p.pid).children(recursive=True)]
         for p in procs:
             p.terminate()
         for p in procs:
@@ -66,6 +66,9 @@ def live_app(tmp_path_factory):
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        _, alive = psutil.wait_procs(children, timeout=10)  # the launcher stops its tile server itself
+        for c in alive:
+            c.kill()
 
 
 @pytest.fixture(scope="session")
