@@ -33,11 +33,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
     found = scan_flair_folder(folder, metadata=args.metadata, root=cat.root)
     for ds in found:
         cat.add(ds, replace_existing=True)
-    problems = [p for ds in found for p in _problems(cat, ds)]
+    problems: list[str] = []
+    for ds in found:  # an invalid dataset is reported and left out, never registered
+        found_problems = _problems(cat, ds)
+        if found_problems:
+            cat.remove(ds.id)
+            problems += found_problems
     for p in problems:
-        print(f"invalid: {p}")
+        print(f"invalid: {p} (not registered)")
     cat.save(target)
-    print(f"registered {len(found)} datasets from {folder} into {target}")
+    print(f"registered {len(found) - len(problems)} of {len(found)} datasets from {folder} into {target}")
     if target.resolve() != config.catalog_path().resolve():
         print(f"to use it: FLAIR_VIZ_CATALOG={target} scripts/run.sh")
     return 2 if problems else 0

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from streamlit.testing.v1 import AppTest
 
 from flair_viz import classes
-from flair_viz.catalog import Catalog
+from flair_viz.catalog import Catalog, Dataset
 from flair_viz.cli import main
 from flair_viz.tiles import create_app
 from tests.conftest import DEMO_CATALOG, REPO
@@ -224,11 +224,15 @@ def test_mask_values_zero_is_nodata_42_and_255_are_invalid_and_evaluation_ignore
     invalid = [line for line in out.splitlines() if line.startswith("invalid:")]
     assert len(invalid) == 1 and "MSK_000010" in invalid[0] and "[42, 255]" in invalid[0] and "Fix:" in invalid[0]
     assert "MSK_000011" not in out  # 0 (nodata) alone is fine
+    truth_path = root / "D001_2020/Z1_UA/msk/MSK_000010.tif"
+    cat = Catalog.load(cat_file)
+    assert "MSK_000010" not in cat and "MSK_000011" in cat  # the invalid mask is left out, the valid one kept
+    cat.add(Dataset(id="MSK_000010", path=truth_path, role="truth", patch="000010"))  # added by hand
+    cat.save(cat_file)
     rc = main(["catalog", "validate", "--catalog", str(cat_file)])
     assert rc == 2 and "[42, 255]" in capsys.readouterr().out
 
     pred_path = write_tif(tmp_path / "pred" / "PRED_000010.tif", pred)
-    truth_path = root / "D001_2020/Z1_UA/msk/MSK_000010.tif"
     rc = main(["evaluate", "--truth", str(truth_path), "--pred", str(pred_path), "--protocol", "full", "--json",
                "--out", str(tmp_path / "m.parquet")])
     cap = capsys.readouterr()
