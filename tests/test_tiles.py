@@ -136,3 +136,4 @@ def test_token_is_required_when_set():
     assert c.get("/datasets?token=wrong").status_code == 401
     assert c.get("/datasets?token=s3cret").status_code == 200
     assert c.get("/datasets", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert c.get("/healthz").json() == {"ok": True}  # health probes need no token, and reveal nothing
