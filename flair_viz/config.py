@@ -50,3 +50,9 @@ def tile_server_url() -> str:
 
 def tile_port() -> int:
     return int(os.environ.get("FLAIR_VIZ_TILE_PORT", DEFAULT_TILE_PORT))
+
+
+def basemap_url() -> str | None:
+    """An optional online basemap (XYZ template) set by the operator; unset by default, so the app
+    never depends on the internet."""
+    return os.environ.get("FLAIR_VIZ_BASEMAP_URL") or None

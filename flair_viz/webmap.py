@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import folium
 import folium.plugins
+from branca.element import Template
 from rasterio.warp import transform_bounds
 
 from flair_viz import classes, config
@@ -53,16 +54,22 @@ def _localise(element: folium.Element, js: list, css: list) -> folium.Element:
     return element
 
 
-def make_map(bounds: Bounds, height: str = "100%", basemap: str | None = None) -> folium.Map:
-    """A Leaflet map fitted to ``bounds`` with local assets; no online basemap unless asked."""
+def make_map(bounds: Bounds, height: str = "100%") -> folium.Map:
+    """A Leaflet map fitted to ``bounds`` with local assets and no online basemap."""
     west, south, east, north = bounds
     m = folium.Map(location=[(south + north) / 2, (west + east) / 2], zoom_start=18, tiles=None,
                    max_zoom=MAX_ZOOM, control_scale=True, height=height)
     _localise(m, LEAFLET_JS, LEAFLET_CSS)
-    if basemap:  # opt-in only: an online basemap is never required
-        folium.TileLayer(basemap, name="Online basemap", max_zoom=MAX_ZOOM).add_to(m)
     m.fit_bounds([[south, west], [north, east]])
     return m
+
+
+def add_basemap(m: folium.Map, url_template: str, attribution: str = "basemap") -> folium.raster_layers.TileLayer:
+    """Opt-in online basemap (``$FLAIR_VIZ_BASEMAP_URL``), added under the data; never required."""
+    layer = folium.raster_layers.TileLayer(url_template, name="Online basemap", attr=attribution, overlay=True,
+                                           max_zoom=MAX_ZOOM, opacity=1.0)
+    layer.add_to(m)
+    return layer
 
 
 def tile_layer(url: str, name: str, bounds: Bounds, opacity: float = 1.0, overlay: bool = True,
@@ -97,6 +104,44 @@ def add_layer_control(m: folium.Map) -> folium.LayerControl:
     lc = folium.LayerControl(collapsed=False)
     lc.add_to(m)
     return lc
+
+
+class TileProgress(folium.MacroElement):
+    """A small map control that counts tiles still loading, so an analyst sees live predictions being
+    computed instead of an empty map (Leaflet's tileloadstart / tileload / tileerror events)."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        (function() {
+            var map = {{ this._parent.get_name() }};
+            var box = L.control({position: "bottomleft"});
+            box.onAdd = function() {
+                var div = L.DomUtil.create("div", "flair-tile-progress");
+                div.style.cssText = "background:rgba(255,255,255,.9);padding:2px 8px;border-radius:4px;" +
+                                    "font:12px sans-serif;display:none";
+                return div;
+            };
+            box.addTo(map);
+            var pending = 0, div = box.getContainer();
+            function show() {
+                div.style.display = pending > 0 ? "block" : "none";
+                div.textContent = "Computing " + pending + " tile" + (pending > 1 ? "s" : "") + "…";
+            }
+            map.eachLayer(function(layer) {
+                if (!(layer instanceof L.TileLayer)) { return; }
+                layer.on("tileloadstart", function() { pending += 1; show(); });
+                layer.on("tileload tileerror", function() { pending = Math.max(0, pending - 1); show(); });
+            });
+        })();
+        {% endmacro %}
+    """)
+
+
+def add_tile_progress(m: folium.Map) -> TileProgress:
+    """Add the loading counter; call it after the tile layers are on the map."""
+    progress = TileProgress()
+    progress.add_to(m)
+    return progress
 
 
 def legend_html(values: list[int] | None = None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from flair_viz import explore, webmap
+from flair_viz import config, explore, webmap
 from flair_viz.classes import BY_VALUE
 from ui import common
 
@@ -60,6 +60,10 @@ with st.sidebar:
     preset = st.radio("Image bands", presets, horizontal=True, key="explore_preset",
                       format_func=lambda p: {"rgb": "RGB", "irc": "IRC (NIR,R,G)", "elevation": "Elevation"}[p])
     opacity = st.slider("Class layer opacity", 0.0, 1.0, 0.7, 0.05, key="explore_opacity")
+    basemap = None
+    if config.basemap_url():  # only offered when an operator configured one; never needed
+        if st.checkbox("Online basemap (needs internet)", value=False, key="explore_basemap"):
+            basemap = config.basemap_url()
     view = st.radio("View", ["Swipe", "Side by side"], horizontal=True, key="explore_view",
                     help="Swipe: drag the bar to compare two class layers over the image. "
                          "Side by side: one panel per layer.")
@@ -96,6 +100,8 @@ st.caption(caption)
 
 if view == "Swipe":
     m = webmap.make_map(bounds)
+    if basemap:  # under everything else
+        webmap.add_basemap(m, basemap)
     webmap.tile_layer(layers.image_url, f"Aerial {preset.upper()}", bounds, overlay=False).add_to(m)
     pair = layers.class_layers[:2]
     if len(pair) == 2:
@@ -107,6 +113,7 @@ if view == "Swipe":
     for name, url in layers.class_layers[2:]:
         webmap.tile_layer(url, name, bounds, opacity).add_to(m)
     webmap.add_layer_control(m)
+    webmap.add_tile_progress(m)
     common.render_map(m, key=f"swipe-{scene.image.id}-{len(layers.class_layers)}")
 else:
     panels = [(f"Aerial {preset.upper()}", None)] + layers.class_layers
@@ -119,6 +126,7 @@ else:
                 webmap.tile_layer(layers.image_url, "Aerial", bounds, overlay=False).add_to(m)
                 if url:
                     webmap.tile_layer(url, name, bounds, opacity).add_to(m)
+                webmap.add_tile_progress(m)
                 common.render_map(m, key=f"panel-{scene.image.id}-{name}", height=420)
 
 if model_ids:

@@ -86,3 +86,14 @@ def test_patchless_mosaic_predictions_join_the_images_they_cover(tmp_path):
     scenes = {s.image.id: s for s in explore.list_scenes(cat)}
     assert [p.id for p in scenes["IMG_000473"].predictions] == ["MOSAIC_m"]
     assert scenes["IMG_084558"].predictions == ()
+
+
+def test_explore_offers_an_online_basemap_only_when_configured(monkeypatch):
+    at = run("pages/1_Explore.py")
+    assert not [c for c in at.checkbox if c.key == "explore_basemap"]
+    monkeypatch.setenv("FLAIR_VIZ_BASEMAP_URL", "http://127.0.0.1:9/{z}/{x}/{y}.png")
+    at = run("pages/1_Explore.py")
+    box = next(c for c in at.checkbox if c.key == "explore_basemap")
+    assert box.value is False  # off by default even when configured
+    box.check().run()
+    assert not at.exception
