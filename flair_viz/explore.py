@@ -59,14 +59,16 @@ def list_scenes(cat: Catalog) -> list[Scene]:
     """Every aerial image with its ground truth and stored predictions.
 
     Predictions of a patch match by patch ID; patch-less ones (a batch VRT mosaic over many scenes)
-    match every image whose footprint they cover, so batch results show up on the map too.
+    match every image whose footprint they cover, unless the image already has a per-patch prediction of
+    the same model, so batch results show up on the map once.
     """
     scenes = []
     mosaics = [d for d in cat.by_role("prediction") if not d.patch]
     for img in cat.by_role("image"):
         truth = cat.for_patch(img.patch, "truth") if img.patch else None
         preds = [d for d in cat.by_role("prediction") if img.patch and d.patch == img.patch]
-        preds += [m for m in mosaics if _overlaps(img, m)]
+        models = {p.extra.get("model") for p in preds} - {None}
+        preds += [m for m in mosaics if m.extra.get("model") not in models and _overlaps(img, m)]
         scenes.append(Scene(img, truth, tuple(preds)))
     return sorted(scenes, key=lambda s: (s.domain or "~", s.zone or "", s.image.id))
 

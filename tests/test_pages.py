@@ -82,10 +82,15 @@ def test_patchless_mosaic_predictions_join_the_images_they_cover(tmp_path):
     cat = Catalog(tmp_path)
     for ds_id in ("IMG_000473", "IMG_084558"):
         cat.add(Dataset(**{**demo.get(ds_id).__dict__, "outside_root": True}))
-    cat.add(Dataset(id="MOSAIC_m", path=tmp_path / "mosaic.tif", role="prediction"))
+    cat.add(Dataset(id="MOSAIC_m", path=tmp_path / "mosaic.tif", role="prediction", extra={"model": "m"}))
     scenes = {s.image.id: s for s in explore.list_scenes(cat)}
     assert [p.id for p in scenes["IMG_000473"].predictions] == ["MOSAIC_m"]
     assert scenes["IMG_084558"].predictions == ()
+    # with a per-patch prediction of the same model, the mosaic is not listed a second time
+    cat.add(Dataset(id="PRED_000473_m", path=tmp_path / "mosaic.tif", role="prediction", patch="000473",
+                    extra={"model": "m"}))
+    scenes = {s.image.id: s for s in explore.list_scenes(cat)}
+    assert [p.id for p in scenes["IMG_000473"].predictions] == ["PRED_000473_m"]
 
 
 def test_explore_offers_an_online_basemap_only_when_configured(monkeypatch):
