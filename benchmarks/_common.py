@@ -64,3 +64,15 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 def python() -> str:
     return sys.executable
+
+
+def timed(fn, repeat: int = 1) -> tuple[float, object]:
+    """Median seconds of ``repeat`` calls of ``fn``, and its last result."""
+    import statistics
+
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common  # noqa: E402
 from flair_viz import annotation as A  # noqa: E402
 from flair_viz import selections as S  # noqa: E402
 
@@ -31,12 +31,7 @@ X0, Y0 = 961436.8, 6329262.4
 
 
 def timed(fn, repeat: int = 3) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+    return _common.timed(fn, repeat)
 
 
 def synthetic_proba(size: int, k: int = 19, seed: int = 0) -> np.ndarray:

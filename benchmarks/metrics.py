@@ -11,27 +11,22 @@ Run: ``.venv/bin/python benchmarks/metrics.py [--pixels 100000000]``
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common  # noqa: E402
 from flair_viz import metrics  # noqa: E402
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+    return _common.timed(fn, repeat)
 
 
 def bench_confusion(n: int, with_torch: bool) -> None:

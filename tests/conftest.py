@@ -25,6 +25,16 @@ def _isolated_user_data(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture()
+def model_dir(tmp_path, monkeypatch):
+    """An empty model-card folder for this test only (``$FLAIR_VIZ_MODELS``), on the CPU."""
+    d = tmp_path / "models"
+    d.mkdir()
+    monkeypatch.setenv("FLAIR_VIZ_MODELS", str(d))
+    monkeypatch.setenv("FLAIR_VIZ_DEVICE", "cpu")
+    return d
+
+
+@pytest.fixture()
 def artifacts_dir() -> Path:
     d = Path(os.environ.get("FLAIR_VIZ_ARTIFACTS", REPO / "artifacts"))
     d.mkdir(parents=True, exist_ok=True)

@@ -15,15 +15,6 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture()
-def model_dir(tmp_path, monkeypatch):
-    d = tmp_path / "models"
-    d.mkdir()
-    monkeypatch.setenv("FLAIR_VIZ_MODELS", str(d))
-    monkeypatch.setenv("FLAIR_VIZ_DEVICE", "cpu")
-    return d
-
-
-@pytest.fixture()
 def tiny(model_dir):
     _, ref = make_model(model_dir, "tiny", "safetensors")
     return models.load_model("tiny", "cpu"), ref

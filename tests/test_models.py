@@ -15,15 +15,6 @@ from tests.model_fixtures import make_model, tiny_unet, write_card
 torch.set_num_threads(1)
 
 
-@pytest.fixture()
-def model_dir(tmp_path, monkeypatch):
-    d = tmp_path / "models"
-    d.mkdir()
-    monkeypatch.setenv("FLAIR_VIZ_MODELS", str(d))
-    monkeypatch.setenv("FLAIR_VIZ_DEVICE", "cpu")
-    return d
-
-
 @pytest.mark.parametrize("fmt", ["lightning", "pth", "pth-wrapped", "safetensors"])
 def test_each_checkpoint_format_loads_to_identical_outputs(model_dir, fmt):
     card_path, ref = make_model(model_dir, f"m-{fmt}", fmt)

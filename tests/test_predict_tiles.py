@@ -49,11 +49,8 @@ class PixelModel(torch.nn.Module):
 
 
 @pytest.fixture()
-def pixel_model(tmp_path, monkeypatch):
-    d = tmp_path / "models"
-    d.mkdir()
-    monkeypatch.setenv("FLAIR_VIZ_MODELS", str(d))
-    monkeypatch.setenv("FLAIR_VIZ_DEVICE", "cpu")
+def pixel_model(model_dir, monkeypatch):
+    d = model_dir
     make_model(d, "pix", "pth")  # a real card + checkpoint; the network itself is swapped below
     module = PixelModel().eval()
     real_load = models.load_model
