@@ -39,8 +39,9 @@ from rasterio.windows import Window
 
 from flair_viz import atomic, classes, raster
 from flair_viz.catalog import Catalog, Dataset
-from flair_viz.config import tile_server_url, user_data_dir
+from flair_viz.config import user_data_dir
 from flair_viz.errors import AlignmentError, CatalogError, FlairVizError, RasterError
+from flair_viz.urls import tile_url
 
 DEFAULT_GROUPING_PATH = Path(__file__).with_name("zan_grouping.toml")
 GROUPS = ("artificial", "natural", "neutral")
@@ -684,8 +685,7 @@ def class_rasters(catalog: Catalog) -> list[Dataset]:
 # -- map helpers (no web framework needed, so pages import them cheaply) -----------------------
 def change_tile_url(before_id: str, after_id: str, mode: str = "flow", base_url: str | None = None) -> str:
     """Leaflet URL template of the change layer of a pair (served by ``flair_viz.change_tiles``)."""
-    base = (base_url or tile_server_url()).rstrip("/")
-    return f"{base}/change/{before_id}/{after_id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?mode={mode}"
+    return tile_url(f"/change/{before_id}/{after_id}", base_url, mode=mode)
 
 
 def flow_legend_html() -> str:

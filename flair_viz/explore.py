@@ -7,12 +7,11 @@ stored predictions). Keeping this here lets tests check the layer logic without 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
-
 from flair_viz.catalog import Catalog, Dataset
 from flair_viz.classes import protocol_names
 from flair_viz.raster import PRESET_BANDS
 from flair_viz.raster import describe
+from flair_viz.urls import tile_url
 from flair_viz.webmap import Bounds, dataset_bounds_wgs84, dataset_tile_url
 
 
@@ -84,21 +83,16 @@ def available_presets(image: Dataset) -> list[str]:
     return [p for p, bands in PRESET_BANDS.items() if all(b in image.bands for b in bands)] or ["rgb"]
 
 
-def _url(base: str, path: str, **params) -> str:
-    query = urlencode({k: v for k, v in params.items() if v is not None})
-    return f"{base.rstrip('/')}{path}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png" + (f"?{query}" if query else "")
-
-
 def prediction_url(base: str, image_id: str, model_id: str, layer: str = "class") -> str:
     """Live prediction tiles of ``model_id`` over ``image_id`` (class, entropy, margin or error layer)."""
-    return _url(base, f"/datasets/{image_id}/predict/{model_id}", layer=layer)
+    return tile_url(f"/datasets/{image_id}/predict/{model_id}", base, layer=layer)
 
 
 def confusion_url(base: str, truth_id: str, pred_id: str, truth_class: int, pred_class: int,
                   protocol: str = "full") -> str:
     """Pixels where the truth is ``truth_class`` and the prediction ``pred_class`` (a metrics click-through)."""
-    return _url(base, f"/datasets/{truth_id}/confusion/{pred_id}", truth_class=truth_class, pred_class=pred_class,
-                protocol=protocol)
+    return tile_url(f"/datasets/{truth_id}/confusion/{pred_id}", base, truth_class=truth_class,
+                    pred_class=pred_class, protocol=protocol)
 
 
 LIVE_LAYER_NAMES = {"class": "Prediction", "entropy": "Uncertainty (entropy)", "margin": "Uncertainty (margin)",

@@ -37,8 +37,11 @@ def fetch_json(base_url: str, path: str, timeout: float = 5.0):
     """GET a JSON document from the tile server (e.g. ``/models``, ``/device``), or a clear error."""
     import json
 
+    request = urllib.request.Request(f"{base_url.rstrip('/')}{path}")
+    if os.environ.get("FLAIR_VIZ_TOKEN"):
+        request.add_header("Authorization", f"Bearer {os.environ['FLAIR_VIZ_TOKEN']}")
     try:
-        with urllib.request.urlopen(f"{base_url.rstrip('/')}{path}", timeout=timeout) as r:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
             return json.loads(r.read())
     except Exception as exc:
         raise FlairVizError(f"The tile server at {base_url} did not answer {path}: {exc}",

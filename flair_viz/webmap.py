@@ -9,16 +9,15 @@ not Streamlit, so the same maps can be saved as standalone HTML too.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import folium
 import folium.plugins
 from branca.element import Template
 from rasterio.warp import transform_bounds
 
-from flair_viz import classes, config
+from flair_viz import classes
 from flair_viz.catalog import Dataset
 from flair_viz.raster import describe
+from flair_viz.urls import tile_url
 
 STATIC_URL = "/app/static/vendor"
 LEAFLET_JS = [("leaflet", f"{STATIC_URL}/leaflet/leaflet.js")]
@@ -42,10 +41,8 @@ def dataset_bounds_wgs84(dataset: Dataset) -> Bounds:
 
 
 def dataset_tile_url(dataset_id: str, base_url: str | None = None, **params: str | int | float) -> str:
-    """Leaflet URL template for a catalog dataset's tiles (``preset=``, ``token=`` ... as query)."""
-    base = (base_url or config.tile_server_url()).rstrip("/")
-    query = urlencode({k: v for k, v in params.items() if v is not None})
-    return f"{base}/datasets/{dataset_id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png" + (f"?{query}" if query else "")
+    """Leaflet URL template for a catalog dataset's tiles (``preset=`` ... as query)."""
+    return tile_url(f"/datasets/{dataset_id}", base_url, **params)
 
 
 def _localise(element: folium.Element, js: list, css: list) -> folium.Element:

@@ -137,3 +137,51 @@ def test_token_is_required_when_set():
     assert c.get("/datasets?token=s3cret").status_code == 200
     assert c.get("/datasets", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert c.get("/healthz").json() == {"ok": True}  # health probes need no token, and reveal nothing
+
+
+def test_tile_urls_carry_the_token_when_one_is_set(monkeypatch):
+    """The UI's layers must keep working against a token-protected server."""
+    from flair_viz import change, explore, webmap
+
+    monkeypatch.delenv("FLAIR_VIZ_TOKEN", raising=False)
+    assert "token" not in webmap.dataset_tile_url("IMG_1", "http://t")
+    monkeypatch.setenv("FLAIR_VIZ_TOKEN", "s3cret")
+    urls = [webmap.dataset_tile_url("IMG_1", "http://t", preset="irc"),
+            explore.prediction_url("http://t", "IMG_1", "m", "entropy"),
+            explore.confusion_url("http://t", "MSK_1", "PRED_1", 3, 2),
+            change.change_tile_url("A", "B", "flow", "http://t")]
+    for url in urls:
+        assert url.startswith("http://t/") and "/tiles/WebMercatorQuad/{z}/{x}/{y}.png?" in url
+        assert "token=s3cret" in url
+    assert "preset=irc" in urls[0] and "layer=entropy" in urls[1] and "mode=flow" in urls[3]
+
+
+def test_ui_json_calls_carry_the_token(tile_server, monkeypatch):
+    """fetch_json (model list, device) authenticates against a token-protected server."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from flair_viz.errors import FlairVizError
+    from flair_viz.server import fetch_json
+    from tests.conftest import REPO, free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "flair_viz", "serve", "--port", str(port), "--token", "tok",
+                             "--catalog", str(DEMO_CATALOG)], cwd=REPO)
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except Exception:
+                time.sleep(0.1)
+        monkeypatch.delenv("FLAIR_VIZ_TOKEN", raising=False)
+        with pytest.raises(FlairVizError, match="401"):
+            fetch_json(f"http://127.0.0.1:{port}", "/datasets")
+        monkeypatch.setenv("FLAIR_VIZ_TOKEN", "tok")
+        assert {d["id"] for d in fetch_json(f"http://127.0.0.1:{port}", "/datasets")} >= {"IMG_000473"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
