@@ -42,8 +42,11 @@ with st.sidebar:
     chosen_domains = st.multiselect("Domain", domains, placeholder="all domains")
     zones = sorted({s.zone for s in scenes if s.zone and (not chosen_domains or s.domain in chosen_domains)})
     chosen_zones = st.multiselect("Zone", zones, placeholder="all zones")
+    years = sorted({s.image.vintage[:4] for s in scenes if s.image.vintage})
+    chosen_years = st.multiselect("Year", years, placeholder="all years")
     shown = [s for s in scenes if (not chosen_domains or s.domain in chosen_domains)
-             and (not chosen_zones or s.zone in chosen_zones)]
+             and (not chosen_zones or s.zone in chosen_zones)
+             and (not chosen_years or (s.image.vintage or "")[:4] in chosen_years)]
     ids = [s.image.id for s in shown] or [s.image.id for s in scenes]
     wanted = explore.find_scene(scenes, link.pop("patch", None))
     if wanted is not None and wanted.image.id in ids:

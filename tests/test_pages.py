@@ -102,3 +102,13 @@ def test_explore_offers_an_online_basemap_only_when_configured(monkeypatch):
     assert box.value is False  # off by default even when configured
     box.check().run()
     assert not at.exception
+
+
+def test_explore_filters_patches_by_year():
+    at = run("pages/1_Explore.py")
+    year = next(m for m in at.sidebar.multiselect if m.label == "Year")
+    assert year.options == ["2019", "2020", "2021"]  # vintages of the four demo patches
+    year.set_value(["2020"]).run()
+    assert not at.exception
+    options = at.selectbox(key="explore_scene").options
+    assert len(options) == 2 and all("2020" in o for o in options)  # D036_2020 and D074_2020
