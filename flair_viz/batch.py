@@ -601,7 +601,7 @@ def batch_evaluate(pairs: Sequence[Any], out_parquet: str | os.PathLike[str], cl
     rows: dict[int, tuple[dict, np.ndarray]] = {}
     todo: list[tuple[int, Any]] = []
     for i, pair in enumerate(pairs):
-        k = tuple(metrics._input_key(pair)[c] for c in keys)
+        k = tuple(metrics.input_key(pair)[c] for c in keys)
         if k in index:
             j = index[k]
             meta = stored.meta.iloc[j].to_dict() | {"model": pair.model, "truth_id": pair.truth_id,

@@ -211,7 +211,7 @@ class Catalog:
         return path
 
 
-def _load_metadata(path: Path | None) -> dict[str, dict]:
+def load_metadata(path: Path | None) -> dict[str, dict]:
     """Read a FLAIR metadata JSON keyed by ``IMG_<id>``; a broken file is a clear error."""
     if path is None:
         return {}
@@ -242,7 +242,7 @@ def scan_flair_folder(folder: str | os.PathLike[str], metadata: str | os.PathLik
     meta_path = Path(metadata) if metadata else next(iter(sorted(folder.glob("*metadata*.json"))), None)
     if metadata and not Path(metadata).is_absolute():
         meta_path = (root or folder) / metadata
-    meta = _load_metadata(meta_path)
+    meta = load_metadata(meta_path)
     found: list[Dataset] = []
     seen: dict[str, Path] = {}
     for img in sorted(folder.glob("**/img/IMG_*.tif*")):

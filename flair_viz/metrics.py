@@ -28,7 +28,7 @@ import pandas as pd
 from rasterio.windows import Window
 
 from flair_viz import atomic, classes, raster
-from flair_viz.catalog import Catalog, Dataset, _load_metadata
+from flair_viz.catalog import Catalog, Dataset, load_metadata
 from flair_viz.errors import AlignmentError, FlairVizError, RasterError
 
 N = classes.N_CLASSES
@@ -201,7 +201,7 @@ def folder_pairs(truth_dir: str | os.PathLike[str], pred_dir: str | os.PathLike[
             parts.append(f"patch {', '.join(no_truth[:10])}{' …' if len(no_truth) > 10 else ''} has no MSK_<id>.tif in {truth_dir}")
         raise FlairVizError("Missing partner file: " + "; ".join(parts),
                             "add the missing files, or evaluate folders that hold the same patches")
-    meta = _load_metadata(next(iter(sorted(truth_dir.glob("*metadata*.json"))), None))
+    meta = load_metadata(next(iter(sorted(truth_dir.glob("*metadata*.json"))), None))
     model = model or pred_dir.resolve().name
     pairs = []
     for pid, t in sorted(truths.items()):
@@ -340,7 +340,7 @@ class MetricsTable:
         return path
 
 
-def _input_key(pair: Pair) -> dict:
+def input_key(pair: Pair) -> dict:
     """What identifies a computed pair: both files' path, mtime and size, and their nomenclatures."""
     key = {}
     for side, path, nom in (("truth", pair.truth, pair.truth_nomenclature), ("pred", pair.pred, pair.pred_nomenclature)):
@@ -389,7 +389,7 @@ def compute_pair(pair: Pair, use_torch: bool = False) -> tuple[dict, np.ndarray]
     minx, miny, maxx, maxy = _bounds_2154(tinfo)
     row_meta = {"patch": pair.patch, "domain": pair.domain, "zone": pair.zone, "date": pair.date,
                 "minx": minx, "miny": miny, "maxx": maxx, "maxy": maxy, "model": pair.model,
-                "truth_id": pair.truth_id, "pred_id": pair.pred_id, **_input_key(pair), "ignored": int(ignored)}
+                "truth_id": pair.truth_id, "pred_id": pair.pred_id, **input_key(pair), "ignored": int(ignored)}
     return row_meta, total
 
 
@@ -420,7 +420,7 @@ def evaluate(pairs: Sequence[Pair], store: str | os.PathLike[str] | None = None,
 
         it = tqdm(pairs, desc="evaluating", unit="patch", file=sys.stderr)
     for pair in it:
-        key = tuple(_input_key(pair)[c] for c in KEY_COLUMNS)
+        key = tuple(input_key(pair)[c] for c in KEY_COLUMNS)
         if key in index:
             i = index[key]
             meta = stored.meta.iloc[i].to_dict() | {"model": pair.model, "truth_id": pair.truth_id,
