@@ -24,8 +24,6 @@ import rasterio
 import streamlit as st
 import torch
 from fastapi.testclient import TestClient
-from rasterio.transform import from_origin
-from rasterio.windows import Window
 from streamlit.testing.v1 import AppTest
 
 from flair_viz import classes
@@ -33,7 +31,7 @@ from flair_viz.catalog import Catalog, Dataset
 from flair_viz.cli import main
 from flair_viz.tiles import create_app
 from tests.conftest import DEMO_CATALOG, REPO
-from tests.helpers import flair_folder, write_tif
+from tests.helpers import flair_folder, sparse_class_raster, write_tif
 from tests.model_fixtures import make_model, save_checkpoint, tiny_unet
 
 torch.set_num_threads(1)
@@ -445,16 +443,6 @@ print("RESULT " + json.dumps({**result, "growth_mb": (peak - base) / 1024}))
 """
 
 
-def _sparse_class_raster(path: Path, size: int, blocks: list[tuple[int, int, int]]) -> None:
-    """A size x size uint8 GeoTIFF where only ``blocks`` (row, col, value) of 512 px are written: small on disk."""
-    prof = dict(driver="GTiff", width=size, height=size, count=1, dtype="uint8", crs="EPSG:2154",
-                transform=from_origin(961436.8, 6329262.4, 0.2, 0.2), tiled=True, blockxsize=512, blockysize=512,
-                compress="deflate", sparse_ok=True, nodata=0)
-    with rasterio.open(path, "w", **prof) as ds:
-        for r, c, v in blocks:
-            ds.write(np.full((1, 512, 512), v, np.uint8), window=Window(c * 512, r * 512, 512, 512))
-
-
 def test_a_raster_too_big_for_memory_is_streamed(tmp_path):
     """32768² px (1.07 GB per raster uncompressed): counting grows the process by a small fraction of that.
 
@@ -471,8 +459,8 @@ def test_a_raster_too_big_for_memory_is_streamed(tmp_path):
     before = [(r, c, 1 + i % 19) for i, (r, c) in enumerate(sorted(cells))]
     after = [(r, c, 1 + (i * 7) % 19) for i, (r, c) in enumerate(sorted(cells))][::2]  # half the blocks changed
     a, b = tmp_path / "big_before.tif", tmp_path / "big_after.tif"
-    _sparse_class_raster(a, size, before)
-    _sparse_class_raster(b, size, after)
+    sparse_class_raster(a, size, before)
+    sparse_class_raster(b, size, after)
     assert a.stat().st_size + b.stat().st_size < 5_000_000  # sparse: tiny on disk
     uncompressed_mb = size * size / 2**20
 

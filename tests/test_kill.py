@@ -17,12 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.transform import from_origin
-from rasterio.windows import Window
 
 from flair_viz.cli import main
 from tests.conftest import REPO
-from tests.helpers import write_tif
+from tests.helpers import sparse_class_raster, write_tif
 from tests.model_fixtures import make_model, write_geotiff
 
 
@@ -81,16 +79,6 @@ def test_predict_killed_mid_write_keeps_the_previous_output(tmp_path):
     assert visible_names(out.parent) == {"pred.tif", "proba.tif"}
 
 
-def _sparse(path: Path, size: int, blocks: list[tuple[int, int, int]]) -> Path:
-    prof = dict(driver="GTiff", width=size, height=size, count=1, dtype="uint8", crs="EPSG:2154",
-                transform=from_origin(961436.8, 6329262.4, 0.2, 0.2), tiled=True, blockxsize=512, blockysize=512,
-                compress="deflate", sparse_ok=True, nodata=0)
-    with rasterio.open(path, "w", **prof) as ds:
-        for r, c, v in blocks:
-            ds.write(np.full((1, 512, 512), v, np.uint8), window=Window(c * 512, r * 512, 512, 512))
-    return path
-
-
 def test_change_killed_mid_write_keeps_the_previous_outputs(tmp_path, capsys):
     rng = np.random.default_rng(12)
     out = tmp_path / "change out"
@@ -106,8 +94,8 @@ def test_change_killed_mid_write_keeps_the_previous_outputs(tmp_path, capsys):
 
     # a big pair: counting takes a second or two, then the 8192² change COG is written (~0.4 s)
     cells = [(int(r), int(c)) for r, c in rng.integers(0, 16, (40, 2))]
-    big_a = _sparse(tmp_path / "big_a.tif", 8192, [(r, c, 5) for r, c in cells])
-    big_b = _sparse(tmp_path / "big_b.tif", 8192, [(r, c, 1) for r, c in cells])
+    big_a = sparse_class_raster(tmp_path / "big_a.tif", 8192, [(r, c, 5) for r, c in cells])
+    big_b = sparse_class_raster(tmp_path / "big_b.tif", 8192, [(r, c, 1) for r, c in cells])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "flair_viz", "change", str(big_a), str(big_b), "--out", str(out)]
     kill_while_present(cmd, out, ".change.tif.*partial*", env, delay=0.03)

@@ -117,3 +117,4 @@ def page_and_traffic(browser):
     page = context.new_page()
     yield page, traffic
     context.close()
+

@@ -6,16 +6,14 @@ import pytest
 
 from flair_viz import change
 from flair_viz.catalog import default_catalog
+from tests.helpers import open_map_page
 
 pytestmark = pytest.mark.e2e
 
 
 def test_change_page_renders_swipe_change_layer_and_matrix(live_app, page_and_traffic, artifacts_dir):
     page, traffic = page_and_traffic
-    page.goto(f"{live_app['app']}/Change", wait_until="domcontentloaded")
-    page.get_by_text("Change between vintages", exact=True).first.wait_for(timeout=60_000)
-    map_frame = page.frame_locator("iframe[title='streamlit_folium.st_folium']").first
-    map_frame.locator(".leaflet-container").first.wait_for(timeout=60_000)
+    map_frame = open_map_page(page, f"{live_app['app']}/Change", "Change between vintages")
     map_frame.locator(".leaflet-sbs-divider").first.wait_for(timeout=30_000)  # the swipe bar
     page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)  # heatmap and sankey
     for _ in range(240):

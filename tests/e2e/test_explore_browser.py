@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import open_map_page
+
 pytestmark = pytest.mark.e2e
 
 
@@ -16,10 +18,7 @@ def wait_for_tiles(page, traffic, n: int, fragment: str = "", timeout_s: float =
 
 def test_explore_shows_aerial_and_truth_tiles_offline(live_app, page_and_traffic, artifacts_dir):
     page, traffic = page_and_traffic
-    page.goto(f"{live_app['app']}/Explore", wait_until="domcontentloaded")
-    page.get_by_text("Explore", exact=True).first.wait_for(timeout=60_000)
-    map_frame = page.frame_locator("iframe[title='streamlit_folium.st_folium']").first
-    map_frame.locator(".leaflet-container").first.wait_for(timeout=60_000)
+    open_map_page(page, f"{live_app['app']}/Explore", "Explore")
     wait_for_tiles(page, traffic, 8)
     wait_for_tiles(page, traffic, 4, "/predict/", timeout_s=120)  # live predictions are computed on the CPU
     page.wait_for_timeout(1000)
