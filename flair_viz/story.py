@@ -34,6 +34,7 @@ class DemoFigures:
     deartificialised_ha: float | None
     change_pair_index: int | None
     change_simulated: bool
+    why_patch: str | None  # the patch with the most sealed land in its ground truth
 
 
 def _most_artificial_patch(cat: Catalog) -> str | None:
@@ -52,7 +53,8 @@ def _most_artificial_patch(cat: Catalog) -> str | None:
 
 
 def demo_figures(cat: Catalog) -> DemoFigures:
-    """mIoU of the stored predictions (FLAIR-1 protocol) and the ZAN hectares of the first change pair."""
+    """mIoU of the stored predictions (FLAIR-1 protocol), the ZAN hectares of the first change pair and the
+    'why' patch: everything that reads rasters, computed once (the home page caches the result)."""
     from flair_viz import change, metrics
 
     pairs = metrics.catalog_pairs(cat)
@@ -70,13 +72,13 @@ def demo_figures(cat: Catalog) -> DemoFigures:
         res = change.compute_change(cpairs[idx].before.id, cpairs[idx].after.id, catalog=cat)
         z = res.zan()
         art, deart, simulated = z["artificialisation_ha"], z["deartificialisation_ha"], res.simulated
-    return DemoFigures(model, miou, oa, "flair1", art, deart, idx, simulated)
+    return DemoFigures(model, miou, oa, "flair1", art, deart, idx, simulated, _most_artificial_patch(cat))
 
 
 def steps(cat: Catalog, figures: DemoFigures, model_ids: list[str]) -> list[Step]:
     """The four steps, with where each 'show me' goes."""
     images = [d for d in cat.by_role("image") if d.patch]
-    why_patch = _most_artificial_patch(cat) or (images[0].patch if images else None)
+    why_patch = figures.why_patch or (images[0].patch if images else None)
     aerial_patch = next((d.patch for d in images if d.patch != why_patch), why_patch)
     model = model_ids[0] if model_ids else None
     miou = (f"mIoU {figures.miou:.2f} · OA {figures.oa:.2f} (FLAIR-1 protocol, demo model on its own training patches)"
