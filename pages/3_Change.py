@@ -58,16 +58,11 @@ def compute(before_id: str, after_id: str, grouping: str | None, regions: str | 
                                  region_name_field=field or None)
 
 
-def catalog_version() -> float:
-    src = cat.source
-    return src.stat().st_mtime if src and src.exists() else 0.0
-
-
 try:
     grouping_path = change.store_upload(grouping_file.getvalue(), grouping_file.name, "grouping") if grouping_file else None
     regions_path = change.store_upload(regions_file.getvalue(), regions_file.name, "regions") if regions_file else None
     result = compute(before_id, after_id, str(grouping_path) if grouping_path else None,
-                     str(regions_path) if regions_path else None, region_field.strip() or None, catalog_version())
+                     str(regions_path) if regions_path else None, region_field.strip() or None, common.catalog_version())
 except FlairVizError as exc:
     common.show_error(exc)
     common.footer()
