@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from flair_viz import story
+from flair_viz.web import story
 from ui import common
 
 PAGES = [  # (file, title, icon, one-line pitch)

@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
-from flair_viz import annotation as A  # noqa: E402
-from flair_viz import selections as S  # noqa: E402
+
+from flair_viz import annotate as A  # noqa: E402
+from flair_viz.annotate import selections as S  # noqa: E402
 
 X0, Y0 = 961436.8, 6329262.4
 
@@ -74,7 +75,7 @@ def bench_scoring(size: int) -> None:
     try:
         import torch
 
-        from flair_viz import inference, models
+        from flair_viz.predict import inference, models
 
         torch.set_num_threads(2)
         loaded = models.load_model("demo-unet-r18")

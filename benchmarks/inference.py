@@ -91,8 +91,10 @@ def main() -> int:
     from fastapi.testclient import TestClient
     from rasterio.warp import transform_bounds
 
-    from flair_viz import inference, models, predict_tiles, raster
-    from flair_viz.tiles import create_app
+    from flair_viz.core import raster
+    from flair_viz.predict import inference, models
+    from flair_viz.predict import tiles as predict_tiles
+    from flair_viz.server.app import create_app
 
     if (args.device or "cpu") == "cpu":
         torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -37,7 +37,7 @@ from _common import REPO, free_port, python, start  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from flair_viz import change  # noqa: E402
-from flair_viz.catalog import Catalog  # noqa: E402
+from flair_viz.core.catalog import Catalog  # noqa: E402
 
 DEMO_CATALOG = REPO / "data" / "demo" / "catalog.toml"
 DEMO_MODEL = "demo-unet-r18"

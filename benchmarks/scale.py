@@ -27,7 +27,10 @@ from rasterio.transform import from_origin
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flair_viz import batch, inference, models, scenes  # noqa: E402
+from flair_viz.core import jobs as batch  # noqa: E402
+from flair_viz.core import scenes
+from flair_viz.predict import batch as predict_batch
+from flair_viz.predict import inference, models
 
 
 def make_scenes(folder: Path, n: int) -> list[scenes.Scene]:
@@ -50,7 +53,7 @@ def make_scenes(folder: Path, n: int) -> list[scenes.Scene]:
 def timed_job(client, found, card, out: Path) -> float:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    res = batch.batch_predict(found, card, out, client, progress=False, mosaic=True)
+    res = predict_batch.batch_predict(found, card, out, client, progress=False, mosaic=True)
     dt = time.perf_counter() - t0
     assert len(res.computed) == len(found)
     return dt
@@ -97,7 +100,7 @@ def main() -> None:
             t0 = time.perf_counter()
             clients[n] = batch.get_client(workers=n)
             start = time.perf_counter() - t0
-            batch.batch_predict(warm * 1, card, tmp / f"warm{n}", clients[n], progress=False, mosaic=False)
+            predict_batch.batch_predict(warm * 1, card, tmp / f"warm{n}", clients[n], progress=False, mosaic=False)
             # the one warm scene went to one worker; give every worker its model too
             clients[n].run(lambda c=card: models.load_model(c, "cpu") and None)
             print(f"{n} worker(s): cluster start {start:.1f} s", file=sys.stderr)

@@ -1,5 +1,5 @@
 import sys
 
-from flair_viz.cli import main
+from flair_viz.cli.main import main
 
 sys.exit(main())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from flair_viz import config, explore, webmap
-from flair_viz.classes import BY_VALUE
+from flair_viz.core import config
+from flair_viz.core.classes import BY_VALUE
+from flair_viz.web import explore
+from flair_viz.web import maps as webmap
 from ui import common
 
 common.setup("Explore")

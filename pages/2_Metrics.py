@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from flair_viz import metrics
-from flair_viz.catalog import Catalog
-from flair_viz.errors import FlairVizError
+from flair_viz.core.catalog import Catalog
+from flair_viz.core.errors import FlairVizError
 from ui import common
 
 common.setup("Metrics", "📊")

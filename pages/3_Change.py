@@ -8,9 +8,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from flair_viz import change, change_cli, classes, webmap
-from flair_viz.catalog import Catalog
-from flair_viz.errors import FlairVizError
+from flair_viz import change
+from flair_viz.change import outputs as change_outputs
+from flair_viz.core import classes
+from flair_viz.core.catalog import Catalog
+from flair_viz.core.errors import FlairVizError
+from flair_viz.web import maps as webmap
 from ui import common
 
 common.setup("Change", ":material/compare:")
@@ -176,11 +179,11 @@ if result.regions is not None:
     st.subheader("By region")
     regions_table = pd.DataFrame(result.region_table())
     st.dataframe(regions_table, hide_index=True, use_container_width=True)
-    st.download_button("Download the region table (CSV)", change_cli.regions_csv(result), file_name="regions.csv",
+    st.download_button("Download the region table (CSV)", change_outputs.regions_csv(result), file_name="regions.csv",
                        mime="text/csv")
 
 d1, d2 = st.columns(2)
-d1.download_button("Download the from-to matrix (CSV, ha)", change_cli.from_to_csv(result), file_name="from_to.csv",
+d1.download_button("Download the from-to matrix (CSV, ha)", change_outputs.from_to_csv(result), file_name="from_to.csv",
                    mime="text/csv")
 d2.download_button("Download the summary (JSON)", json.dumps(result.summary(), indent=2, ensure_ascii=False),
                    file_name="summary.json", mime="application/json")

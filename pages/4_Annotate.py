@@ -11,8 +11,12 @@ import numpy as np
 import shapely
 import streamlit as st
 
-from flair_viz import annotation, classes, models, selections, webmap
-from flair_viz.errors import FlairVizError
+from flair_viz import annotate as annotation
+from flair_viz.annotate import selections
+from flair_viz.core import classes
+from flair_viz.core.errors import FlairVizError
+from flair_viz.predict import models
+from flair_viz.web import maps as webmap
 from ui import common
 
 common.setup("Annotate", "✏️")

@@ -18,8 +18,12 @@ import tomli_w
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flair_viz import atomic, config, inference, models  # noqa: E402
-from flair_viz.catalog import Catalog  # noqa: E402
+from flair_viz.core import (
+    atomic,  # noqa: E402
+    config,
+)
+from flair_viz.core.catalog import Catalog  # noqa: E402
+from flair_viz.predict import inference, models
 
 BEGIN = "# --- BEGIN demo predictions (written by scripts/make_demo_predictions.py; do not edit by hand) ---"
 END = "# --- END demo predictions ---"

@@ -20,8 +20,12 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flair_viz import atomic, config, raster  # noqa: E402
-from flair_viz.catalog import Catalog  # noqa: E402
+from flair_viz.core import (
+    atomic,  # noqa: E402
+    config,
+    raster,
+)
+from flair_viz.core.catalog import Catalog  # noqa: E402
 
 MODEL_ID = "demo-unet-r18"
 ARCH, ENCODER = "Unet", "tu-resnet18"

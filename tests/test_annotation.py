@@ -22,9 +22,9 @@ import pytest
 import rasterio
 import shapely
 
-from flair_viz import annotation as A
-from flair_viz import selections as S
-from flair_viz.errors import FlairVizError
+from flair_viz import annotate as A
+from flair_viz.annotate import selections as S
+from flair_viz.core.errors import FlairVizError
 
 X0, Y0 = 961436.8, 6329262.4  # a real FLAIR patch origin (IMG_000473)
 RES = 0.2
@@ -210,7 +210,7 @@ def test_snap_and_fine_candidates_land_on_flair_cells() -> None:
 def test_drawn_geojson_is_reprojected_snapped_and_scored(tmp_path: Path) -> None:
     from pyproj import Transformer
 
-    from flair_viz.raster import RasterInfo
+    from flair_viz.core.raster import RasterInfo
 
     info = RasterInfo(path=Path("scene.tif"), count=5, width=1024, height=1024, dtype="uint8",
                       crs=rasterio.CRS.from_epsg(2154), transform=_affine(), bounds=(X0, Y0 - 204.8, X0 + 204.8, Y0),
@@ -334,7 +334,7 @@ def test_import_merges_by_id_and_refuses_bad_files(tmp_path: Path) -> None:
 
 CHILD = textwrap.dedent("""
     import sys, shapely, geopandas as gpd
-    from flair_viz import selections as S
+    from flair_viz.annotate import selections as S
     store = S.SelectionStore(sys.argv[1])
     mode, final = sys.argv[2], sys.argv[3]
     i = 0
@@ -420,7 +420,7 @@ def test_score_files_streams_to_the_same_result_as_arrays(tmp_path: Path) -> Non
 
 
 def test_cli_candidates_writes_ranked_cells_and_fails_cleanly(tmp_path: Path, capsys) -> None:
-    from flair_viz.cli import main
+    from flair_viz.cli.main import main
 
     cat, proba = _mini_catalog(tmp_path)
     out = tmp_path / "cand.gpkg"
@@ -451,9 +451,8 @@ def test_cli_candidates_writes_ranked_cells_and_fails_cleanly(tmp_path: Path, ca
 # ------------------------------------------------------------------------------------------------
 def test_annotate_page_reranks_selects_and_survives_a_restart(tmp_path: Path, monkeypatch) -> None:
     import torch
-    from streamlit.testing.v1 import AppTest
-
     from model_fixtures import make_model
+    from streamlit.testing.v1 import AppTest
 
     torch.set_num_threads(1)
     (tmp_path / "models").mkdir()

@@ -26,10 +26,9 @@ import torch
 from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
-from flair_viz import classes
-from flair_viz.catalog import Catalog, Dataset
-from flair_viz.cli import main
-from flair_viz.tiles import create_app
+from flair_viz.cli.main import main
+from flair_viz.core.catalog import Catalog, Dataset
+from flair_viz.server.app import create_app
 from tests.conftest import DEMO_CATALOG, REPO
 from tests.helpers import flair_folder, sparse_class_raster, write_tif
 from tests.model_fixtures import make_model, save_checkpoint, tiny_unet
@@ -429,7 +428,9 @@ def test_annotate_page_reports_a_corrupt_selections_file_and_leaves_it_alone(bad
 # -- a raster too big for memory ---------------------------------------------------------------------
 STREAM_CHILD = r"""
 import json, resource, sys
-from flair_viz import change, cli, metrics  # import first: the baseline includes the libraries
+from flair_viz import change  # import first: the baseline includes the libraries
+from flair_viz.cli import main as cli
+from flair_viz import metrics
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if sys.argv[1] == "change":
     r = change.compute_change(sys.argv[2], sys.argv[3])

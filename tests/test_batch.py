@@ -15,13 +15,21 @@ import rasterio
 import torch
 from distributed import WorkerPlugin
 from fastapi.testclient import TestClient
+from helpers import write_tif
+from model_fixtures import make_model
 from PIL import Image
 from rasterio.warp import transform as warp_transform
 
-from flair_viz import batch, change_cli, cli, inference, metrics, models, raster, scenes
-from flair_viz.catalog import Catalog
-from helpers import write_tif
-from model_fixtures import make_model
+from flair_viz import metrics
+from flair_viz.change import batch as change_batch
+from flair_viz.change import cli as change_cli
+from flair_viz.cli import main as cli
+from flair_viz.core import jobs as batch
+from flair_viz.core import raster, scenes
+from flair_viz.core.catalog import Catalog
+from flair_viz.metrics import batch as metrics_batch
+from flair_viz.predict import batch as predict_batch
+from flair_viz.predict import inference, models
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "data" / "demo" / "flair"
@@ -87,7 +95,7 @@ def assert_same_as_reference(work, out_dir: Path) -> None:
 
 def test_two_workers_match_single_process_and_mosaic_is_served(work, client, tmp_path):
     out = work["root"] / "data" / "pred_a"
-    res = batch.batch_predict(work["scenes"], work["card"], out, client, progress=False,
+    res = predict_batch.batch_predict(work["scenes"], work["card"], out, client, progress=False,
                               catalog_file=work["catalog"])
     assert sorted(res.computed) == sorted(s.name for s in work["scenes"]) and res.skipped == []
     assert_same_as_reference(work, out)
@@ -110,13 +118,14 @@ def test_two_workers_match_single_process_and_mosaic_is_served(work, client, tmp
     cat = Catalog.load(work["catalog"])
     ds = cat.get(res.catalog_id)
     assert ds.role == "prediction" and ds.path == res.mosaic.resolve() and cat.get("IMG_000473").role == "image"
-    from flair_viz import explore
+    from flair_viz.web import explore
 
     listed = {sc.image.id: {p.id: p.path for p in sc.predictions} for sc in explore.list_scenes(cat)}
     for s in work["scenes"]:
         assert listed[f"IMG_{s.name}"] == {f"PRED_{s.name}_tiny": (out / f"PRED_{s.name}.tif").resolve()}
-    from flair_viz.tiles import create_app
     import morecantile
+
+    from flair_viz.server.app import create_app
 
     app = TestClient(create_app(work["catalog"]))
     with rasterio.open(out / f"PRED_{work['scenes'][0].name}.tif") as one:
@@ -134,12 +143,12 @@ def test_two_workers_match_single_process_and_mosaic_is_served(work, client, tmp
 def test_rerun_after_interruption_skips_finished_scenes(work, client):
     out = work["root"] / "pred_b"
     first, rest = work["scenes"][:2], work["scenes"][2:]
-    batch.batch_predict(first, work["card"], out, client, progress=False, mosaic=False)  # "interrupted" job
+    predict_batch.batch_predict(first, work["card"], out, client, progress=False, mosaic=False)  # "interrupted" job
     stamps = {s.name: (out / f"PRED_{s.name}.tif").stat().st_mtime_ns for s in first}
     # a crash between the COG and its manifest, and a leftover temp file, must not count as finished
     shutil.copy(work["ref"] / f"PRED_{rest[0].name}.tif", out / f"PRED_{rest[0].name}.tif")
     (out / f".PRED_{rest[1].name}.tif.x.partial.tif").write_bytes(b"half")
-    res = batch.batch_predict(work["scenes"], work["card"], out, client, progress=False)
+    res = predict_batch.batch_predict(work["scenes"], work["card"], out, client, progress=False)
     assert sorted(res.skipped) == sorted(s.name for s in first)
     assert sorted(res.computed) == sorted(s.name for s in rest)
     assert {s.name: (out / f"PRED_{s.name}.tif").stat().st_mtime_ns for s in first} == stamps
@@ -148,7 +157,7 @@ def test_rerun_after_interruption_skips_finished_scenes(work, client):
     img = work["scenes"][0].path
     st = img.stat()
     os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    res = batch.batch_predict(work["scenes"], work["card"], out, client, progress=False)
+    res = predict_batch.batch_predict(work["scenes"], work["card"], out, client, progress=False)
     assert res.computed == [work["scenes"][0].name] and len(res.skipped) == 3
 
 
@@ -171,7 +180,7 @@ def test_killed_worker_job_completes_with_identical_results(work, client):
     marker = work["root"] / "killed.pid"
     client.register_plugin(KillFirstPredict(str(marker)), name="kill-first")
     try:
-        res = batch.batch_predict(work["scenes"], work["card"], out, client, progress=False, mosaic=False)
+        res = predict_batch.batch_predict(work["scenes"], work["card"], out, client, progress=False, mosaic=False)
     finally:
         client.unregister_worker_plugin("kill-first")
     killed = int(marker.read_text())
@@ -193,7 +202,7 @@ def numpy_confusion(t: np.ndarray, p: np.ndarray) -> np.ndarray:
 def test_batch_evaluate_matches_single_process_and_numpy(work, client, tmp_path):
     pairs = metrics.folder_pairs(work["masks"], work["ref"], model="tiny")
     store = tmp_path / "m.parquet"
-    run = batch.batch_evaluate(pairs, store, client, chunk_size=1, progress=False)
+    run = metrics_batch.batch_evaluate(pairs, store, client, chunk_size=1, progress=False)
     assert run.computed == len(pairs) == 4 and run.reused == 0
     single = metrics.evaluate(pairs)
     by_patch = dict(zip(run.table.meta["patch"], run.table.matrices))
@@ -202,7 +211,7 @@ def test_batch_evaluate_matches_single_process_and_numpy(work, client, tmp_path)
     for pair in pairs:
         want = numpy_confusion(decoded(pair.truth)[0], decoded(pair.pred)[0])
         assert np.array_equal(by_patch[pair.patch], want)
-    again = batch.batch_evaluate(pairs, store, client, progress=False)
+    again = metrics_batch.batch_evaluate(pairs, store, client, progress=False)
     assert again.computed == 0 and again.reused == 4
     assert len(metrics.MetricsTable.read(store)) == 4
 
@@ -213,8 +222,8 @@ def test_batch_change_table_matches_single_pair_runs(work, client, tmp_path):
     pairs_csv = work["root"] / "data" / "pairs.csv"
     with open(pairs_csv, "w", newline="") as fh:
         csv.writer(fh).writerows([("before", "after", "name"), *rows])
-    jobs = batch.read_pairs_csv(pairs_csv)
-    table = batch.batch_change(jobs, tmp_path / "chg", client, progress=False)
+    jobs = change_batch.read_pairs_csv(pairs_csv)
+    table = change_batch.batch_change(jobs, tmp_path / "chg", client, progress=False)
     assert list(table["name"]) == [r[2] for r in rows]
     for s, row in zip(work["scenes"], table.to_dict("records")):
         t = decoded(work["masks"] / "D001_2020" / "Z1_UA" / "msk" / f"MSK_{s.name}.tif")[0]
@@ -229,7 +238,7 @@ def test_batch_change_table_matches_single_pair_runs(work, client, tmp_path):
 
     assert pd.read_parquet(tmp_path / "chg" / "changes.parquet").equals(table)
     stamp = (tmp_path / "chg" / "p000473" / "summary.json").stat().st_mtime_ns
-    again = batch.batch_change(jobs, tmp_path / "chg", client, progress=False)
+    again = change_batch.batch_change(jobs, tmp_path / "chg", client, progress=False)
     assert again.equals(table) and (tmp_path / "chg" / "p000473" / "summary.json").stat().st_mtime_ns == stamp
 
 
@@ -270,10 +279,10 @@ def test_cli_predict_many_on_existing_scheduler_and_errors(work, client, tmp_pat
 def test_model_tasks_ask_for_gpus_only_where_workers_have_them(client):
     from distributed import Client, LocalCluster
 
-    assert batch._cluster_plan(client)[0] is None  # CPU workers: no resource constraint
+    assert batch.cluster_plan(client)[0] is None  # CPU workers: no resource constraint
     with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, resources={batch.GPU: 1},
                       dashboard_address=None) as gpu_cluster, Client(gpu_cluster) as gpu_client:
-        resources, per_host, _ = batch._cluster_plan(gpu_client)
+        resources, per_host, _ = batch.cluster_plan(gpu_client)
         assert resources == {batch.GPU: 1} and sum(per_host.values()) == 1
         fut = gpu_client.submit(os.getpid, resources=resources, pure=False)
         assert fut.result(timeout=30) == os.getpid()  # it ran on the (in-process) GPU worker
@@ -284,7 +293,7 @@ def test_huge_scene_split_into_blocks_matches_whole_scene_and_resumes(work, clie
     big = write_tif(tmp_path / "in" / "IMG_999999.tif", crop(raster.read(img), 1000, 900))
     inference.predict_file(work["card"], big, tmp_path / "ref.tif", progress=False)  # whole scene, one process
     scene = scenes.expand([str(big)])[0]
-    blocks = batch.scene_blocks(1000, 900, 256)
+    blocks = predict_batch.scene_blocks(1000, 900, 256)
     rows, cols = len(inference.window_plan(1000)), len(inference.window_plan(900))
     assert len(blocks) == rows * cols > 1
     # kept areas tile the scene exactly once
@@ -295,11 +304,11 @@ def test_huge_scene_split_into_blocks_matches_whole_scene_and_resumes(work, clie
     # an interrupted run: three blocks already done on the workers
     out = tmp_path / "out"
     _, checksum = models.resolve_checkpoint(work["card"])
-    job = batch.PredictJob(card=work["card"], checksum=checksum, out_dir=out.resolve(),
-                           workers_per_host=batch._cluster_plan(client)[1])
+    job = predict_batch.PredictJob(card=work["card"], checksum=checksum, out_dir=out.resolve(),
+                           workers_per_host=batch.cluster_plan(client)[1])
     for b in blocks[:3]:
-        assert client.submit(batch.predict_block, job, scene, b, pure=False).result()["output"]
-    res = batch.batch_predict([scene], work["card"], out, client, progress=False, mosaic=False, block_px=256)
+        assert client.submit(predict_batch.predict_block, job, scene, b, pure=False).result()["output"]
+    res = predict_batch.batch_predict([scene], work["card"], out, client, progress=False, mosaic=False, block_px=256)
     block_tasks = [t for t in res.tasks if "blocks" not in t]
     assert len(block_tasks) == len(blocks) - 3 and res.computed == ["999999"]
     assert decoded(out / "PRED_999999.tif")[0].tobytes() == decoded(tmp_path / "ref.tif")[0].tobytes()
@@ -308,7 +317,7 @@ def test_huge_scene_split_into_blocks_matches_whole_scene_and_resumes(work, clie
 
 
 def test_scene_inputs_folders_globs_catalog_and_errors(work, tmp_path):
-    from flair_viz.errors import FlairVizError
+    from flair_viz.core.errors import FlairVizError
 
     folder = work["masks"]
     imgs = sorted(folder.glob("**/img/IMG_*.tif"))

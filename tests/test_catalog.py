@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from flair_viz import raster
-from flair_viz.catalog import Catalog, Dataset, scan_flair_folder
-from flair_viz.cli import main
-from flair_viz.errors import AlignmentError, CatalogError, RasterError
+from flair_viz.cli.main import main
+from flair_viz.core import raster
+from flair_viz.core.catalog import Catalog, Dataset, scan_flair_folder
+from flair_viz.core.errors import AlignmentError, CatalogError, RasterError
 from tests.conftest import DEMO_CATALOG
 from tests.helpers import flair_folder, write_tif
 

@@ -18,9 +18,12 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 from shapely.geometry import box
 
-from flair_viz import change, change_cli, classes, cli
-from flair_viz.catalog import Catalog
-from flair_viz.errors import AlignmentError, FlairVizError
+from flair_viz import change
+from flair_viz.change import outputs as change_outputs
+from flair_viz.cli import main as cli
+from flair_viz.core import classes
+from flair_viz.core.catalog import Catalog
+from flair_viz.core.errors import AlignmentError, FlairVizError
 from tests.helpers import write_tif
 
 REPO = Path(__file__).resolve().parent.parent
@@ -328,7 +331,7 @@ def test_cli_error_exits_2_without_traceback_or_partial_files(tmp_path, capsys):
 def test_from_to_csv_keeps_sub_square_metre_precision(tmp_path):
     b, a = tiny_pair(tmp_path)
     res = change.compute_change(b, a)
-    text = change_cli.from_to_csv(res)
+    text = change_outputs.from_to_csv(res)
     values = [float(v) for line in text.splitlines()[1:] for v in line.split(",")[1:]]
     np.testing.assert_allclose(sorted(values, reverse=True)[:3], sorted(res.from_to_ha().ravel(), reverse=True)[:3],
                                rtol=1e-15)
@@ -348,7 +351,7 @@ def tile_pixel_centres_l93(z: int, x: int, y: int, size: int = 256) -> tuple[np.
 
 @pytest.mark.parametrize("mode", ["class", "flow"])
 def test_change_tile_matches_numpy_at_map_coordinates(mode):
-    from flair_viz.tiles import create_app
+    from flair_viz.server.app import create_app
 
     client = TestClient(create_app(DEMO / "catalog.toml"))
     b, t, _ = read1(MSK_084558)
@@ -390,7 +393,7 @@ def test_change_tile_matches_numpy_at_map_coordinates(mode):
 
 
 def test_change_tile_errors_are_json():
-    from flair_viz.tiles import create_app
+    from flair_viz.server.app import create_app
 
     client = TestClient(create_app(DEMO / "catalog.toml"))
     r = client.get("/change/MSK_084558/IMG_084558/tiles/WebMercatorQuad/19/264726/184782.png")

@@ -1,6 +1,6 @@
 import numpy as np
 
-from flair_viz import classes
+from flair_viz.core import classes
 
 
 def test_flair1_table_matches_design_values_and_colours():

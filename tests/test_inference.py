@@ -7,9 +7,17 @@ import pytest
 import rasterio
 import torch
 
-from flair_viz import classes, cli, inference, models
-from flair_viz.errors import RasterError
-from tests.model_fixtures import FLAIR_MEAN, FLAIR_STD, direct_proba, make_model, write_geotiff
+from flair_viz.cli import main as cli
+from flair_viz.core import classes
+from flair_viz.core.errors import RasterError
+from flair_viz.predict import inference, models
+from tests.model_fixtures import (
+    FLAIR_MEAN,
+    FLAIR_STD,
+    direct_proba,
+    make_model,
+    write_geotiff,
+)
 
 torch.set_num_threads(1)
 

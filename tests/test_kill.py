@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from flair_viz.cli import main
+from flair_viz.cli.main import main
 from tests.conftest import REPO
 from tests.helpers import sparse_class_raster, write_tif
 from tests.model_fixtures import make_model, write_geotiff

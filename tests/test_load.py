@@ -16,7 +16,7 @@ import morecantile
 import rasterio
 from rasterio.warp import transform as warp_transform
 
-from flair_viz.catalog import Catalog
+from flair_viz.core.catalog import Catalog
 from tests.conftest import DEMO_CATALOG, REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))

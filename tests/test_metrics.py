@@ -19,8 +19,8 @@ import rasterio
 from rasterio.transform import Affine
 
 from flair_viz import metrics
-from flair_viz.catalog import Catalog
-from flair_viz.errors import AlignmentError, FlairVizError
+from flair_viz.core.catalog import Catalog
+from flair_viz.core.errors import AlignmentError, FlairVizError
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_FLAIR = REPO / "data" / "demo" / "flair"
@@ -126,7 +126,7 @@ def test_torch_path_counts_the_same():
 
 
 def test_flairhub_predictions_are_converted_before_counting(tmp_path):
-    from flair_viz import classes
+    from flair_viz.core import classes
 
     truth = read1(next(DEMO_FLAIR.glob("*/*/msk/MSK_084558.tif")))
     hub = classes.flair1_to_flairhub_lut()[truth]  # same classes, FLAIR-HUB numbering
@@ -334,7 +334,7 @@ def test_cli_error_exits_2_without_traceback(demo, tmp_path):
 
 
 def test_cli_json_summary_matches_independent_scores(demo, tmp_path, capsys):
-    from flair_viz.cli import main
+    from flair_viz.cli.main import main
 
     out = tmp_path / "m.parquet"
     rc = main(["evaluate", "--truth", str(demo / "flair"), "--pred", str(demo / "folders" / "unet-b"),
@@ -359,7 +359,7 @@ def test_confusion_tile_highlights_exactly_the_counted_pixels(demo, monkeypatch)
     from PIL import Image
     from pyproj import Transformer
 
-    from flair_viz.tiles import create_app
+    from flair_viz.server.app import create_app
 
     monkeypatch.delenv("FLAIR_VIZ_TOKEN", raising=False)
     truth_path = next((demo / "flair").glob("*/*/msk/MSK_050549.tif"))
@@ -471,7 +471,7 @@ def test_metrics_page_runs_filters_and_opens_the_map(demo, monkeypatch, fresh_st
 
 
 def test_prediction_is_scored_against_the_real_mask_of_its_vintage(tmp_path):
-    from flair_viz.catalog import Dataset
+    from flair_viz.core.catalog import Dataset
 
     msk = next(DEMO_FLAIR.glob("*/*/msk/MSK_000473.tif"))
     cat = Catalog(tmp_path)

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from flair_viz import classes, cli, models
-from flair_viz.errors import ModelError
+from flair_viz.cli import main as cli
+from flair_viz.core import classes
+from flair_viz.core.errors import ModelError
+from flair_viz.predict import models
 from tests.model_fixtures import make_model, tiny_unet, write_card
 
 torch.set_num_threads(1)
@@ -109,7 +111,7 @@ def test_bad_cards_name_file_and_field(model_dir, bad_line, field):
 
 def test_unknown_arch_is_caught_when_listed_with_the_cli_and_when_loaded(model_dir, capsys):
     """Listing cards skips the slow smp import; `models list` and loading still check the arch."""
-    from flair_viz.cli import main
+    from flair_viz.cli.main import main
 
     good = write_card(model_dir, "c", "c.pth").read_text()
     lines = [ln for ln in good.splitlines() if not ln.startswith("arch =")]

@@ -46,9 +46,9 @@ def test_explore_deep_link_opens_the_requested_patch():
 
 def test_explore_layers_for_a_confusion_click_through():
     """Deep link from Metrics: the confusion layer comes first, named with the protocol's classes."""
-    from flair_viz import explore
-    from flair_viz.catalog import Catalog
-    from flair_viz.classes import protocol_names
+    from flair_viz.core.catalog import Catalog
+    from flair_viz.core.classes import protocol_names
+    from flair_viz.web import explore
     from tests.conftest import DEMO_CATALOG
 
     cat = Catalog.load(DEMO_CATALOG)
@@ -72,8 +72,8 @@ def test_patchless_mosaic_predictions_join_the_images_they_cover(tmp_path):
     """A batch VRT mosaic has no patch ID; it must still appear on the images it covers, and only those."""
     import shutil
 
-    from flair_viz import explore
-    from flair_viz.catalog import Catalog, Dataset
+    from flair_viz.core.catalog import Catalog, Dataset
+    from flair_viz.web import explore
     from tests.conftest import DEMO_CATALOG
 
     demo = Catalog.load(DEMO_CATALOG)

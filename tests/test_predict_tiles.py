@@ -14,15 +14,16 @@ import threading
 import morecantile
 import numpy as np
 import pytest
-import rasterio
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 from pyproj import Transformer
 from rasterio.warp import transform_bounds
 
-from flair_viz import classes, models, predict_tiles, raster
-from flair_viz.tiles import create_app
+from flair_viz.core import classes, raster
+from flair_viz.predict import models
+from flair_viz.predict import tiles as predict_tiles
+from flair_viz.server.app import create_app
 from tests.conftest import DEMO_CATALOG
 from tests.model_fixtures import FLAIR_MEAN, FLAIR_STD, make_model
 

@@ -23,12 +23,12 @@ import pytest
 import rasterio
 from fastapi.testclient import TestClient
 
-from flair_viz import config
-from flair_viz import raster as fv_raster
-from flair_viz.catalog import Catalog
-from flair_viz.cli import main
-from flair_viz.errors import CatalogError
-from flair_viz.tiles import create_app
+from flair_viz.cli.main import main
+from flair_viz.core import config
+from flair_viz.core import raster as fv_raster
+from flair_viz.core.catalog import Catalog
+from flair_viz.core.errors import CatalogError
+from flair_viz.server.app import create_app
 from tests.conftest import DEMO_CATALOG, REPO, free_port
 from tests.helpers import flair_folder, write_tif
 

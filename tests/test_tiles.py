@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from rasterio.warp import transform as warp_transform
 
-from flair_viz import classes
-from flair_viz.tiles import create_app
+from flair_viz.core import classes
+from flair_viz.server.app import create_app
 from tests.conftest import DEMO_CATALOG
 
 TMS = morecantile.tms.get("WebMercatorQuad")
@@ -141,7 +141,9 @@ def test_token_is_required_when_set():
 
 def test_tile_urls_carry_the_token_when_one_is_set(monkeypatch):
     """The UI's layers must keep working against a token-protected server."""
-    from flair_viz import change, explore, webmap
+    from flair_viz import change
+    from flair_viz.web import explore
+    from flair_viz.web import maps as webmap
 
     monkeypatch.delenv("FLAIR_VIZ_TOKEN", raising=False)
     assert "token" not in webmap.dataset_tile_url("IMG_1", "http://t")
@@ -163,8 +165,8 @@ def test_ui_json_calls_carry_the_token(tile_server, monkeypatch):
     import time
     import urllib.request
 
-    from flair_viz.errors import FlairVizError
-    from flair_viz.server import fetch_json
+    from flair_viz.core.errors import FlairVizError
+    from flair_viz.server.run import fetch_json
     from tests.conftest import REPO, free_port
 
     port = free_port()

@@ -12,10 +12,10 @@ from typing import TypeVar
 import streamlit as st
 from streamlit_folium import st_folium
 
-from flair_viz import config
-from flair_viz.catalog import Catalog, CatalogStore
-from flair_viz.errors import FlairVizError
-from flair_viz.server import ensure_running, fetch_json
+from flair_viz.core import config
+from flair_viz.core.catalog import Catalog, CatalogStore
+from flair_viz.core.errors import FlairVizError
+from flair_viz.server.run import ensure_running, fetch_json
 
 T = TypeVar("T")
 

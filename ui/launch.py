@@ -13,8 +13,8 @@ import subprocess
 import sys
 import time
 
-from flair_viz import config
-from flair_viz.server import is_up
+from flair_viz.core import config
+from flair_viz.server.run import is_up
 
 
 def start_tile_server() -> subprocess.Popen | None:
@@ -38,7 +38,7 @@ def warm_imports() -> None:
     import plotly.graph_objects  # noqa: F401
     import rasterio  # noqa: F401
 
-    import flair_viz.explore  # noqa: F401
+    import flair_viz.web.explore  # noqa: F401
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flair_viz import change
-from flair_viz.catalog import default_catalog
+from flair_viz.core.catalog import default_catalog
 from tests.helpers import open_map_page
 
 pytestmark = pytest.mark.e2e

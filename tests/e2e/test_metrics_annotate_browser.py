@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from flair_viz import metrics
-from flair_viz.catalog import default_catalog
+from flair_viz.core.catalog import default_catalog
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,1 @@
+"""The ``flair-viz`` command line: ``main`` and the arguments shared by every command."""

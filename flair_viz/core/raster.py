@@ -1,0 +1,179 @@
+"""The one raster reader: open, validate and describe GeoTIFF/COG/VRT files.
+
+Every module opens rasters through :func:`open_raster` so that a corrupt TIFF, a wrong band count
+or a mismatched grid produce the same clear :class:`RasterError` wherever they are met.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from flair_viz.core import classes
+from flair_viz.core.errors import AlignmentError, RasterError
+
+# Band layouts FLAIR Viz understands, by band count.
+BAND_LAYOUTS: dict[int, tuple[str, ...]] = {
+    5: ("R", "G", "B", "NIR", "elevation"),
+    4: ("R", "G", "B", "NIR"),
+    3: ("R", "G", "B"),
+}
+# Display presets: which named bands make each view (tile server and UI share this).
+PRESET_BANDS: dict[str, tuple[str, ...]] = {"rgb": ("R", "G", "B"), "irc": ("NIR", "R", "G"), "elevation": ("elevation",)}
+LAMBERT93 = CRS.from_epsg(2154)
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What a raster is, read once from its header."""
+
+    path: Path
+    count: int
+    width: int
+    height: int
+    dtype: str
+    crs: CRS | None
+    transform: rasterio.Affine
+    bounds: tuple[float, float, float, float]
+    nodata: float | None
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return abs(self.transform.a), abs(self.transform.e)
+
+    @property
+    def pixel_area_m2(self) -> float:
+        return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
+
+
+def _normalise_crs(crs: CRS | None) -> CRS | None:
+    """Treat Lambert-93 WKT without an authority code (seen in BD ORTHO and some FLAIR masks) as EPSG:2154."""
+    if crs is None or crs.to_epsg() is not None:
+        return crs
+    wkt = crs.to_wkt()
+    if "Lambert-93" in wkt or "EPSG:2154" in wkt or ("RGF93" in wkt and "Lambert" in wkt):
+        return LAMBERT93
+    return crs
+
+
+def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
+    """Open a raster, turning GDAL's failures into a :class:`RasterError` that names the file."""
+    p = Path(path)
+    if not p.exists():
+        raise RasterError(f"File not found: {p}", "check the path, or rescan the catalog if the file moved")
+    if p.is_dir():
+        raise RasterError(f"{p} is a folder, not a raster file", "give the path of a .tif/.vrt file")
+    try:
+        return rasterio.open(p)
+    except RasterioIOError as exc:
+        raise RasterError(
+            f"Cannot read {p.name}: it is not a readable GeoTIFF ({str(exc).splitlines()[0][:160]})",
+            "the file may be corrupt, truncated or not a TIFF; re-export or re-download it",
+        ) from None
+
+
+def describe(path: str | os.PathLike[str]) -> RasterInfo:
+    """Read a raster's header into a :class:`RasterInfo`."""
+    with open_raster(path) as ds:
+        return RasterInfo(
+            path=Path(path), count=ds.count, width=ds.width, height=ds.height, dtype=ds.dtypes[0],
+            crs=_normalise_crs(ds.crs), transform=ds.transform, bounds=tuple(ds.bounds), nodata=ds.nodata,
+        )
+
+
+def read(path: str | os.PathLike[str], indexes: list[int] | int | None = None, window: Window | None = None,
+         boundless: bool = False, fill_value: float = 0) -> np.ndarray:
+    """Read pixels, reporting a truncated or corrupt block as a :class:`RasterError`."""
+    with open_raster(path) as ds:
+        try:
+            return ds.read(indexes, window=window, boundless=boundless, fill_value=fill_value)
+        except RasterioIOError as exc:
+            raise RasterError(
+                f"Cannot read the pixels of {Path(path).name}: {str(exc).splitlines()[0][:160]}",
+                "the file is probably truncated or corrupt; re-export it",
+            ) from None
+
+
+def band_names_for(count: int) -> tuple[str, ...]:
+    """Band names for an aerial image of ``count`` bands, or a RasterError that lists what is accepted."""
+    if count not in BAND_LAYOUTS:
+        accepted = "; ".join(f"{n} bands ({', '.join(b)})" for n, b in sorted(BAND_LAYOUTS.items(), reverse=True))
+        raise RasterError(f"An aerial image with {count} band(s) is not supported", f"give an image with {accepted}")
+    return BAND_LAYOUTS[count]
+
+
+def _check_readable(info: RasterInfo) -> None:
+    """Require georeferencing, and read the last pixel: a truncated TIFF has a valid header but not its tail."""
+    if info.crs is None:
+        raise RasterError(f"{info.path.name} has no CRS or georeference",
+                          "assign one (e.g. gdal_edit.py -a_srs EPSG:2154 -a_ullr ...) before registering it")
+    read(info.path, 1, window=Window(info.width - 1, info.height - 1, 1, 1))
+
+
+def check_image(path: str | os.PathLike[str], bands: tuple[str, ...] | None = None) -> RasterInfo:
+    """Validate an aerial image: georeferenced, readable to its end, and with the declared band count."""
+    info = describe(path)
+    _check_readable(info)
+    if bands is None:
+        band_names_for(info.count)
+    elif len(bands) != info.count:
+        exists = BAND_LAYOUTS.get(info.count)
+        has = f" ({', '.join(exists)})" if exists else ""
+        raise RasterError(
+            f"{info.path.name} has {info.count} band(s){has} but is declared with {len(bands)}: {', '.join(bands)}",
+            "declare the bands the file really has, in order (FLAIR: R, G, B, NIR, elevation)",
+        )
+    return info
+
+
+def check_mask(path: str | os.PathLike[str], nomenclature: str = "flair1", scan_values: bool = True) -> RasterInfo:
+    """Validate a class raster: one band, values within the nomenclature (scanned block by block)."""
+    info = describe(path)
+    _check_readable(info)
+    if info.count != 1:
+        raise RasterError(f"Mask {info.path.name} has {info.count} bands; a class raster has exactly 1",
+                          "give the single-band class raster (MSK_*.tif), not the image")
+    if scan_values:
+        allowed = np.zeros(256, dtype=bool)
+        allowed[list(classes.valid_values(nomenclature))] = True
+        bad: set[int] = set()
+        with open_raster(path) as ds:
+            if ds.dtypes[0] != "uint8":
+                raise RasterError(f"Mask {info.path.name} is {ds.dtypes[0]}; class rasters are uint8",
+                                  "convert it to uint8 class values")
+            for _, win in ds.block_windows(1):
+                try:
+                    vals = np.unique(ds.read(1, window=win))
+                except RasterioIOError:
+                    raise RasterError(f"Cannot read the pixels of {info.path.name}",
+                                      "the file is probably truncated or corrupt; re-export it") from None
+                bad.update(int(v) for v in vals[~allowed[vals]])
+        if bad:
+            lo, hi = (1, classes.N_CLASSES) if nomenclature == "flair1" else (0, len(classes.FLAIRHUB_ORDER) - 1)
+            raise RasterError(
+                f"Mask {info.path.name} holds values {sorted(bad)} outside the {nomenclature} nomenclature ({lo}..{hi})",
+                "check the nomenclature declared for this mask (flair1 or flairhub), or remap its values",
+            )
+    return info
+
+
+def check_same_grid(a: RasterInfo, b: RasterInfo, tol: float = 1e-6) -> None:
+    """Require two rasters to share CRS and pixel grid, as an image and its ground truth must."""
+    if a.crs != b.crs:
+        raise AlignmentError(
+            f"{a.path.name} is in {a.crs} but {b.path.name} is in {b.crs}",
+            "reproject one of them so both share a CRS (FLAIR uses EPSG:2154)",
+        )
+    if (a.width, a.height) != (b.width, b.height) or not a.transform.almost_equals(b.transform, precision=tol * 1000):
+        raise AlignmentError(
+            f"{a.path.name} ({a.width}x{a.height}, {tuple(round(v, 3) for v in a.bounds)}) and {b.path.name} "
+            f"({b.width}x{b.height}, {tuple(round(v, 3) for v in b.bounds)}) are not on the same pixel grid",
+            "give an image and ground truth of the same patch, or resample one onto the other's grid",
+        )

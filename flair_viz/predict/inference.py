@@ -1,0 +1,368 @@
+"""Run a model over a raster the way IGN's zone detection does, streaming windows so memory stays flat.
+
+Algorithm (IGN FLAIR zone detection): 512 px windows, a 128 px margin, stride 512 − 2·128 = 256,
+softmax, keep only the centre of each window. Two details make it exact where it can be:
+
+* the last window of a row/column is shifted back inside the scene instead of hanging past the edge,
+  so edge pixels are predicted from real pixels; scenes smaller than a window are read *boundless*
+  (zero-filled, marked nodata). A 512×512 FLAIR patch is therefore exactly one forward pass.
+* each pixel is kept from the window where it lies furthest from the border (the centres tile the
+  scene), so no pixel closer than 128 px to a window edge is used unless it is at the scene's edge.
+
+Probabilities are always returned in FLAIR-1 order (channel k = FLAIR-1 value k+1, 19 channels),
+whatever the model's own nomenclature, so every consumer shares one class table.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from flair_viz.core import atomic, classes, raster
+from flair_viz.core.errors import ModelError, RasterError
+from flair_viz.predict.models import (  # noqa: F401 (re-export)
+    LoadedModel,
+    ModelCard,
+    device_name,
+    get_card,
+    load_model,
+)
+
+WINDOW = 512
+MARGIN = 128
+STRIDE = WINDOW - 2 * MARGIN
+K = classes.N_CLASSES
+
+__all__ = ["WINDOW", "MARGIN", "STRIDE", "predict_proba_array", "predict_file", "device_name", "band_indexes",
+           "normalise", "Forward", "PROBA_VALUES", "entropy", "margin", "classes_from_proba", "window_plan"]
+
+
+# -- window geometry -----------------------------------------------------------------------------
+def window_plan(length: int, window: int | None = None, margin: int | None = None) -> list[tuple[int, int, int]]:
+    """Along one axis: ``(origin, keep_start, keep_end)`` per window; the kept ranges partition [0, length)."""
+    window = WINDOW if window is None else window
+    margin = MARGIN if margin is None else margin
+    if length <= window:
+        return [(0, 0, length)]
+    stride = window - 2 * margin
+    origins = list(range(0, length - window, stride)) + [length - window]
+    plan = []
+    for i, o in enumerate(origins):
+        start = 0 if i == 0 else plan[-1][2]
+        end = length if i == len(origins) - 1 else o + window - margin
+        plan.append((o, start, end))
+    return plan
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One window: where it is read from and which part of its result is kept."""
+
+    row: int
+    col: int
+    keep_r0: int
+    keep_r1: int
+    keep_c0: int
+    keep_c1: int
+
+    @property
+    def out_window(self) -> Window:
+        return Window(self.keep_c0, self.keep_r0, self.keep_c1 - self.keep_c0, self.keep_r1 - self.keep_r0)
+
+
+def tiles_for(height: int, width: int) -> list[Tile]:
+    return [Tile(r, c, rs, re_, cs, ce) for r, rs, re_ in window_plan(height) for c, cs, ce in window_plan(width)]
+
+
+# -- bands and normalisation --------------------------------------------------------------------
+def band_indexes(card: ModelCard, file_bands: tuple[str, ...], source: str) -> list[int]:
+    """1-based indexes of the card's bands in a file, or a RasterError naming card, file and fix."""
+    missing = [b for b in card.in_bands if b not in file_bands]
+    if missing:
+        raise RasterError(
+            f"{source} has {len(file_bands)} band(s) ({', '.join(file_bands)}) but model {card.id} "
+            f"({card.card_path.name}) needs {len(card.in_bands)}: {', '.join(card.in_bands)} "
+            f"(missing {', '.join(missing)})",
+            "give an image with those bands (FLAIR patches have R, G, B, NIR, elevation), declare the file's "
+            "bands correctly, or choose a model whose in_bands the image has",
+        )
+    return [file_bands.index(b) + 1 for b in card.in_bands]
+
+
+def normalise(card: ModelCard, image: np.ndarray) -> np.ndarray:
+    """(x − mean) / std per band, exactly as the card says the model was trained."""
+    mean = np.asarray(card.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(card.std, dtype=np.float32)[:, None, None]
+    return (image.astype(np.float32) - mean) / std
+
+
+# -- forward with OOM back-off ------------------------------------------------------------------
+class Forward:
+    """Softmax probabilities for normalised batches; on CUDA OOM it halves its batch size and retries.
+
+    The halved size sticks for later batches, so a scene that once ran out of memory does not keep
+    paying for failed attempts. Splitting a batch never changes a sample's result.
+    """
+
+    def __init__(self, loaded: LoadedModel, batch_size: int = 4) -> None:
+        import torch
+
+        if batch_size < 1:
+            raise ModelError(f"Batch size must be at least 1 (got {batch_size})", "use --batch-size 1 or more")
+        self.loaded = loaded
+        self.batch_size = batch_size
+        self.values = loaded.card.output_values()
+        self._identity = loaded.card.nomenclature == "flair1" and loaded.card.classes == K
+        dev = loaded.device
+        self._cuda = dev.type == "cuda"
+        self._amp = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if self._cuda else None
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch))
+        with torch.inference_mode():
+            if self._cuda:
+                x = x.pin_memory().to(self.loaded.device, non_blocking=True)
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=self._amp):
+                    logits = self.loaded.module(x)
+            else:
+                logits = self.loaded.module(x.to(self.loaded.device))
+            proba = torch.softmax(logits.float(), dim=1)
+            if not self._identity:
+                full = torch.zeros((proba.shape[0], K, *proba.shape[2:]), dtype=proba.dtype, device=proba.device)
+                full[:, torch.as_tensor(self.values.astype(np.int64) - 1, device=proba.device)] = proba
+                proba = full
+            return proba.cpu().numpy()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        out = []
+        i = 0
+        while i < len(batch):
+            chunk = batch[i:i + self.batch_size]
+            try:
+                out.append(self._forward(chunk))
+            except torch.cuda.OutOfMemoryError:
+                if self.batch_size == 1:
+                    raise ModelError(f"Model {self.loaded.card.id} runs out of GPU memory even with batch size 1 "
+                                     f"on {tuple(chunk.shape[2:])} px windows",
+                                     "free GPU memory (other processes?) or use --device cpu") from None
+                if self._cuda:
+                    torch.cuda.empty_cache()
+                self.batch_size = max(1, self.batch_size // 2)
+                continue
+            i += len(chunk)
+        return np.concatenate(out) if len(out) > 1 else out[0]
+
+
+# -- per-pixel summaries ------------------------------------------------------------------------
+def classes_from_proba(proba: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """FLAIR-1 class values (1..19, uint8) from FLAIR-1-ordered probabilities; 0 where not valid."""
+    out = (proba.argmax(axis=0) + 1).astype(np.uint8)
+    if valid is not None:
+        out[~valid] = classes.NODATA
+    return out
+
+
+def entropy(proba: np.ndarray) -> np.ndarray:
+    """Shannon entropy normalised to 0..1 (1 = uniform over the model's classes): how unsure the model is."""
+    p = np.clip(proba, 1e-12, 1.0)
+    n = max(2, int((proba.reshape(proba.shape[0], -1).max(axis=1) > 0).sum()))
+    return (-(proba * np.log(p)).sum(axis=0) / math.log(n)).astype(np.float32)
+
+
+def margin(proba: np.ndarray) -> np.ndarray:
+    """1 − (top-1 − top-2 probability): near 1 where two classes compete, 0 where one clearly wins."""
+    top2 = np.partition(proba, -2, axis=0)[-2:]
+    return (1.0 - (top2[1] - top2[0])).astype(np.float32)
+
+
+# -- sliding window core ------------------------------------------------------------------------
+ReadFn = Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # (row, col) -> (C×512×512 uint8, valid 512×512)
+
+
+def _sliding(forward: Forward, card: ModelCard, height: int, width: int, read: ReadFn,
+             progress: bool, desc: str) -> Iterator[tuple[Tile, np.ndarray, np.ndarray]]:
+    """Yield (tile, kept probabilities, kept validity) window by window, reading the next batch ahead."""
+    tiles = tiles_for(height, width)
+    batches = [tiles[i:i + forward.batch_size] for i in range(0, len(tiles), forward.batch_size)]
+
+    def load(batch: list[Tile]) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [read(t.row, t.col) for t in batch]
+        return np.stack([normalise(card, p[0]) for p in pairs]), np.stack([p[1] for p in pairs])
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tiles), desc=desc, unit="window", leave=False)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, batches[0]) if batches else None
+        for bi, batch in enumerate(batches):
+            x, valid = pending.result()  # type: ignore[union-attr]
+            pending = pool.submit(load, batches[bi + 1]) if bi + 1 < len(batches) else None
+            proba = forward(x)
+            for j, t in enumerate(batch):
+                r0, r1 = t.keep_r0 - t.row, t.keep_r1 - t.row
+                c0, c1 = t.keep_c0 - t.col, t.keep_c1 - t.col
+                yield t, proba[j, :, r0:r1, c0:c1], valid[j, r0:r1, c0:c1]
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+
+
+PROBA_VALUES = np.arange(1, K + 1, dtype=np.uint8)  # FLAIR-1 value of each probability channel we return
+
+
+def predict_proba_array(loaded: LoadedModel, image_chw_uint8: np.ndarray, batch_size: int = 4,
+                        valid: np.ndarray | None = None, bands: tuple[str, ...] | None = None) -> np.ndarray:
+    """Probabilities (19, H, W) float32 in FLAIR-1 order (channel k = value k+1, see PROBA_VALUES).
+
+    The image holds the card's bands in order, or names its bands with ``bands`` (default: the FLAIR
+    layout for its band count, e.g. 5 = R, G, B, NIR, elevation) and the card's are picked by name.
+    Same sliding-window algorithm as :func:`predict_file`; padding beyond the image is zero, like a
+    boundless read. ``valid`` (H, W) marks pixels to keep; others get probability 0 everywhere.
+    """
+    card = loaded.card
+    img = np.asarray(image_chw_uint8)
+    if img.ndim == 3 and (bands or img.shape[0] != len(card.in_bands)):
+        names = tuple(bands) if bands else raster.BAND_LAYOUTS.get(img.shape[0], ())
+        if len(names) == img.shape[0]:
+            img = img[[i - 1 for i in band_indexes(card, names, "The image array")]]
+    if img.ndim != 3 or img.shape[0] != len(card.in_bands):
+        raise RasterError(f"Image array has shape {img.shape} but model {card.id} ({card.card_path.name}) needs "
+                          f"{len(card.in_bands)} bands ({', '.join(card.in_bands)}) as (bands, height, width)",
+                          "select the card's bands, in order, before calling predict_proba_array")
+    _, h, w = img.shape
+    ok = np.ones((h, w), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+
+    size = WINDOW
+
+    def read(row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+        win = np.zeros((img.shape[0], size, size), dtype=img.dtype)
+        v = np.zeros((size, size), dtype=bool)
+        part = img[:, row:row + size, col:col + size]
+        win[:, :part.shape[1], :part.shape[2]] = part
+        v[:part.shape[1], :part.shape[2]] = ok[row:row + size, col:col + size]
+        win[:, ~v] = 0
+        return win, v
+
+    out = np.zeros((K, h, w), dtype=np.float32)
+    for t, proba, v in _sliding(Forward(loaded, batch_size), card, h, w, read, progress=False, desc=""):
+        out[:, t.keep_r0:t.keep_r1, t.keep_c0:t.keep_c1] = proba * v
+    return out
+
+
+def _file_reader(path: Path, indexes: list[int], info: raster.RasterInfo) -> ReadFn:
+    """Window reader for a raster file: boundless only where a window leaves the scene."""
+    nodata = info.nodata
+    size = WINDOW
+
+    def read(row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+        win = Window(col, row, size, size)
+        inside = row + size <= info.height and col + size <= info.width
+        # rasterio replaces nodata pixels by fill_value, so fill with nodata itself to still recognise them
+        data = raster.read(path, indexes, window=win, boundless=not inside,
+                           fill_value=nodata if nodata is not None else 0)
+        valid = np.zeros((size, size), dtype=bool)
+        valid[:max(0, min(size, info.height - row)), :max(0, min(size, info.width - col))] = True
+        if nodata is not None:
+            valid &= ~np.all(data == nodata, axis=0)
+        data[:, ~valid] = 0  # the model sees invalid pixels as zeros, exactly like predict_proba_array
+        return data, valid
+
+    return read
+
+
+COG_OPTIONS = {"compress": "LZW", "blocksize": 256, "overview_resampling": "nearest", "BIGTIFF": "IF_SAFER"}
+
+
+def _to_cog(src: Path, dst: Path, resampling: str) -> None:
+    """Copy a tiled GTiff into a COG (tiled, LZW, internal overviews) so titiler can serve any zoom."""
+    from rasterio.shutil import copy as rio_copy
+
+    rio_copy(src, dst, driver="COG", **{**COG_OPTIONS, "overview_resampling": resampling})
+
+
+def predict_file(model_id_or_card: str | ModelCard | LoadedModel, input_path: str | os.PathLike[str],
+                 output_path: str | os.PathLike[str], proba_path: str | os.PathLike[str] | None = None,
+                 device: str | None = None, batch_size: int = 4, progress: bool = True,
+                 bands: tuple[str, ...] | None = None) -> Path:
+    """Predict one scene into a class COG (FLAIR-1 values 1..19, 0 = nodata) and optionally a probability COG.
+
+    Memory is bounded by a batch of windows: windows are streamed and their kept centres written in
+    place. Outputs appear under their final names only when complete (flair_viz.atomic). ``bands``
+    names the file's bands when they are not the FLAIR layout for its band count.
+    """
+    loaded = model_id_or_card if isinstance(model_id_or_card, LoadedModel) else load_model(
+        get_card(model_id_or_card) if isinstance(model_id_or_card, str) else model_id_or_card, device)
+    card = loaded.card
+    input_path = Path(input_path)
+    info = raster.check_image(input_path, bands)
+    file_bands = tuple(bands) if bands else raster.band_names_for(info.count)
+    indexes = band_indexes(card, file_bands, input_path.name)
+    if np.dtype(info.dtype) != np.uint8:
+        raise RasterError(f"{input_path.name} is {info.dtype}; FLAIR models expect uint8 aerial images",
+                          "convert the image to 8-bit (0..255) per band first")
+    output_path = Path(output_path)
+    if proba_path is not None and Path(proba_path).resolve() == output_path.resolve():
+        raise RasterError("The class output and the probability output are the same file",
+                          "give --proba a different file name")
+    forward = Forward(loaded, batch_size)
+    profile = {"driver": "GTiff", "width": info.width, "height": info.height, "crs": info.crs,
+               "transform": info.transform, "tiled": True, "blockxsize": 256, "blockysize": 256,
+               "compress": "LZW", "BIGTIFF": "IF_SAFER"}
+    tag = uuid.uuid4().hex[:12]
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = [output_path.with_name(f".{output_path.name}.{tag}.scratch.tif")]
+    if proba_path is not None:
+        proba_path = Path(proba_path)
+        proba_path.parent.mkdir(parents=True, exist_ok=True)
+        scratch.append(proba_path.with_name(f".{proba_path.name}.{tag}.scratch.tif"))
+    try:
+        with rasterio.open(scratch[0], "w", count=1, dtype="uint8", nodata=0, **profile) as cls_ds:
+            cls_ds.write_colormap(1, classes.colormap())
+            proba_ds = None
+            if proba_path is not None:
+                proba_ds = rasterio.open(scratch[1], "w", count=K, dtype="uint8", **profile)
+                for c in classes.FLAIR1_CLASSES:
+                    proba_ds.set_band_description(c.value, f"p({c.name}) x255")
+            try:
+                for t, proba, valid in _sliding(forward, card, info.height, info.width,
+                                                _file_reader(input_path, indexes, info), progress,
+                                                desc=f"{card.id} {input_path.name}"):
+                    cls_ds.write(classes_from_proba(proba, valid), 1, window=t.out_window)
+                    if proba_ds is not None:
+                        q = np.rint(proba * 255.0).astype(np.uint8) * valid
+                        proba_ds.write(q, window=t.out_window)
+            finally:
+                if proba_ds is not None:
+                    proba_ds.close()
+        with atomic.atomic_path(output_path) as tmp:
+            _to_cog(scratch[0], tmp, "nearest")
+        if proba_path is not None:
+            with atomic.atomic_path(proba_path) as tmp:
+                _to_cog(scratch[1], tmp, "average")
+    except RasterioIOError as exc:
+        raise RasterError(f"Cannot write the prediction: {str(exc).splitlines()[0][:200]}",
+                          "check that the output folder is writable and has free space") from None
+    finally:
+        for s in scratch:
+            s.unlink(missing_ok=True)
+            for side in s.parent.glob(s.name + ".*"):
+                side.unlink(missing_ok=True)
+    return output_path

@@ -1,0 +1,1 @@
+"""The tile server: the titiler factory bound to the catalog, the app that wires the features, and how to run it."""

@@ -1,0 +1,83 @@
+"""Run the tile server (``flair-viz serve``) and make sure one is up for the app.
+
+The server is stateless apart from caches, so scaling out is ``--workers N`` or more replicas.
+It binds 127.0.0.1 unless ``--host`` says otherwise; an exposed server should set ``--token``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from flair_viz.core import config
+from flair_viz.core.errors import FlairVizError
+
+
+def app_factory():
+    """uvicorn ``--factory`` entry: reads catalog and token from the environment set by ``serve``."""
+    from flair_viz.server.app import create_app
+
+    return create_app(os.environ.get("FLAIR_VIZ_CATALOG"), token=os.environ.get("FLAIR_VIZ_TOKEN"))
+
+
+def is_up(url: str, timeout: float = 0.5) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=timeout) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def fetch_json(base_url: str, path: str, timeout: float = 5.0):
+    """GET a JSON document from the tile server (e.g. ``/models``, ``/device``), or a clear error."""
+    import json
+
+    request = urllib.request.Request(f"{base_url.rstrip('/')}{path}")
+    if os.environ.get("FLAIR_VIZ_TOKEN"):
+        request.add_header("Authorization", f"Bearer {os.environ['FLAIR_VIZ_TOKEN']}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return json.loads(r.read())
+    except Exception as exc:
+        raise FlairVizError(f"The tile server at {base_url} did not answer {path}: {exc}",
+                            "check that it runs (`flair-viz serve`) and see its log") from None
+
+
+def serve(catalog: str | None, host: str, port: int, workers: int = 1, token: str | None = None) -> None:
+    import uvicorn
+
+    if catalog:
+        os.environ["FLAIR_VIZ_CATALOG"] = str(Path(catalog).resolve())
+    if token:
+        os.environ["FLAIR_VIZ_TOKEN"] = token
+    if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("FLAIR_VIZ_TOKEN"):
+        print(f"warning: serving on {host} without a token; anyone who can reach it can read the catalog's "
+              "datasets. Set --token or FLAIR_VIZ_TOKEN.", file=sys.stderr)
+    uvicorn.run("flair_viz.server.run:app_factory", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")
+
+
+def ensure_running(url: str | None = None, catalog: str | os.PathLike[str] | None = None,
+                   wait_s: float = 30.0) -> str:
+    """Start a local tile server in the background unless one already answers at ``url``."""
+    url = url or config.tile_server_url()
+    if is_up(url):
+        return url
+    port = int(url.rsplit(":", 1)[-1].split("/")[0])
+    cmd = [sys.executable, "-m", "flair_viz", "serve", "--port", str(port)]
+    if catalog:
+        cmd += ["--catalog", str(catalog)]
+    log = open(config.user_data_dir() / "tile-server.log", "ab")
+    subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True, cwd=config.REPO_ROOT)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if is_up(url):
+            return url
+        time.sleep(0.2)
+    raise FlairVizError(f"The tile server did not start on {url}",
+                        f"see {config.user_data_dir() / 'tile-server.log'}; is port {port} taken? "
+                        "Set FLAIR_VIZ_TILE_PORT to another port")
