@@ -24,7 +24,7 @@ fi
 
 # Leaflet and plugins, served locally by Streamlit from static/vendor/ (offline at run time).
 VENDOR=static/vendor
-declare -A NPM=( [leaflet]=1.9.4 [leaflet-side-by-side]=2.2.0 [leaflet-draw]=1.0.4 [leaflet.sync]=0.2.4 )
+declare -A NPM=( [leaflet]=1.9.4 [leaflet-side-by-side]=2.2.0 [leaflet-draw]=1.0.4 )
 for pkg in "${!NPM[@]}"; do
   ver=${NPM[$pkg]}
   if [ ! -f "$VENDOR/$pkg/.version-$ver" ]; then

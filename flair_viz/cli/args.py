@@ -19,9 +19,9 @@ def add_catalog_arg(p: argparse.ArgumentParser, help: str = CATALOG_HELP) -> Non
     p.add_argument("--catalog", help=help)
 
 
-def catalog_file(args: argparse.Namespace) -> Path:
-    """The catalog a command works on: ``--catalog``, else ``$FLAIR_VIZ_CATALOG``, else the demo."""
-    return Path(args.catalog) if getattr(args, "catalog", None) else config.catalog_path()
+def catalog_file(args: argparse.Namespace, default: Path | None = None) -> Path:
+    """The catalog a command works on: ``--catalog``, else ``$FLAIR_VIZ_CATALOG``, else ``default`` or the demo."""
+    return Path(args.catalog) if getattr(args, "catalog", None) else config.catalog_path(default)
 
 
 def add_cluster_args(p: argparse.ArgumentParser) -> None:

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from flair_viz.cli import args as shared
 from flair_viz.core import config
-from flair_viz.core.catalog import Catalog, scan_flair_folder
-
-
-def _catalog_file(args: argparse.Namespace) -> Path:
-    return Path(args.catalog) if args.catalog else config.catalog_path()
+from flair_viz.core.catalog import Catalog, Dataset, scan_flair_folder
+from flair_viz.core.errors import FlairVizError
 
 
 def _scan_target(args: argparse.Namespace) -> Path:
     """Where a scan is saved: --catalog, $FLAIR_VIZ_CATALOG, else a user catalog (never the bundled demo)."""
-    if args.catalog:
-        return Path(args.catalog)
-    if os.environ.get("FLAIR_VIZ_CATALOG"):
-        return Path(os.environ["FLAIR_VIZ_CATALOG"])
-    return config.user_data_dir() / "catalog.toml"
+    return shared.catalog_file(args, default=config.user_data_dir() / "catalog.toml")
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -48,9 +41,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 2 if problems else 0
 
 
-def _problems(cat: Catalog, ds) -> list[str]:
-    from flair_viz.core.errors import FlairVizError
-
+def _problems(cat: Catalog, ds: Dataset) -> list[str]:
     try:
         cat.validate(ds, scan_values=True)
         return []
@@ -59,7 +50,7 @@ def _problems(cat: Catalog, ds) -> list[str]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    cat = Catalog.load(_catalog_file(args))
+    cat = Catalog.load(shared.catalog_file(args))
     rows = [(d.id, d.role, d.domain or "", d.zone or "", d.vintage or "", ",".join(d.bands) or d.nomenclature,
              "SIMULATED" if d.simulated else "") for d in cat]
     widths = [max(len(str(r[i])) for r in rows + [("id", "role", "domain", "zone", "vintage", "bands", "")]) for i in range(7)]
@@ -73,7 +64,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    cat = Catalog.load(_catalog_file(args))
+    cat = Catalog.load(shared.catalog_file(args))
     problems = cat.validate_all(scan_values=True)
     for p in problems:
         print(f"invalid: {p}")
@@ -85,8 +76,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("catalog", help="scan, list and validate the dataset catalog")
     csub = p.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--catalog", help="catalog TOML file (default: $FLAIR_VIZ_CATALOG, else the demo catalog for "
-                                          "list/validate and <user data>/catalog.toml for scan)")
+    shared.add_catalog_arg(common, help="catalog TOML file (default: $FLAIR_VIZ_CATALOG, else the demo catalog for "
+                                        "list/validate and <user data>/catalog.toml for scan)")
     s = csub.add_parser("scan", parents=[common], help="register a folder in FLAIR layout <domain>/<zone>/img/IMG_<id>.tif")
     s.add_argument("dir")
     s.add_argument("--metadata", help="FLAIR metadata JSON keyed by IMG_<id> (default: *metadata*.json in DIR)")

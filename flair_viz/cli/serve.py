@@ -10,7 +10,7 @@ from flair_viz.server.run import serve
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    serve(args.catalog, args.host, args.port, args.workers, args.token)
+    serve(str(shared.catalog_file(args)), args.host, args.port, args.workers, args.token)
     return 0
 
 

@@ -1,4 +1,7 @@
-"""The shared core: errors, config, files, the class table, the raster reader, the catalog, scenes, VRTs and the batch runner.
+"""The shared core: one of each primitive every feature needs.
 
+errors (conditions and the status table), config, atomic writes, the file lock (locks), file stamps,
+safe names, the class table (classes) and the class-tile reader (classtile), the raster reader, the
+catalog, scenes, the COG and VRT writers, uncertainty, and the batch runner (jobs).
 Everything else imports from here; nothing here imports a feature, the server, the CLI or the UI.
 """

@@ -29,11 +29,17 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
                 os.fsync(fh.fileno())
         os.replace(tmp_path, final)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-        # GDAL side-cars (e.g. .aux.xml) written next to the temp file
-        for side in final.parent.glob(tmp_path.name + ".*"):
-            side.unlink(missing_ok=True)
+        discard(tmp_path)
+
+
+def discard(path: Path) -> None:
+    """Remove a work file and the side-cars GDAL writes beside it (``.aux.xml``, ``.ovr``, ``.msk``).
+
+    The one side-car cleanup: temp files here, COG scratch files in :mod:`flair_viz.core.cog`.
+    """
+    path.unlink(missing_ok=True)
+    for side in path.parent.glob(path.name + ".*"):
+        side.unlink(missing_ok=True)
 
 
 def write_text(final: str | os.PathLike[str], text: str) -> Path:

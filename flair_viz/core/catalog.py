@@ -11,14 +11,22 @@ import json
 import os
 import re
 import tomllib
-import unicodedata
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import tomli_w
 
-from flair_viz.core import atomic, raster
-from flair_viz.core.errors import CatalogError, FlairVizError
+from flair_viz.core import atomic, config, raster
+from flair_viz.core.errors import (
+    FlairVizError,
+    InvalidCatalog,
+    InvalidInput,
+    MissingSource,
+    OutsideDataRoot,
+    UnknownDataset,
+    context,
+)
+from flair_viz.core.names import safe_name
 
 ROLES = ("image", "truth", "prediction", "change")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -73,15 +81,9 @@ class Dataset:
         return d
 
 
-def safe_id(name: str) -> str:
-    """An ID-safe form of a file's patch name (``ölé 1`` -> ``ole_1``): IDs travel in tile URLs, names may not."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", ascii_name).strip("_") or "patch"
-
-
 def _check_id(ds_id: str) -> None:
     if not ID_RE.match(ds_id):
-        raise CatalogError(f"Invalid dataset ID {ds_id!r}",
+        raise InvalidCatalog(f"Invalid dataset ID {ds_id!r}",
                            "use letters, digits, '_', '-' or '.', starting with a letter or digit (max 128)")
 
 
@@ -108,11 +110,11 @@ class Catalog:
         return ds_id in self._by_id
 
     def get(self, ds_id: str) -> Dataset:
-        """The dataset with this ID, or a CatalogError that says how to list the known ones."""
+        """The dataset with this ID, or :class:`UnknownDataset` saying how to list the known ones."""
         try:
             return self._by_id[ds_id]
         except KeyError:
-            raise CatalogError(f"Unknown dataset ID {ds_id!r}",
+            raise UnknownDataset(f"Unknown dataset ID {ds_id!r}",
                                "run `flair-viz catalog list` to see registered IDs, or register it with "
                                "`flair-viz catalog scan DIR`") from None
 
@@ -120,26 +122,38 @@ class Catalog:
         return [d for d in self if d.role == role]
 
     def for_patch(self, patch: str, role: str) -> Dataset | None:
-        """The dataset of ``role`` for one patch (e.g. the ground truth of an image)."""
+        """The first dataset of ``role`` for one patch (e.g. the image of a mask); for a ground truth use :meth:`truth_of`."""
         return next((d for d in self if d.patch == patch and d.role == role), None)
+
+    def truth_of(self, ds: Dataset) -> Dataset | None:
+        """The ground truth of a patch's image or prediction: the one every score and error layer uses.
+
+        A patch can carry simulated later vintages (the change demo), so a real mask of the same
+        vintage comes first, then any real mask, then simulated ones; catalog order breaks ties.
+        """
+        if not ds.patch:
+            return None
+        truths = [d for d in self.by_role("truth") if d.patch == ds.patch]
+        truths.sort(key=lambda d: (d.simulated, bool(ds.vintage) and d.vintage != ds.vintage))
+        return truths[0] if truths else None
 
     # -- mutation ---------------------------------------------------------------------------
     def add(self, ds: Dataset, replace_existing: bool = False) -> Dataset:
         """Register a dataset; its path must be inside the data root unless marked ``outside_root``."""
         _check_id(ds.id)
         if ds.role not in ROLES:
-            raise CatalogError(f"Dataset {ds.id}: unknown role {ds.role!r}", f"use one of {', '.join(ROLES)}")
+            raise InvalidCatalog(f"Dataset {ds.id}: unknown role {ds.role!r}", f"use one of {', '.join(ROLES)}")
         path = Path(ds.path)
         if not path.is_absolute():
             path = self.root / path
         path = path.resolve()
         if not ds.outside_root and not path.is_relative_to(self.root):
-            raise CatalogError(
+            raise OutsideDataRoot(
                 f"Dataset {ds.id}: {path} is outside the catalog's data root {self.root}",
                 "move the file under the data root, or add it explicitly with outside_root = true",
             )
         if ds.id in self._by_id and not replace_existing and self._by_id[ds.id].path != path:
-            raise CatalogError(f"Dataset ID {ds.id!r} is already registered for {self._by_id[ds.id].path}",
+            raise InvalidCatalog(f"Dataset ID {ds.id!r} is already registered for {self._by_id[ds.id].path}",
                                "choose another ID, or remove the old entry first")
         ds = replace(ds, path=path, bands=tuple(ds.bands))
         self._by_id[ds.id] = ds
@@ -152,7 +166,7 @@ class Catalog:
     # -- validation -------------------------------------------------------------------------
     def validate(self, ds: Dataset, scan_values: bool = False) -> raster.RasterInfo:
         """Check one dataset against its file; errors name the dataset and the file."""
-        try:
+        with context(f"Dataset {ds.id}"):
             if ds.role == "image":
                 return raster.check_image(ds.path, ds.bands or None)
             info = raster.check_mask(ds.path, ds.nomenclature, scan_values=scan_values)
@@ -160,8 +174,6 @@ class Catalog:
             if partner is not None:
                 raster.check_same_grid(raster.describe(partner.path), info)
             return info
-        except FlairVizError as exc:
-            raise type(exc)(f"Dataset {ds.id}: {exc.problem}", exc.fix) from None
 
     def validate_all(self, scan_values: bool = False) -> list[str]:
         """Validate every dataset; returns one message per problem instead of stopping at the first."""
@@ -179,12 +191,13 @@ class Catalog:
         """Read a catalog TOML; ``[[scan]]`` entries are expanded by scanning FLAIR-layout folders."""
         path = Path(path)
         if not path.exists():
-            raise CatalogError(f"Catalog file not found: {path}",
+            raise MissingSource(f"Catalog file not found: {path}",
                                "create one with `flair-viz catalog scan DIR --catalog FILE`")
         try:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise CatalogError(f"Catalog {path.name} is not valid TOML: {exc}", "fix the syntax at that line") from None
+            raise InvalidCatalog(f"Catalog {path.name} is not valid TOML: {exc}",
+                                 f"fix the syntax at that line of {path}") from None
         root = (path.parent / doc.get("data_root", ".")).resolve()
         cat = cls(root, attribution=doc.get("attribution", ""), source=path)
         for scan in doc.get("scan", []):
@@ -196,7 +209,7 @@ class Catalog:
                 entry["bands"] = tuple(entry.get("bands", ()))
                 cat.add(Dataset(**entry), replace_existing=True)
             except TypeError as exc:
-                raise CatalogError(f"Catalog {path.name}: bad dataset entry {entry.get('id', '?')}: {exc}",
+                raise InvalidCatalog(f"Catalog {path.name}: bad dataset entry {entry.get('id', '?')}: {exc}",
                                    "see docs/architecture.md for the dataset fields") from None
         return cat
 
@@ -216,15 +229,15 @@ def load_metadata(path: Path | None) -> dict[str, dict]:
     if path is None:
         return {}
     if not path.exists():
-        raise CatalogError(f"Metadata file not found: {path}",
+        raise MissingSource(f"Metadata file not found: {path}",
                            "give the FLAIR metadata JSON path, or omit it (domain/zone come from folders)")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"Metadata {path.name} is not valid JSON: {exc}",
+        raise InvalidCatalog(f"Metadata {path.name} is not valid JSON: {exc}",
                            "fix or remove the metadata file") from None
     if not isinstance(meta, dict):
-        raise CatalogError(f"Metadata {path.name} must be an object keyed by patch (IMG_<id>)",
+        raise InvalidCatalog(f"Metadata {path.name} must be an object keyed by patch (IMG_<id>)",
                            "use the FLAIR metadata format: {\"IMG_000473\": {\"domain\": ..., \"date\": ...}}")
     return meta
 
@@ -238,7 +251,7 @@ def scan_flair_folder(folder: str | os.PathLike[str], metadata: str | os.PathLik
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise CatalogError(f"Folder not found: {folder}", "give a folder in FLAIR layout <domain>/<zone>/img/IMG_<id>.tif")
+        raise MissingSource(f"Folder not found: {folder}", "give a folder in FLAIR layout <domain>/<zone>/img/IMG_<id>.tif")
     meta_path = Path(metadata) if metadata else next(iter(sorted(folder.glob("*metadata*.json"))), None)
     if metadata and not Path(metadata).is_absolute():
         meta_path = (root or folder) / metadata
@@ -250,10 +263,10 @@ def scan_flair_folder(folder: str | os.PathLike[str], metadata: str | os.PathLik
         if not m:
             continue
         name = m.group("id")
-        pid = safe_id(name)
+        pid = safe_name(name)
         if pid in seen:
-            raise CatalogError(f"{seen[pid]} and {img} would both get the dataset ID IMG_{pid}",
-                               "rename one of them (IDs keep letters, digits, '_' and '-' of the file name)")
+            raise InvalidInput(f"{seen[pid]} and {img} would both get the dataset ID IMG_{pid}",
+                               "rename one of them (IDs keep the ASCII letters, digits, '_', '.' and '-' of the file name)")
         seen[pid] = img
         zone_dir = img.parent.parent
         rel = zone_dir.relative_to(folder).parts
@@ -270,22 +283,18 @@ def scan_flair_folder(folder: str | os.PathLike[str], metadata: str | os.PathLik
         msk = zone_dir / "msk" / f"MSK_{name}{img.suffix}"
         if msk.exists():
             minfo = raster.check_mask(msk, scan_values=False)
-            try:
+            with context(f"Patch {pid}"):
                 raster.check_same_grid(info, minfo)
-            except FlairVizError as exc:
-                raise type(exc)(f"Patch {pid}: {exc.problem}", exc.fix) from None
             found.append(Dataset(id=f"MSK_{pid}", path=msk, role="truth", title=f"Ground truth {name}", **common))
     if not found:
-        raise CatalogError(f"No FLAIR patches found under {folder}",
+        raise MissingSource(f"No FLAIR patches found under {folder}",
                            "expected files like <domain>/<zone>/img/IMG_<id>.tif (with msk/MSK_<id>.tif)")
     return found
 
 
 def default_catalog() -> Catalog:
     """The catalog named by ``$FLAIR_VIZ_CATALOG``, or the bundled demo catalog."""
-    from flair_viz.core.config import catalog_path
-
-    return Catalog.load(catalog_path())
+    return Catalog.load(config.catalog_path())
 
 
 class CatalogStore:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flair_viz.core.errors import InvalidInput
+
 NODATA = 0
 
 
@@ -81,13 +83,35 @@ def flair1_to_flairhub_lut() -> np.ndarray:
     return lut
 
 
-def to_flair1(values: np.ndarray, nomenclature: str) -> np.ndarray:
-    """Convert a class raster to FLAIR-1 values (1..19, 0 nodata) so all comparisons share one table."""
+def class_lut(nomenclature: str, nodata: float | None = None) -> np.ndarray:
+    """The one raw-value -> FLAIR-1 table: 256 uint8 entries, 1..19 for classes, 0 for nodata and unknowns.
+
+    Metrics, change and every class tile read through it, so a value that is not a class of the
+    declared nomenclature (or the file's declared nodata) is never counted or drawn anywhere.
+    """
     if nomenclature == "flair1":
-        return values
-    if nomenclature == "flairhub":
-        return flairhub_to_flair1_lut()[values.astype(np.uint8)]
-    raise ValueError(f"unknown nomenclature {nomenclature!r}; expected one of {NOMENCLATURES}")
+        lut = np.zeros(256, dtype=np.uint8)
+        lut[1 : N_CLASSES + 1] = np.arange(1, N_CLASSES + 1, dtype=np.uint8)
+    elif nomenclature == "flairhub":
+        lut = flairhub_to_flair1_lut()
+    else:
+        raise InvalidInput(f"Unknown nomenclature {nomenclature!r}", f"use one of {', '.join(NOMENCLATURES)}")
+    if nodata is not None and float(nodata).is_integer() and 0 <= nodata < 256:
+        lut[int(nodata)] = NODATA
+    return lut
+
+
+def to_flair1(values: np.ndarray, nomenclature: str, nodata: float | None = None) -> np.ndarray:
+    """Class values as FLAIR-1 uint8 (1..19, 0 nodata) so all comparisons share one table.
+
+    Values outside 0..255 (an int16 or float raster) become 0 instead of wrapping into a class.
+    """
+    values = np.asarray(values)
+    lut = class_lut(nomenclature, nodata)
+    if values.dtype == np.uint8:
+        return lut[values]
+    inside = (values >= 0) & (values <= 255)
+    return np.where(inside, lut[np.where(inside, values, 0).astype(np.uint8)], NODATA).astype(np.uint8)
 
 
 def valid_values(nomenclature: str) -> set[int]:
@@ -96,7 +120,7 @@ def valid_values(nomenclature: str) -> set[int]:
         return {NODATA, *BY_VALUE}
     if nomenclature == "flairhub":
         return set(range(len(FLAIRHUB_ORDER))) | {255}
-    raise ValueError(f"unknown nomenclature {nomenclature!r}; expected one of {NOMENCLATURES}")
+    raise InvalidInput(f"Unknown nomenclature {nomenclature!r}", f"use one of {', '.join(NOMENCLATURES)}")
 
 
 def protocol_flair1_lut() -> np.ndarray:
@@ -113,7 +137,7 @@ def protocol_names(protocol: str) -> list[str]:
         return [c.name for c in FLAIR1_CLASSES]
     if protocol == "flair1":
         return [c.name for c in FLAIR1_CLASSES[: PROTOCOL_FLAIR1_N - 1]] + ["other"]
-    raise ValueError(f"unknown protocol {protocol!r}; expected 'flair1' or 'full'")
+    raise InvalidInput(f"Unknown metrics protocol {protocol!r}", "use 'flair1' (13 classes) or 'full' (19)")
 
 
 def colormap() -> dict[int, tuple[int, int, int, int]]:

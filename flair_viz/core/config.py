@@ -13,16 +13,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = REPO_ROOT / "data" / "demo"
 DEMO_CATALOG = DEMO_DIR / "catalog.toml"
 MODELS_DIR = REPO_ROOT / "models"
-STATIC_DIR = REPO_ROOT / "static"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_TILE_PORT = 8765
 DEFAULT_APP_PORT = 8501
 
 
-def catalog_path() -> Path:
-    """The catalog the app and the tile server use: ``$FLAIR_VIZ_CATALOG`` or the bundled demo."""
-    return Path(os.environ.get("FLAIR_VIZ_CATALOG", DEMO_CATALOG))
+def catalog_path(default: Path | None = None) -> Path:
+    """The catalog the app and the tile server use: ``$FLAIR_VIZ_CATALOG``, else ``default``, else the demo."""
+    return Path(os.environ.get("FLAIR_VIZ_CATALOG") or default or DEMO_CATALOG)
 
 
 def user_data_dir() -> Path:

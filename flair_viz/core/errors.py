@@ -102,7 +102,16 @@ class AlignmentError(Mismatch, RasterError):
 
 
 class UnknownDataset(NotFound, CatalogError):
-    """No dataset has this ID (or the catalog file itself is missing)."""
+    """No dataset has this ID."""
+
+
+class MissingSource(NotFound, CatalogError):
+    """A file or folder the catalog is built from (catalog TOML, scan folder, metadata JSON) is missing or empty."""
+
+
+class OutsideDataRoot(NotFound, CatalogError):
+    """A catalog entry points outside the data root: refused, and to a request it does not exist (404, not 403,
+    so the server says nothing about files it will not serve)."""
 
 
 class InvalidCatalog(Misconfigured, CatalogError):
@@ -124,7 +133,6 @@ STATUS_CODES: dict[type[FlairVizError], int] = {
     InvalidInput: 400,
     Unreadable: 500,
     Misconfigured: 500,
-    CatalogError: 404,  # a catalog lookup that names no condition is most often an unknown ID
     FlairVizError: 400,
 }
 

@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 from rasterio.windows import Window
 
 from flair_viz.core import atomic, raster
-from flair_viz.core.errors import FlairVizError
-from flair_viz.core.scenes import safe_name
+from flair_viz.core.errors import FlairVizError, InvalidInput, Misconfigured
+from flair_viz.core.names import safe_name
+from flair_viz.core.stamps import file_stamp
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -75,16 +76,16 @@ def get_client(workers: int = 2, scheduler: str | None = None) -> Client:
 
     if scheduler:
         if not re.match(r"^(tcp|tls|inproc|ucx|ws|wss)://", scheduler):
-            raise FlairVizError(f"--scheduler {scheduler!r} is not a scheduler address",
-                                "give it as tcp://HOST:PORT (printed by `dask scheduler`)")
+            raise InvalidInput(f"--scheduler {scheduler!r} is not a scheduler address",
+                               "give it as tcp://HOST:PORT (printed by `dask scheduler`)")
         try:
             return Client(scheduler, timeout="15s")
         except (OSError, TimeoutError) as exc:
-            raise FlairVizError(f"Cannot reach the Dask scheduler at {scheduler}: {str(exc).splitlines()[0][:160]}",
+            raise Misconfigured(f"Cannot reach the Dask scheduler at {scheduler}: {str(exc).splitlines()[0][:160]}",
                                 "start it with `dask scheduler` and workers with `dask worker ADDRESS`, "
                                 "check host, port and firewall, or drop --scheduler to use local workers") from None
     if workers < 1:
-        raise FlairVizError(f"--workers must be at least 1 (got {workers})", "use --workers 1 or more")
+        raise InvalidInput(f"--workers must be at least 1 (got {workers})", "use --workers 1 or more")
     import dask
 
     n_gpu = gpu_count()
@@ -226,12 +227,13 @@ def gather(client: Client, futures: dict[Any, str], desc: str, progress: bool) -
 
 
 def raise_failures(failed: list[TaskOutcome], total: int, what: str) -> None:
+    """One error listing the failed items; InvalidInput, since a task's own errors are its inputs' problems."""
     if not failed:
         return
     lines = "; ".join(f"{o.name}: {o.problem}" + (f" (fix: {o.fix})" if o.fix else "") for o in failed[:5])
     more = f"; … and {len(failed) - 5} more" if len(failed) > 5 else ""
-    raise FlairVizError(f"{len(failed)} of {total} {what} failed: {lines}{more}",
-                        "fix those inputs and rerun the same command: finished outputs are kept and skipped")
+    raise InvalidInput(f"{len(failed)} of {total} {what} failed: {lines}{more}",
+                       "fix those inputs and rerun the same command: finished outputs are kept and skipped")
 
 
 def announce(client: Client, progress: bool) -> None:
@@ -247,12 +249,6 @@ def task_key(prefix: str, name: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # Manifests: "this output is complete and was made from these inputs"
 # ----------------------------------------------------------------------------------------------
-def file_stamp(path: Path) -> dict[str, Any]:
-    """Path, size and mtime: what changes when a file is replaced, cheap enough for thousands of scenes."""
-    st = Path(path).stat()
-    return {"path": str(Path(path).resolve()), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
-
-
 def manifest_path(output: Path) -> Path:
     return output.with_name(output.name + MANIFEST_SUFFIX)
 
@@ -286,7 +282,7 @@ def is_complete(output: Path, inputs: dict[str, Any], outputs: Sequence[Path] | 
 
 
 def _check_opens(path: Path) -> None:
-    """Open a raster and read its last pixel (the reader's truncation check), or raise RasterError."""
+    """Open a raster and read its last pixel (the reader's truncation check), or raise its RasterError."""
     info = raster.describe(path)
     raster.read(path, 1, window=Window(info.width - 1, info.height - 1, 1, 1))
 

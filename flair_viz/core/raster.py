@@ -1,7 +1,7 @@
 """The one raster reader: open, validate and describe GeoTIFF/COG/VRT files.
 
 Every module opens rasters through :func:`open_raster` so that a corrupt TIFF, a wrong band count
-or a mismatched grid produce the same clear :class:`RasterError` wherever they are met.
+or a mismatched grid produce the same clear error (a :class:`RasterError` leaf) wherever they are met.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from flair_viz.core import classes
-from flair_viz.core.errors import AlignmentError, RasterError
+from flair_viz.core.errors import AlignmentError, InvalidRaster, RasterNotFound, UnreadableRaster
 
 # Band layouts FLAIR Viz understands, by band count.
 BAND_LAYOUTS: dict[int, tuple[str, ...]] = {
@@ -64,16 +64,16 @@ def _normalise_crs(crs: CRS | None) -> CRS | None:
 
 
 def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
-    """Open a raster, turning GDAL's failures into a :class:`RasterError` that names the file."""
+    """Open a raster, turning GDAL's failures into an error that names the file (missing or unreadable)."""
     p = Path(path)
     if not p.exists():
-        raise RasterError(f"File not found: {p}", "check the path, or rescan the catalog if the file moved")
+        raise RasterNotFound(f"File not found: {p}", "check the path, or rescan the catalog if the file moved")
     if p.is_dir():
-        raise RasterError(f"{p} is a folder, not a raster file", "give the path of a .tif/.vrt file")
+        raise RasterNotFound(f"{p} is a folder, not a raster file", "give the path of a .tif/.vrt file")
     try:
         return rasterio.open(p)
     except RasterioIOError as exc:
-        raise RasterError(
+        raise UnreadableRaster(
             f"Cannot read {p.name}: it is not a readable GeoTIFF ({str(exc).splitlines()[0][:160]})",
             "the file may be corrupt, truncated or not a TIFF; re-export or re-download it",
         ) from None
@@ -90,29 +90,29 @@ def describe(path: str | os.PathLike[str]) -> RasterInfo:
 
 def read(path: str | os.PathLike[str], indexes: list[int] | int | None = None, window: Window | None = None,
          boundless: bool = False, fill_value: float = 0) -> np.ndarray:
-    """Read pixels, reporting a truncated or corrupt block as a :class:`RasterError`."""
+    """Read pixels, reporting a truncated or corrupt block as :class:`UnreadableRaster`."""
     with open_raster(path) as ds:
         try:
             return ds.read(indexes, window=window, boundless=boundless, fill_value=fill_value)
         except RasterioIOError as exc:
-            raise RasterError(
+            raise UnreadableRaster(
                 f"Cannot read the pixels of {Path(path).name}: {str(exc).splitlines()[0][:160]}",
                 "the file is probably truncated or corrupt; re-export it",
             ) from None
 
 
 def band_names_for(count: int) -> tuple[str, ...]:
-    """Band names for an aerial image of ``count`` bands, or a RasterError that lists what is accepted."""
+    """Band names for an aerial image of ``count`` bands, or an error that lists what is accepted."""
     if count not in BAND_LAYOUTS:
         accepted = "; ".join(f"{n} bands ({', '.join(b)})" for n, b in sorted(BAND_LAYOUTS.items(), reverse=True))
-        raise RasterError(f"An aerial image with {count} band(s) is not supported", f"give an image with {accepted}")
+        raise InvalidRaster(f"An aerial image with {count} band(s) is not supported", f"give an image with {accepted}")
     return BAND_LAYOUTS[count]
 
 
 def _check_readable(info: RasterInfo) -> None:
     """Require georeferencing, and read the last pixel: a truncated TIFF has a valid header but not its tail."""
     if info.crs is None:
-        raise RasterError(f"{info.path.name} has no CRS or georeference",
+        raise InvalidRaster(f"{info.path.name} has no CRS or georeference",
                           "assign one (e.g. gdal_edit.py -a_srs EPSG:2154 -a_ullr ...) before registering it")
     read(info.path, 1, window=Window(info.width - 1, info.height - 1, 1, 1))
 
@@ -126,7 +126,7 @@ def check_image(path: str | os.PathLike[str], bands: tuple[str, ...] | None = No
     elif len(bands) != info.count:
         exists = BAND_LAYOUTS.get(info.count)
         has = f" ({', '.join(exists)})" if exists else ""
-        raise RasterError(
+        raise InvalidRaster(
             f"{info.path.name} has {info.count} band(s){has} but is declared with {len(bands)}: {', '.join(bands)}",
             "declare the bands the file really has, in order (FLAIR: R, G, B, NIR, elevation)",
         )
@@ -138,7 +138,7 @@ def check_mask(path: str | os.PathLike[str], nomenclature: str = "flair1", scan_
     info = describe(path)
     _check_readable(info)
     if info.count != 1:
-        raise RasterError(f"Mask {info.path.name} has {info.count} bands; a class raster has exactly 1",
+        raise InvalidRaster(f"Mask {info.path.name} has {info.count} bands; a class raster has exactly 1",
                           "give the single-band class raster (MSK_*.tif), not the image")
     if scan_values:
         allowed = np.zeros(256, dtype=bool)
@@ -146,32 +146,54 @@ def check_mask(path: str | os.PathLike[str], nomenclature: str = "flair1", scan_
         bad: set[int] = set()
         with open_raster(path) as ds:
             if ds.dtypes[0] != "uint8":
-                raise RasterError(f"Mask {info.path.name} is {ds.dtypes[0]}; class rasters are uint8",
+                raise InvalidRaster(f"Mask {info.path.name} is {ds.dtypes[0]}; class rasters are uint8",
                                   "convert it to uint8 class values")
             for _, win in ds.block_windows(1):
                 try:
                     vals = np.unique(ds.read(1, window=win))
                 except RasterioIOError:
-                    raise RasterError(f"Cannot read the pixels of {info.path.name}",
+                    raise UnreadableRaster(f"Cannot read the pixels of {info.path.name}",
                                       "the file is probably truncated or corrupt; re-export it") from None
                 bad.update(int(v) for v in vals[~allowed[vals]])
         if bad:
             lo, hi = (1, classes.N_CLASSES) if nomenclature == "flair1" else (0, len(classes.FLAIRHUB_ORDER) - 1)
-            raise RasterError(
+            raise InvalidRaster(
                 f"Mask {info.path.name} holds values {sorted(bad)} outside the {nomenclature} nomenclature ({lo}..{hi})",
                 "check the nomenclature declared for this mask (flair1 or flairhub), or remap its values",
             )
     return info
 
 
-def check_same_grid(a: RasterInfo, b: RasterInfo, tol: float = 1e-6) -> None:
+GRID_TOL_PX = 1e-3  # the one tolerance of grid comparisons: a thousandth of a pixel
+RES_RTOL = 1e-6  # pixel sizes (and rotation terms) relative to the pixel size
+
+
+def grid_offset(a: RasterInfo, b: RasterInfo) -> tuple[int, int] | None:
+    """Integer (col, row) of b's top-left pixel in a's grid, or None when the grids are not one lattice.
+
+    Two rasters share a lattice when they have the same CRS and pixel size/orientation and b's origin
+    falls on a pixel corner of a (same phase): then pixels pair one to one without resampling.
+    """
+    if a.crs != b.crs:
+        return None
+    ta, tb = a.transform, b.transform
+    scale = max(abs(ta.a), abs(ta.b), abs(ta.d), abs(ta.e))
+    if any(abs(p - q) > RES_RTOL * scale for p, q in ((ta.a, tb.a), (ta.b, tb.b), (ta.d, tb.d), (ta.e, tb.e))):
+        return None
+    dc, dr = ~ta @ (tb.c, tb.f)
+    if abs(dc - round(dc)) > GRID_TOL_PX or abs(dr - round(dr)) > GRID_TOL_PX:
+        return None
+    return round(dc), round(dr)
+
+
+def check_same_grid(a: RasterInfo, b: RasterInfo) -> None:
     """Require two rasters to share CRS and pixel grid, as an image and its ground truth must."""
     if a.crs != b.crs:
         raise AlignmentError(
             f"{a.path.name} is in {a.crs} but {b.path.name} is in {b.crs}",
             "reproject one of them so both share a CRS (FLAIR uses EPSG:2154)",
         )
-    if (a.width, a.height) != (b.width, b.height) or not a.transform.almost_equals(b.transform, precision=tol * 1000):
+    if (a.width, a.height) != (b.width, b.height) or grid_offset(a, b) != (0, 0):
         raise AlignmentError(
             f"{a.path.name} ({a.width}x{a.height}, {tuple(round(v, 3) for v in a.bounds)}) and {b.path.name} "
             f"({b.width}x{b.height}, {tuple(round(v, 3) for v in b.bounds)}) are not on the same pixel grid",

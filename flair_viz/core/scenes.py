@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flair_viz.core.catalog import IMG_RE, Catalog, Dataset
-from flair_viz.core.errors import CatalogError, FlairVizError
+from flair_viz.core.errors import InvalidInput, NotFound
 
 CATALOG_PREFIX = "catalog:"
 GLOB_CHARS = re.compile(r"[*?\[]")
@@ -44,7 +44,7 @@ def scene_name(path: Path) -> str:
 
 def _from_dataset(ds: Dataset) -> Scene:
     if ds.role != "image":
-        raise CatalogError(f"Dataset {ds.id} has role {ds.role!r}; only images can be predicted",
+        raise InvalidInput(f"Dataset {ds.id} has role {ds.role!r}; only images can be predicted",
                            "give IDs of aerial images (IMG_...), see `flair-viz catalog list`")
     return Scene(name=ds.patch or ds.id, path=ds.path, bands=tuple(ds.bands) or None, dataset_id=ds.id,
                  patch=ds.patch, domain=ds.domain, zone=ds.zone, vintage=ds.vintage)
@@ -68,8 +68,8 @@ def _folder(folder: Path) -> list[Scene]:
         return [_from_file(p, folder.resolve()) for p in flair]
     plain = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
     if not plain:
-        raise FlairVizError(f"No scenes found in folder {folder}",
-                            "give a folder in FLAIR layout (<domain>/<zone>/img/IMG_<id>.tif) or holding .tif files")
+        raise NotFound(f"No scenes found in folder {folder}",
+                       "give a folder in FLAIR layout (<domain>/<zone>/img/IMG_<id>.tif) or holding .tif files")
     return [_from_file(p) for p in plain]
 
 
@@ -94,12 +94,12 @@ def expand(inputs: Sequence[str], catalog: Catalog | None = None, domain: str | 
     existing folder, an existing file, or a glob. ``domain``/``zone`` then filter the result.
     """
     if not inputs:
-        raise FlairVizError("No input scenes given", "give folders, globs, files or catalog IDs (or `catalog:`)")
+        raise InvalidInput("No input scenes given", "give folders, globs, files or catalog IDs (or `catalog:`)")
     scenes: list[Scene] = []
     for text in inputs:
         if text.startswith(CATALOG_PREFIX):
             if catalog is None:
-                raise CatalogError(f"{text} needs a catalog", "pass --catalog FILE")
+                raise InvalidInput(f"{text} needs a catalog", "pass --catalog FILE")
             role = text[len(CATALOG_PREFIX):] or "image"
             found = catalog_selection(catalog, role=role)
         elif catalog is not None and text in catalog:
@@ -112,11 +112,11 @@ def expand(inputs: Sequence[str], catalog: Catalog | None = None, domain: str | 
             found = [_from_file(Path(p)) for p in sorted(glob.glob(text, recursive=True))
                      if Path(p).is_file() and Path(p).suffix.lower() in RASTER_SUFFIXES]
             if not found:
-                raise FlairVizError(f"The glob {text!r} matches no .tif/.vrt file", "check the pattern (quote it "
-                                    "so the shell does not expand it) and the current folder")
+                raise NotFound(f"The glob {text!r} matches no .tif/.vrt file", "check the pattern (quote it "
+                               "so the shell does not expand it) and the current folder")
         else:
-            raise FlairVizError(f"Input {text!r} is neither a catalog ID, a folder, a file nor a glob",
-                                "check the path, or run `flair-viz catalog list` for the registered IDs")
+            raise NotFound(f"Input {text!r} is neither a catalog ID, a folder, a file nor a glob",
+                           "check the path, or run `flair-viz catalog list` for the registered IDs")
         scenes.extend(found)
     scenes = [s for s in scenes if (domain is None or s.domain == domain) and (zone is None or s.zone == zone)]
     unique: dict[Path, Scene] = {}
@@ -126,16 +126,9 @@ def expand(inputs: Sequence[str], catalog: Catalog | None = None, domain: str | 
     for s in unique.values():
         other = by_name.setdefault(s.name, s)
         if other is not s:
-            raise FlairVizError(f"Two scenes have the same name {s.name!r}: {other.path} and {s.path}",
-                                "outputs are named after scenes; run them in separate jobs with separate --out")
+            raise InvalidInput(f"Two scenes have the same name {s.name!r}: {other.path} and {s.path}",
+                               "outputs are named after scenes; run them in separate jobs with separate --out")
     if not by_name:
-        raise FlairVizError("The inputs select no scene" + (f" in domain {domain}" if domain else "")
-                            + (f" zone {zone}" if zone else ""), "check --domain/--zone and the inputs")
+        raise NotFound("The inputs select no scene" + (f" in domain {domain}" if domain else "")
+                       + (f" zone {zone}" if zone else ""), "check --domain/--zone and the inputs")
     return list(by_name.values())
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe version of a scene or model name (catalog IDs allow the same characters)."""
-    out = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "scene"
-    return out[:100]
-

@@ -22,10 +22,11 @@ from rasterio.errors import RasterioError
 from rio_tiler.errors import PointOutsideBounds
 from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
 
+from flair_viz.annotate.routes import CandidatesExtension
 from flair_viz.change.tiles import ChangeTilerFactory
 from flair_viz.core import config
 from flair_viz.core.catalog import Catalog, CatalogStore, Dataset
-from flair_viz.core.errors import FlairVizError, Unreadable, status_code
+from flair_viz.core.errors import FlairVizError, InvalidInput, UnreadableRaster, status_code
 from flair_viz.metrics.tiles import ConfusionExtension
 from flair_viz.predict.tiles import LivePredictionExtension, ModelsRouter
 from flair_viz.server.factory import DatasetTilerFactory, get_catalog
@@ -67,7 +68,7 @@ def _error_json(exc: FlairVizError) -> JSONResponse:
     return JSONResponse(status_code=status_code(exc), content={"detail": exc.problem, "fix": exc.fix})
 
 
-def unreadable_raster(request: Request, exc: Exception) -> Unreadable:
+def unreadable_raster(request: Request, exc: Exception) -> UnreadableRaster:
     """A GDAL read failure inside a route, named after the catalog files the request was about.
 
     GDAL says only "Read failed" for a truncated TIFF; the request's path parameters say which
@@ -80,7 +81,7 @@ def unreadable_raster(request: Request, exc: Exception) -> Unreadable:
     except FlairVizError:
         pass
     what = " or ".join(names) or "a raster of this request"
-    return Unreadable(f"Cannot read {what}: {str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}",
+    return UnreadableRaster(f"Cannot read {what}: {str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}",
                       "the file is probably truncated or corrupt; re-export it, then check it with "
                       "`flair-viz catalog validate`")
 
@@ -96,13 +97,13 @@ def create_app(catalog_path: str | os.PathLike[str] | None = None, token: str | 
         """Refuse path-like parameters outright and enforce the token when one is set."""
         bad = FORBIDDEN_PARAMS & {k.lower() for k in request.query_params}
         if bad or any("/vsi" in v.lower() or ".." in v for v in request.query_params.values()):
-            return JSONResponse(status_code=400, content={
-                "detail": "FLAIR Viz serves datasets by catalog ID only; file paths and URLs are not accepted",
-                "fix": "register the file in the catalog (`flair-viz catalog scan DIR`) and use its ID"})
+            return _error_json(InvalidInput(
+                "FLAIR Viz serves datasets by catalog ID only; file paths and URLs are not accepted",
+                "register the file in the catalog (`flair-viz catalog scan DIR`) and use its ID"))
         problem = bad_tile(request.url.path)
         if problem:
-            return JSONResponse(status_code=400, content={
-                "detail": problem, "fix": "request tiles inside the tile matrix set (the map client does this)"})
+            return _error_json(InvalidInput(problem, "request tiles inside the tile matrix set (the map client does this)"))
+        # A missing token is no condition of our data, so no row of the error table: HTTP's own 401.
         if token and request.url.path != "/healthz":  # load balancers probe health without the token
             given = request.query_params.get("token") or request.headers.get("authorization", "").removeprefix("Bearer ")
             if not hmac.compare_digest(given.encode(), token.encode()):
@@ -129,6 +130,6 @@ def create_app(catalog_path: str | os.PathLike[str] | None = None, token: str | 
     app.include_router(ModelsRouter().router, tags=["predict"])
     app.include_router(ChangeTilerFactory(catalog_dependency=get_catalog).router, tags=["change"])
     factory = DatasetTilerFactory(router_prefix="/datasets/{dataset_id}",
-                                  extensions=[LivePredictionExtension(), ConfusionExtension()])
+                                  extensions=[LivePredictionExtension(), ConfusionExtension(), CandidatesExtension()])
     app.include_router(factory.router, prefix="/datasets/{dataset_id}", tags=["datasets"])
     return app

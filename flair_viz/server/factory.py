@@ -35,7 +35,7 @@ def get_catalog(request: Request) -> Catalog:
 
 
 def get_dataset(dataset_id: DatasetId, request: Request) -> Dataset:
-    """Resolve a dataset ID; unknown IDs raise CatalogError (answered as 404)."""
+    """Resolve a dataset ID; an unknown ID is :class:`UnknownDataset` (404 from the status table)."""
     return get_catalog(request).get(dataset_id)
 
 

@@ -6,15 +6,17 @@ It binds 127.0.0.1 unless ``--host`` says otherwise; an exposed server should se
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 from flair_viz.core import config
-from flair_viz.core.errors import FlairVizError
+from flair_viz.core.errors import FlairVizError, InvalidInput, Misconfigured, NotFound
 
 
 def app_factory():
@@ -33,18 +35,36 @@ def is_up(url: str, timeout: float = 0.5) -> bool:
 
 
 def fetch_json(base_url: str, path: str, timeout: float = 5.0):
-    """GET a JSON document from the tile server (e.g. ``/models``, ``/device``), or a clear error."""
-    import json
+    """GET a JSON document from the tile server (e.g. ``/models``, ``/device``), or a clear error.
 
+    When the server answers an error, its own ``detail`` and ``fix`` are raised with the condition
+    its status stands for, so the page shows *why* (an unknown model, a bad raster), not just "failed".
+    """
     request = urllib.request.Request(f"{base_url.rstrip('/')}{path}")
     if os.environ.get("FLAIR_VIZ_TOKEN"):
         request.add_header("Authorization", f"Bearer {os.environ['FLAIR_VIZ_TOKEN']}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             return json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        raise _server_error(exc, base_url, path) from None
     except Exception as exc:
-        raise FlairVizError(f"The tile server at {base_url} did not answer {path}: {exc}",
+        raise Misconfigured(f"The tile server at {base_url} did not answer {path}: {exc}",
                             "check that it runs (`flair-viz serve`) and see its log") from None
+
+
+def _server_error(exc: urllib.error.HTTPError, base_url: str, path: str) -> FlairVizError:
+    """The server's JSON error as the condition of its status (the inverse of ``STATUS_CODES``)."""
+    try:
+        body = json.loads(exc.read())
+    except ValueError:
+        body = {}
+    detail = body.get("detail") if isinstance(body, dict) else None
+    detail = (detail if isinstance(detail, str) else f"{path} failed" + (f": {detail}" if detail else "")) \
+        + f" (HTTP {exc.code} from the tile server)"
+    fix = body.get("fix", "") if isinstance(body, dict) else ""
+    condition = {404: NotFound, 400: InvalidInput, 422: InvalidInput}.get(exc.code, Misconfigured)
+    return condition(detail, fix or f"see the tile server's log ({base_url})")
 
 
 def serve(catalog: str | None, host: str, port: int, workers: int = 1, token: str | None = None) -> None:
@@ -78,6 +98,6 @@ def ensure_running(url: str | None = None, catalog: str | os.PathLike[str] | Non
         if is_up(url):
             return url
         time.sleep(0.2)
-    raise FlairVizError(f"The tile server did not start on {url}",
+    raise Misconfigured(f"The tile server did not start on {url}",
                         f"see {config.user_data_dir() / 'tile-server.log'}; is port {port} taken? "
                         "Set FLAIR_VIZ_TILE_PORT to another port")

@@ -26,7 +26,6 @@ SIDE_BY_SIDE_JS = [("leaflet.sidebyside", f"{STATIC_URL}/leaflet-side-by-side/le
 SIDE_BY_SIDE_CSS = [("leaflet.sidebyside_css", f"{STATIC_URL}/leaflet-side-by-side/leaflet-side-by-side.css")]
 DRAW_JS = [("leaflet_draw_js", f"{STATIC_URL}/leaflet-draw/leaflet.draw.js")]
 DRAW_CSS = [("leaflet_draw_css", f"{STATIC_URL}/leaflet-draw/leaflet.draw.css")]
-SYNC_JS = [("Leaflet.Sync", f"{STATIC_URL}/leaflet.sync/L.Map.Sync.js")]
 
 MAX_ZOOM = 22
 MAX_NATIVE_ZOOM = 20  # 0.2 m pixels sit between z19 and z20 at French latitudes
