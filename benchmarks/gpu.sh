@@ -36,7 +36,7 @@ EOF
 SIZE=$SIZE WORK=$WORK DEVICE=$DEVICE BATCH=$BATCH $PY - <<'EOF'
 import os, time
 from pathlib import Path
-from flair_viz import inference, models
+from flair_viz.predict import inference, models
 work = Path(os.environ["WORK"])
 loaded = models.load_model("bench-unet-r34", os.environ["DEVICE"])
 print(f"device: {models.device_name(os.environ['DEVICE'])}")
@@ -64,7 +64,7 @@ import asyncio, os, time
 from pathlib import Path
 import httpx, morecantile
 from rasterio.warp import transform_bounds
-from flair_viz import raster
+from flair_viz.core import raster
 work, port = Path(os.environ["WORK"]), int(os.environ["PORT"])
 cols, rows, z = int(os.environ["COLS"]), int(os.environ["ROWS"]), 18
 tms = morecantile.tms.get("WebMercatorQuad")

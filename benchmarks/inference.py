@@ -4,7 +4,7 @@
 
 Ratios (goal):
 1. batch pipeline throughput / raw model forward throughput, same batch size   (>= 0.85)
-   pipeline = flair_viz.inference.predict_file on a GeoTIFF (read, normalise, forward, softmax,
+   pipeline = flair_viz.predict.inference.predict_file on a GeoTIFF (read, normalise, forward, softmax,
    argmax, write, COG); raw = the bare module on random tensors of the same windows. Both count
    512 px windows per second, so the sliding window's overlap is not counted against the pipeline.
 2. cold live-tile latency / raw forward of the same pixels                      (<= 1.3)
@@ -92,7 +92,7 @@ def main() -> int:
     from rasterio.warp import transform_bounds
 
     from flair_viz.core import raster
-    from flair_viz.predict import inference, models
+    from flair_viz.predict import inference, live, models
     from flair_viz.predict import tiles as predict_tiles
     from flair_viz.server.app import create_app
 
@@ -162,8 +162,8 @@ def main() -> int:
         predict_tiles.clear_caches()
         for f in (tmp / "cache").rglob("*.npz"):
             f.unlink()
-        _, _, src_bounds, _ = predict_tiles._tile_geometry(info, "WebMercatorQuad", t.z, t.x, t.y)
-        win = predict_tiles.live_window(info, src_bounds)
+        _, _, src_bounds, _ = live._tile_geometry(info, "WebMercatorQuad", t.z, t.x, t.y)
+        win = live.live_window(info, src_bounds)
         xt = torch.randn(1, 5, int(win.height), int(win.width))
 
         def raw_tile_forward() -> None:
@@ -198,7 +198,7 @@ def main() -> int:
           f"median of {args.repeats}")
     print(f"  raw forward      {raw_tp:6.2f} windows/s")
     print(f"  batch pipeline   {pipe_tp:6.2f} windows/s (predict_file, incl. read/softmax/write/COG)")
-    print(f"z{z} live tile: window {int(win.width)}x{int(win.height)} px (tile + 2x{predict_tiles.CONTEXT_PX} px context)")
+    print(f"z{z} live tile: window {int(win.width)}x{int(win.height)} px (tile + 2x{live.CONTEXT_PX} px context)")
     print(f"  raw forward      {statistics.median(raw_tile) * 1000:8.1f} ms")
     print(f"  cold tile        {statistics.median(cold) * 1000:8.1f} ms (HTTP via TestClient, no cache)")
     print(f"  warm cached tile {statistics.median(warm_pred) * 1000:8.2f} ms; titiler RGB tile "

@@ -28,9 +28,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from flair_viz.core import jobs as batch  # noqa: E402
-from flair_viz.core import scenes
-from flair_viz.predict import batch as predict_batch
-from flair_viz.predict import inference, models
+from flair_viz.core import scenes  # noqa: E402
+from flair_viz.predict import batch as predict_batch  # noqa: E402
+from flair_viz.predict import cards, inference, models  # noqa: E402
 
 
 def make_scenes(folder: Path, n: int) -> list[scenes.Scene]:
@@ -72,7 +72,7 @@ def loop_only(folder: Path, model: str, out: Path) -> None:
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     found = scenes.expand([str(folder)])
-    loaded = models.load_model(models.get_card(model), "cpu")
+    loaded = models.load_model(cards.get_card(model), "cpu")
     inference.predict_file(loaded, found[0].path, out / "warm.tif", progress=False)  # warm-up, like the clusters
     t0 = time.perf_counter()
     for s in found:
@@ -89,7 +89,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.loop_only:
         return loop_only(Path(args.loop_only[0]), args.model, Path(args.loop_only[1]))
-    card = models.get_card(args.model)
+    card = cards.get_card(args.model)
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="flair-scale-") as tmp:
         tmp = Path(tmp)

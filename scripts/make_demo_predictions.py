@@ -18,12 +18,9 @@ import tomli_w
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flair_viz.core import (
-    atomic,  # noqa: E402
-    config,
-)
+from flair_viz.core import atomic, config  # noqa: E402
 from flair_viz.core.catalog import Catalog  # noqa: E402
-from flair_viz.predict import inference, models
+from flair_viz.predict import cards, inference, models  # noqa: E402
 
 BEGIN = "# --- BEGIN demo predictions (written by scripts/make_demo_predictions.py; do not edit by hand) ---"
 END = "# --- END demo predictions ---"
@@ -49,7 +46,7 @@ def main() -> int:
     ap.add_argument("--catalog", default=str(config.DEMO_CATALOG))
     args = ap.parse_args()
 
-    card = models.get_card(args.model)
+    card = cards.get_card(args.model)
     loaded = models.load_model(card, "cpu")  # CPU: the committed outputs must not depend on the machine's GPU
     cat_path = Path(args.catalog)
     cat = Catalog.load(cat_path)

@@ -20,11 +20,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flair_viz.core import (
-    atomic,  # noqa: E402
-    config,
-    raster,
-)
+from flair_viz.core import atomic, config, raster  # noqa: E402
 from flair_viz.core.catalog import Catalog  # noqa: E402
 
 MODEL_ID = "demo-unet-r18"

@@ -7,7 +7,6 @@ argmax. The tile server must show exactly that class's palette colour there.
 
 from __future__ import annotations
 
-import io
 import shutil
 import threading
 
@@ -15,20 +14,14 @@ import morecantile
 import numpy as np
 import pytest
 import torch
-from fastapi.testclient import TestClient
-from PIL import Image
-from pyproj import Transformer
-from rasterio.warp import transform_bounds
 
 from flair_viz.core import classes, raster
-from flair_viz.predict import models
+from flair_viz.predict import cards, live, models
 from flair_viz.predict import tiles as predict_tiles
-from flair_viz.server.app import create_app
-from tests.conftest import DEMO_CATALOG
+from tests.helpers import app_client, centre_tile, decode_png, tile_to_raster
 from tests.model_fixtures import FLAIR_MEAN, FLAIR_STD, make_model
 
 torch.set_num_threads(1)
-TMS = morecantile.tms.get("WebMercatorQuad")
 IMG = "IMG_000473"
 
 
@@ -59,7 +52,7 @@ def pixel_model(model_dir, monkeypatch):
     def load(card, device=None):
         if (card if isinstance(card, str) else card.id) != "pix":
             return real_load(card, device)
-        card = models.get_card("pix")
+        card = cards.get_card("pix")
         return models.LoadedModel(card=card, module=module, device=torch.device("cpu"), checksum="pix-" + "0" * 60)
 
     monkeypatch.setattr(models, "load_model", load)
@@ -68,33 +61,10 @@ def pixel_model(model_dir, monkeypatch):
     predict_tiles.clear_caches()
 
 
-@pytest.fixture()
-def client():
-    return TestClient(create_app(DEMO_CATALOG))
-
-
-def _centre_tile(path, z: int) -> morecantile.Tile:
-    info = raster.describe(path)
-    b = transform_bounds(info.crs, "EPSG:4326", *info.bounds)
-    return TMS.tile((b[0] + b[2]) / 2, (b[1] + b[3]) / 2, z)
-
-
-def _png(resp) -> np.ndarray:
-    assert resp.status_code == 200, resp.text
-    assert resp.headers["content-type"] == "image/png"
-    return np.array(Image.open(io.BytesIO(resp.content)).convert("RGBA"))
-
-
 def _source_pixels(path, tile: morecantile.Tile):
     """Source (row, col) under each tile pixel centre, and a mask of centres well inside a source pixel."""
     info = raster.describe(path)
-    b = TMS.xy_bounds(tile)
-    px = (b.right - b.left) / 256
-    xs = b.left + (np.arange(256) + 0.5) * px
-    ys = b.top - (np.arange(256) + 0.5) * px
-    gx, gy = np.meshgrid(xs, ys)
-    ex, ny = Transformer.from_crs("EPSG:3857", info.crs.to_wkt(), always_xy=True).transform(gx, gy)
-    col, row = ~info.transform * (ex, ny)
+    col, row = tile_to_raster(tile, path)
     fc, fr = col - np.floor(col), row - np.floor(row)
     inside = (col >= 0) & (row >= 0) & (col < info.width) & (row < info.height)
     clear = inside & (fc > 0.2) & (fc < 0.8) & (fr > 0.2) & (fr < 0.8)
@@ -117,8 +87,8 @@ def _url(ds: str, model: str, t: morecantile.Tile, layer: str = "class") -> str:
 
 def test_live_class_tile_matches_independent_prediction(pixel_model, client):
     path = raster.describe(client.app.state.catalog.get().get(IMG).path).path
-    t = _centre_tile(path, 19)
-    rgba = _png(client.get(_url(IMG, "pix", t)))
+    t = centre_tile(path, 19)
+    rgba = decode_png(client.get(_url(IMG, "pix", t)))
     assert rgba.shape == (256, 256, 4)
     row, col, inside, clear = _source_pixels(path, t)
     assert clear.sum() > 10_000
@@ -134,7 +104,7 @@ def test_live_class_tile_matches_independent_prediction(pixel_model, client):
 def test_entropy_margin_and_error_layers(pixel_model, client):
     cat = client.app.state.catalog.get()
     path = cat.get(IMG).path
-    t = _centre_tile(path, 19)
+    t = centre_tile(path, 19)
     row, col, _, clear = _source_pixels(path, t)
     p = _pixel_proba(pixel_model, raster.read(path)[:, row[clear], col[clear]].T)
     lut = predict_tiles._UNC_LUT
@@ -142,7 +112,7 @@ def test_entropy_margin_and_error_layers(pixel_model, client):
     top = np.sort(p, axis=1)
     mar = 1 - (top[:, -1] - top[:, -2])
     for layer, u in (("entropy", ent), ("margin", mar)):
-        rgba = _png(client.get(_url(IMG, "pix", t, layer)))
+        rgba = decode_png(client.get(_url(IMG, "pix", t, layer)))
         code = 1 + np.rint(u * 254).astype(int)
         ok = np.zeros(len(code), bool)
         for d in (-1, 0, 1):  # float32 vs float64 may round to a neighbouring code
@@ -152,14 +122,14 @@ def test_entropy_margin_and_error_layers(pixel_model, client):
     truth = raster.read(cat.for_patch("000473", "truth").path, 1)
     pred = p.argmax(1) + 1
     wrong = truth[row[clear], col[clear]] != pred
-    rgba = _png(client.get(_url(IMG, "pix", t, "error")))
+    rgba = decode_png(client.get(_url(IMG, "pix", t, "error")))
     assert 0 < wrong.sum() < len(wrong)
     np.testing.assert_array_equal(rgba[clear][wrong], np.tile(predict_tiles.ERROR_RGBA, (wrong.sum(), 1)))
     assert (rgba[clear][~wrong][:, 3] == 0).all()
 
 
 def test_tiles_are_cached_in_memory_and_on_disk(pixel_model, client, _isolated_user_data):
-    t = _centre_tile(client.app.state.catalog.get().get(IMG).path, 19)
+    t = centre_tile(client.app.state.catalog.get().get(IMG).path, 19)
     first = client.get(_url(IMG, "pix", t)).content
     runs = len(pixel_model.shapes)
     assert client.get(_url(IMG, "pix", t)).content == first
@@ -174,8 +144,8 @@ def test_tiles_are_cached_in_memory_and_on_disk(pixel_model, client, _isolated_u
 def test_coarse_zoom_uses_batch_prediction_on_native_windows(pixel_model, client, _isolated_user_data):
     cat = client.app.state.catalog.get()
     path = cat.get(IMG).path
-    t = _centre_tile(path, 15)
-    rgba = _png(client.get(_url(IMG, "pix", t)))
+    t = centre_tile(path, 15)
+    rgba = decode_png(client.get(_url(IMG, "pix", t)))
     assert all(s[2:] == (512, 512) for s in pixel_model.shapes)  # the 512 px sliding window, never resampled
     cogs = list((_isolated_user_data / "cache" / "predictions").rglob(f"{IMG}.*.tif"))
     assert cogs
@@ -187,15 +157,15 @@ def test_coarse_zoom_uses_batch_prediction_on_native_windows(pixel_model, client
 
 def test_demo_model_tile_renders_with_palette_colours(client):
     predict_tiles.clear_caches()
-    t = _centre_tile(client.app.state.catalog.get().get(IMG).path, 19)
-    rgba = _png(client.get(_url(IMG, "demo-unet-r18", t)))
+    t = centre_tile(client.app.state.catalog.get().get(IMG).path, 19)
+    rgba = decode_png(client.get(_url(IMG, "demo-unet-r18", t)))
     palette = {tuple(c) for c in classes.palette_rgba()[1:20]}
     opaque = {tuple(c) for c in rgba[rgba[..., 3] > 0]}
     assert opaque and opaque <= palette
 
 
 def test_errors_are_json(pixel_model, client, tmp_path):
-    t = _centre_tile(client.app.state.catalog.get().get(IMG).path, 19)
+    t = centre_tile(client.app.state.catalog.get().get(IMG).path, 19)
     r = client.get(_url(IMG, "no-such-model", t))
     assert r.status_code == 404 and "no-such-model" in r.json()["detail"] and r.json()["fix"]
     r = client.get(_url("BDORTHO_RGB", "pix", t))
@@ -205,7 +175,7 @@ def test_errors_are_json(pixel_model, client, tmp_path):
     shutil.copy(src, tmp_path / "lonely.tif")
     (tmp_path / "cat.toml").write_text('data_root = "."\n[[dataset]]\nid = "LONELY"\npath = "lonely.tif"\n'
                                        'role = "image"\npatch = "999"\nbands = ["R", "G", "B", "NIR", "elevation"]\n')
-    other = TestClient(create_app(tmp_path / "cat.toml"))
+    other = app_client(tmp_path / "cat.toml")
     r = other.get(_url("LONELY", "pix", t, "error"))
     assert r.status_code == 404 and "ground truth" in r.json()["detail"]
     assert other.get(_url("LONELY", "pix", t)).status_code == 200
@@ -219,7 +189,7 @@ def test_models_and_device_endpoints(client):
 
 def test_batcher_runs_pending_tiles_together(pixel_model):
     loaded = models.load_model("pix")
-    batcher = predict_tiles.TileBatcher(max_wait_s=0.5, max_batch=8)
+    batcher = live.TileBatcher(max_wait_s=0.5, max_batch=8)
     rng = np.random.default_rng(0)
     xs = [rng.normal(size=(5, 64, 64)).astype(np.float32) for _ in range(4)]
     out: dict[int, np.ndarray] = {}

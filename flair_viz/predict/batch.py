@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import rasterio
 from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
 
-from flair_viz.core import atomic, classes, raster
-from flair_viz.core.errors import FlairVizError, ModelError
+from flair_viz.core import classes, cog, raster, vrt
+from flair_viz.core.errors import InvalidInput, InvalidModel
 from flair_viz.core.jobs import (
     DEFAULT_BLOCK_PX,
     DEFAULT_RETRIES,
@@ -33,9 +34,10 @@ from flair_viz.core.jobs import (
     this_worker,
     write_manifest,
 )
-from flair_viz.core.scenes import Scene, safe_name
-from flair_viz.predict import inference, models
-from flair_viz.predict import mosaic as mosaic_vrt
+from flair_viz.core.names import safe_name
+from flair_viz.core.scenes import Scene
+from flair_viz.predict import inference, models, register
+from flair_viz.predict.cards import ModelCard, get_card, resolve_checkpoint
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
 class PredictJob:
     """Everything a worker needs to predict one scene; small and picklable (the card, not the model)."""
 
-    card: models.ModelCard
+    card: ModelCard
     checksum: str
     out_dir: Path
     proba: bool = False
@@ -86,8 +88,8 @@ def _worker_model(job: PredictJob) -> tuple[models.LoadedModel, str]:
         share_cpus(job.workers_per_host)
     loaded = models.load_model(job.card, device)
     if loaded.checksum != job.checksum:
-        raise ModelError(f"{job.card.label}: the weights changed while the job ran (sha256 {loaded.checksum[:12]}… "
-                         f"instead of {job.checksum[:12]}…)", "rerun the job once the weights stop changing")
+        raise InvalidModel(f"{job.card.label}: the weights changed while the job ran (sha256 {loaded.checksum[:12]}… "
+                           f"instead of {job.checksum[:12]}…)", "rerun the job once the weights stop changing")
     return loaded, addr
 
 
@@ -160,25 +162,19 @@ def predict_block(job: PredictJob, scene: Scene, b: Block) -> dict[str, Any]:
     out = _block_output(job, scene, b)
     inputs = _block_inputs(job, scene, b)
     info = raster.describe(scene.path)
-    tag = f".{out.stem}.{os.getpid()}"
-    src = mosaic_vrt.window_vrt(scene.path.resolve(), info, *b.read, out.parent / f"{tag}.src.vrt")
-    pred = out.parent / f"{tag}.pred.tif"
-    try:
+    (kr0, kr1, kc0, kc1), (rr0, _, rc0, _) = b.keep, b.read
+    keep = Window(kc0, kr0, kc1 - kc0, kr1 - kr0)
+    profile = {"width": keep.width, "height": keep.height, "count": 1, "dtype": "uint8", "crs": info.crs,
+               "transform": window_transform(keep, info.transform), "nodata": 0}
+    with cog.cog_writer(out, profile) as dst:
+        work = Path(dst.name)  # work files named after the writer's scratch go away with it
+        src = vrt.window_vrt(scene.path.resolve(), info, *b.read, work.with_name(work.name + ".src.vrt"))
+        pred = work.with_name(work.name + ".pred.tif")
         inference.predict_file(loaded, src, pred, batch_size=job.batch_size, progress=False, bands=scene.bands)
         with rasterio.open(pred) as ds:
-            kr0, kr1, kc0, kc1 = b.keep
-            win = Window(kc0 - b.read[2], kr0 - b.read[0], kc1 - kc0, kr1 - kr0)
-            data = ds.read(1, window=win)
-            profile = {"driver": "GTiff", "width": kc1 - kc0, "height": kr1 - kr0, "count": 1, "dtype": "uint8",
-                       "crs": ds.crs, "transform": ds.window_transform(win), "nodata": 0, "tiled": True,
-                       "blockxsize": 256, "blockysize": 256, "compress": "LZW"}
-        with atomic.atomic_path(out) as tmp:
-            with rasterio.open(tmp, "w", **profile) as dst:
-                dst.write_colormap(1, classes.colormap())
-                dst.write(data, 1)
-    finally:
-        src.unlink(missing_ok=True)
-        pred.unlink(missing_ok=True)
+            data = ds.read(1, window=Window(kc0 - rc0, kr0 - rr0, keep.width, keep.height))
+        dst.write_colormap(1, classes.colormap())
+        dst.write(data, 1)
     write_manifest(out, inputs, [out])
     return {"output": str(out), "seconds": time.perf_counter() - t0, "pid": os.getpid(), "worker": addr,
             "model_instance": id(loaded.module), "device": str(loaded.device)}
@@ -187,8 +183,6 @@ def predict_block(job: PredictJob, scene: Scene, b: Block) -> dict[str, Any]:
 def merge_blocks(name: str, job: PredictJob, scene: Scene, blocks: Sequence[Block],
                  *block_outcomes: TaskOutcome) -> TaskOutcome:
     """Worker task, after every block of a scene: one COG from the blocks, its manifest, blocks removed."""
-    from rasterio.shutil import copy as rio_copy
-
     bad = [o for o in block_outcomes if not o.ok]
     if bad:
         return TaskOutcome(name, False, problem=f"{bad[0].name}: {bad[0].problem}", fix=bad[0].fix)
@@ -197,9 +191,7 @@ def merge_blocks(name: str, job: PredictJob, scene: Scene, blocks: Sequence[Bloc
         t0 = time.perf_counter()
         out = job.output(scene)
         folder = _blocks_dir(job, scene)
-        vrt = mosaic_vrt.write_vrt([_block_output(job, scene, b) for b in blocks], folder / "blocks.vrt")
-        with atomic.atomic_path(out) as tmp:
-            rio_copy(vrt, tmp, driver="COG", **inference.COG_OPTIONS)
+        cog.write_cog(vrt.write_vrt([_block_output(job, scene, b) for b in blocks], folder / "blocks.vrt"), out)
         write_manifest(out, job.inputs(scene), [out])
         shutil.rmtree(folder, ignore_errors=True)
         return {"output": str(out), "seconds": time.perf_counter() - t0, "pid": os.getpid(),
@@ -220,46 +212,13 @@ class PredictResult:
     catalog_id: str | None = None
 
 
-def batch_predict(scenes: Sequence[Scene], model: str | models.ModelCard, out_dir: str | os.PathLike[str],
-                  client: Client, proba: bool = False, batch_size: int = 4, device: str | None = None,
-                  retries: int = DEFAULT_RETRIES, progress: bool = True, mosaic: bool = True,
-                  catalog_file: str | os.PathLike[str] | None = None, outside_root: bool = False,
-                  block_px: int = DEFAULT_BLOCK_PX) -> PredictResult:
-    """One class COG per scene in ``out_dir`` (``PRED_<scene>.tif``), then a VRT mosaic over all of them.
-
-    A scene larger than ``block_px`` (and predicted without probabilities) is split into blocks of
-    windows, one task each, merged into its COG by a last task: a huge ortho then uses every worker,
-    and a killed job keeps its finished blocks.
-
-    Scenes whose outputs are complete for the same inputs and model are skipped. When
-    ``catalog_file`` is given, the mosaic is registered there as ``MOSAIC_<model>`` (role prediction);
-    it must lie under the catalog's data root unless ``outside_root`` says otherwise.
-    """
-    card = models.get_card(model) if isinstance(model, str) else model
-    _, checksum = models.resolve_checkpoint(card)
-    out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FlairVizError(f"--out {out_dir} is a file", "give a folder (it is created if missing)")
-    if not scenes:
-        raise FlairVizError("No scenes to predict", "give folders, globs, files or catalog IDs")
-    if mosaic and catalog_file is not None and not outside_root:
-        mosaic_vrt.check_under_root(catalog_file, out_dir)  # refuse before hours of work, not after
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resources, per_host, local_gpus = cluster_plan(client)
-    job = PredictJob(card=card, checksum=checksum, out_dir=out_dir, proba=proba, batch_size=batch_size,
-                     device=device, local_gpus=local_gpus, workers_per_host=per_host)
-    todo, skipped = [], []
-    for s in scenes:
-        (skipped if is_complete(job.output(s), job.inputs(s), job.outputs(s)) else todo).append(s)
-    if progress:
-        print(f"{len(scenes)} scene(s): {len(skipped)} already done, {len(todo)} to predict with {card.id}"
-              + (" on GPU workers" if resources else ""), file=sys.stderr)
-        if todo:
-            announce(client, progress)
+def _submit(client: Client, job: PredictJob, todo: Sequence[Scene], block_px: int, retries: int,
+            resources: dict[str, float] | None) -> tuple[dict[Any, str], set[str]]:
+    """One task per scene, or per block of a huge scene plus its merge; returns futures and the block labels."""
     futures: dict[Any, str] = {}
     block_keys: set[str] = set()
     for s in todo:
-        blocks = [] if proba else scene_blocks(*_size(s.path), block_px)
+        blocks = [] if job.proba else scene_blocks(*_size(s.path), block_px)
         if not blocks:
             futures[client.submit(guard, s.name, Call(predict_scene, job, s), key=task_key("predict", s.name),
                                   retries=retries, resources=resources, pure=False)] = s.name
@@ -276,16 +235,56 @@ def batch_predict(scenes: Sequence[Scene], model: str | models.ModelCard, out_di
             deps.append(fut)
         futures[client.submit(merge_blocks, s.name, job, s, blocks, *deps, key=task_key("merge", s.name),
                               retries=retries, pure=False)] = s.name
+    return futures, block_keys
+
+
+def batch_predict(scenes: Sequence[Scene], model: str | ModelCard, out_dir: str | os.PathLike[str],
+                  client: Client, proba: bool = False, batch_size: int = 4, device: str | None = None,
+                  retries: int = DEFAULT_RETRIES, progress: bool = True, mosaic: bool = True,
+                  catalog_file: str | os.PathLike[str] | None = None, outside_root: bool = False,
+                  block_px: int = DEFAULT_BLOCK_PX) -> PredictResult:
+    """One class COG per scene in ``out_dir`` (``PRED_<scene>.tif``), then a VRT mosaic over all of them.
+
+    A scene larger than ``block_px`` (and predicted without probabilities) is split into blocks of
+    windows, one task each, merged into its COG by a last task: a huge ortho then uses every worker,
+    and a killed job keeps its finished blocks.
+
+    Scenes whose outputs are complete for the same inputs and model are skipped. When
+    ``catalog_file`` is given, the mosaic is registered there as ``MOSAIC_<model>`` (role prediction);
+    it must lie under the catalog's data root unless ``outside_root`` says otherwise.
+    """
+    card = get_card(model) if isinstance(model, str) else model
+    _, checksum = resolve_checkpoint(card)
+    out_dir = Path(out_dir).resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInput(f"--out {out_dir} is a file", "give a folder (it is created if missing)")
+    if not scenes:
+        raise InvalidInput("No scenes to predict", "give folders, globs, files or catalog IDs")
+    if mosaic and catalog_file is not None and not outside_root:
+        register.check_under_root(catalog_file, out_dir)  # refuse before hours of work, not after
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resources, per_host, local_gpus = cluster_plan(client)
+    job = PredictJob(card=card, checksum=checksum, out_dir=out_dir, proba=proba, batch_size=batch_size,
+                     device=device, local_gpus=local_gpus, workers_per_host=per_host)
+    todo, skipped = [], []
+    for s in scenes:
+        (skipped if is_complete(job.output(s), job.inputs(s), job.outputs(s)) else todo).append(s)
+    if progress:
+        print(f"{len(scenes)} scene(s): {len(skipped)} already done, {len(todo)} to predict with {card.id}"
+              + (" on GPU workers" if resources else ""), file=sys.stderr)
+        if todo:
+            announce(client, progress)
+    futures, block_keys = _submit(client, job, todo, block_px, retries, resources)
     outcomes = gather(client, futures, f"predict {card.id}", progress)
     scene_outcomes = [o for o in outcomes if o.name not in block_keys]
     raise_failures([o for o in scene_outcomes if not o.ok], len(scenes), "scene(s)")
     result = PredictResult(outputs=[job.output(s) for s in scenes], computed=[o.name for o in scene_outcomes],
                            skipped=[s.name for s in skipped], tasks=[o.value for o in outcomes])
     if mosaic:
-        result.mosaic = mosaic_vrt.write_vrt(result.outputs, out_dir / f"MOSAIC_{safe_name(card.id)}.vrt")
+        result.mosaic = vrt.write_vrt(result.outputs, out_dir / f"MOSAIC_{safe_name(card.id)}.vrt")
         if catalog_file is not None:
-            result.catalog_id = mosaic_vrt.register_mosaic(catalog_file, result.mosaic, card,
-                                                list(zip(scenes, result.outputs)), outside_root)
+            result.catalog_id = register.register_mosaic(catalog_file, result.mosaic, card,
+                                                         list(zip(scenes, result.outputs)), outside_root)
     return result
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from flair_viz.core.errors import ModelError
+from flair_viz.core.errors import InvalidModel
 
 # Longest first, so ``model.seg_model.`` wins over ``model.``.
 KNOWN_PREFIXES: tuple[str, ...] = ("model.seg_model.", "seg_model.", "module.", "model.", "net.")
@@ -38,8 +38,8 @@ def read_state_dict(path: str | os.PathLike[str], label: str = "") -> dict[str, 
     path = Path(path)
     who = f"{label}: " if label else ""
     if not path.exists():
-        raise ModelError(f"{who}checkpoint file not found: {path}",
-                         "put the weights next to the card, or fix `checkpoint` in the card")
+        raise InvalidModel(f"{who}checkpoint file not found: {path}",
+                           "put the weights next to the card, or fix `checkpoint` in the card")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -49,9 +49,9 @@ def read_state_dict(path: str | os.PathLike[str], label: str = "") -> dict[str, 
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{who}cannot read checkpoint {path.name}: {first}",
-                         "the file may be truncated or not a PyTorch/safetensors checkpoint; "
-                         "re-download or re-export it (torch.save(model.state_dict(), ...))") from None
+        raise InvalidModel(f"{who}cannot read checkpoint {path.name}: {first}",
+                           "the file may be truncated or not a PyTorch/safetensors checkpoint; "
+                           "re-download or re-export it (torch.save(model.state_dict(), ...))") from None
     for _ in range(3):  # e.g. {"state_dict": {"model": {...}}} seen in some trainers
         if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
@@ -59,12 +59,12 @@ def read_state_dict(path: str | os.PathLike[str], label: str = "") -> dict[str, 
                 break
             obj = inner
     if not isinstance(obj, dict) or not obj:
-        raise ModelError(f"{who}checkpoint {path.name} holds no state dict",
-                         "save the weights with torch.save(model.state_dict(), path) or as safetensors")
+        raise InvalidModel(f"{who}checkpoint {path.name} holds no state dict",
+                           "save the weights with torch.save(model.state_dict(), path) or as safetensors")
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise ModelError(f"{who}checkpoint {path.name} holds no tensors (keys: {_listing(sorted(map(str, obj)))})",
-                         "save the weights with torch.save(model.state_dict(), path) or as safetensors")
+        raise InvalidModel(f"{who}checkpoint {path.name} holds no tensors (keys: {_listing(sorted(map(str, obj)))})",
+                           "save the weights with torch.save(model.state_dict(), path) or as safetensors")
     return tensors
 
 
@@ -98,7 +98,7 @@ def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], label: 
     if shapes:
         problems.append(f"{len(shapes)} shape mismatch(es): {_listing(shapes)}")
     if problems:
-        raise ModelError(f"{label}: the checkpoint does not match the architecture: " + "; ".join(problems),
-                         "check arch, encoder, in_bands, classes and arch_params in the card against how the "
-                         "weights were trained")
+        raise InvalidModel(f"{label}: the checkpoint does not match the architecture: " + "; ".join(problems),
+                           "check arch, encoder, in_bands, classes and arch_params in the card against how the "
+                           "weights were trained")
     module.load_state_dict(state, strict=True)

@@ -10,42 +10,43 @@ from pathlib import Path
 from flair_viz.cli import args as shared
 from flair_viz.core import scenes
 from flair_viz.core.catalog import Catalog
-from flair_viz.core.errors import FlairVizError
+from flair_viz.core.errors import InvalidInput, InvalidModel
 from flair_viz.core.jobs import DEFAULT_BLOCK_PX
-from flair_viz.predict import models
+from flair_viz.predict import cards
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    cards, problems = models.scan_cards()
-    for card in list(cards):  # the slow check parse_card leaves out: is the arch a real smp model?
+    found, scanned = cards.scan_cards()
+    problems, valid = list(scanned), []  # copies: scan_cards' lists are its cache
+    for card in found:  # the check parse_card leaves out: is the arch a real smp model? (no torch import)
         try:
-            models.check_arch(card)
-        except models.ModelError as exc:
-            cards.remove(card)
+            cards.check_arch(card)
+            valid.append(card)
+        except InvalidModel as exc:
             problems.append(exc.message)
     rows = [(c.id, "DEMO" if c.demo else "", f"{c.arch}/{c.encoder}", ",".join(c.in_bands),
-             f"{c.classes} {c.nomenclature}", c.licence, c.title) for c in cards]
+             f"{c.classes} {c.nomenclature}", c.licence, c.title) for c in valid]
     header = ("id", "demo", "architecture", "bands", "classes", "licence", "title")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
     for r in rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
-    for c in cards:
+    for c in valid:
         if c.demo:
             print(f"\n{c.id} is a DEMO model: {c.description.splitlines()[0] if c.description else 'not for evaluation'}")
     for p in problems:
         print(f"invalid: {p}", file=sys.stderr)
-    print(f"\n{len(cards)} model(s) in {', '.join(str(d) for d in models.model_dirs())}")
+    print(f"\n{len(valid)} model(s) in {', '.join(str(d) for d in cards.model_dirs())}")
     return 2 if problems else 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from flair_viz.predict import inference  # torch: imported only when predicting
+    from flair_viz.predict import inference, models  # torch: imported only when predicting
 
     if args.out or shared.wants_cluster(args) or len(args.inputs) != 2:
         return cmd_predict_many(args)  # many scenes on Dask
     args.input, args.output = args.inputs
-    card = models.get_card(args.model)
+    card = cards.get_card(args.model)
     bands = tuple(b.strip() for b in args.bands.split(",")) if args.bands else None
     out = inference.predict_file(card, args.input, args.output, proba_path=args.proba, device=args.device,
                                  batch_size=args.batch_size, progress=not args.quiet, bands=bands)
@@ -76,14 +77,14 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
 def cmd_predict_many(args: argparse.Namespace) -> int:
     """``flair-viz predict --model M --out DIR [--workers N | --scheduler ADDR] INPUT...``."""
     if not args.out:
-        raise FlairVizError("Several inputs or --workers/--scheduler need --out DIR",
-                            "add --out DIR for one COG per scene, or give exactly INPUT.tif OUTPUT.tif")
+        raise InvalidInput("Several inputs or --workers/--scheduler need --out DIR",
+                           "add --out DIR for one COG per scene, or give exactly INPUT.tif OUTPUT.tif")
     if args.proba:
-        raise FlairVizError("--proba names one file, so it only works with a single scene",
-                            "use --with-proba to write PROBA_<scene>.tif for every scene")
+        raise InvalidInput("--proba names one file, so it only works with a single scene",
+                           "use --with-proba to write PROBA_<scene>.tif for every scene")
     from flair_viz.predict import batch  # Dask and torch: imported only for batch runs
 
-    card = models.get_card(args.model)
+    card = cards.get_card(args.model)
     cat_file = shared.catalog_file(args)
     catalog = Catalog.load(cat_file) if cat_file.exists() else None
     found = scenes.expand(args.inputs, catalog, domain=args.domain, zone=args.zone)

@@ -15,36 +15,28 @@ whatever the model's own nomenclature, so every consumer shares one class table.
 
 from __future__ import annotations
 
-import math
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from flair_viz.core import atomic, classes, raster
-from flair_viz.core.errors import ModelError, RasterError
-from flair_viz.predict.models import (  # noqa: F401 (re-export)
-    LoadedModel,
-    ModelCard,
-    device_name,
-    get_card,
-    load_model,
-)
+from flair_viz.core import classes, cog, raster
+from flair_viz.core.errors import InvalidInput, InvalidRaster, Misconfigured
+from flair_viz.predict.cards import ModelCard, get_card
+from flair_viz.predict.models import LoadedModel, load_model
 
 WINDOW = 512
 MARGIN = 128
 STRIDE = WINDOW - 2 * MARGIN
 K = classes.N_CLASSES
 
-__all__ = ["WINDOW", "MARGIN", "STRIDE", "predict_proba_array", "predict_file", "device_name", "band_indexes",
-           "normalise", "Forward", "PROBA_VALUES", "entropy", "margin", "classes_from_proba", "window_plan"]
+__all__ = ["WINDOW", "MARGIN", "STRIDE", "predict_proba_array", "predict_file", "band_indexes", "normalise",
+           "Forward", "PROBA_VALUES", "classes_from_proba", "window_plan"]
 
 
 # -- window geometry -----------------------------------------------------------------------------
@@ -86,10 +78,10 @@ def tiles_for(height: int, width: int) -> list[Tile]:
 
 # -- bands and normalisation --------------------------------------------------------------------
 def band_indexes(card: ModelCard, file_bands: tuple[str, ...], source: str) -> list[int]:
-    """1-based indexes of the card's bands in a file, or a RasterError naming card, file and fix."""
+    """1-based indexes of the card's bands in a file, or an InvalidRaster naming card, file and fix."""
     missing = [b for b in card.in_bands if b not in file_bands]
     if missing:
-        raise RasterError(
+        raise InvalidRaster(
             f"{source} has {len(file_bands)} band(s) ({', '.join(file_bands)}) but model {card.id} "
             f"({card.card_path.name}) needs {len(card.in_bands)}: {', '.join(card.in_bands)} "
             f"(missing {', '.join(missing)})",
@@ -118,7 +110,7 @@ class Forward:
         import torch
 
         if batch_size < 1:
-            raise ModelError(f"Batch size must be at least 1 (got {batch_size})", "use --batch-size 1 or more")
+            raise InvalidInput(f"Batch size must be at least 1 (got {batch_size})", "use --batch-size 1 or more")
         self.loaded = loaded
         self.batch_size = batch_size
         self.values = loaded.card.output_values()
@@ -157,9 +149,9 @@ class Forward:
                 out.append(self._forward(chunk))
             except torch.cuda.OutOfMemoryError:
                 if self.batch_size == 1:
-                    raise ModelError(f"Model {self.loaded.card.id} runs out of GPU memory even with batch size 1 "
-                                     f"on {tuple(chunk.shape[2:])} px windows",
-                                     "free GPU memory (other processes?) or use --device cpu") from None
+                    raise Misconfigured(f"Model {self.loaded.card.id} runs out of GPU memory even with batch size 1 "
+                                        f"on {tuple(chunk.shape[2:])} px windows",
+                                        "free GPU memory (other processes?) or use --device cpu") from None
                 if self._cuda:
                     torch.cuda.empty_cache()
                 self.batch_size = max(1, self.batch_size // 2)
@@ -176,18 +168,6 @@ def classes_from_proba(proba: np.ndarray, valid: np.ndarray | None = None) -> np
         out[~valid] = classes.NODATA
     return out
 
-
-def entropy(proba: np.ndarray) -> np.ndarray:
-    """Shannon entropy normalised to 0..1 (1 = uniform over the model's classes): how unsure the model is."""
-    p = np.clip(proba, 1e-12, 1.0)
-    n = max(2, int((proba.reshape(proba.shape[0], -1).max(axis=1) > 0).sum()))
-    return (-(proba * np.log(p)).sum(axis=0) / math.log(n)).astype(np.float32)
-
-
-def margin(proba: np.ndarray) -> np.ndarray:
-    """1 − (top-1 − top-2 probability): near 1 where two classes compete, 0 where one clearly wins."""
-    top2 = np.partition(proba, -2, axis=0)[-2:]
-    return (1.0 - (top2[1] - top2[0])).astype(np.float32)
 
 
 # -- sliding window core ------------------------------------------------------------------------
@@ -244,9 +224,9 @@ def predict_proba_array(loaded: LoadedModel, image_chw_uint8: np.ndarray, batch_
         if len(names) == img.shape[0]:
             img = img[[i - 1 for i in band_indexes(card, names, "The image array")]]
     if img.ndim != 3 or img.shape[0] != len(card.in_bands):
-        raise RasterError(f"Image array has shape {img.shape} but model {card.id} ({card.card_path.name}) needs "
-                          f"{len(card.in_bands)} bands ({', '.join(card.in_bands)}) as (bands, height, width)",
-                          "select the card's bands, in order, before calling predict_proba_array")
+        raise InvalidInput(f"Image array has shape {img.shape} but model {card.id} ({card.card_path.name}) needs "
+                           f"{len(card.in_bands)} bands ({', '.join(card.in_bands)}) as (bands, height, width)",
+                           "select the card's bands, in order, before calling predict_proba_array")
     _, h, w = img.shape
     ok = np.ones((h, w), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
 
@@ -288,14 +268,19 @@ def _file_reader(path: Path, indexes: list[int], info: raster.RasterInfo) -> Rea
     return read
 
 
-COG_OPTIONS = {"compress": "LZW", "blocksize": 256, "overview_resampling": "nearest", "BIGTIFF": "IF_SAFER"}
+def _loaded(model: str | ModelCard | LoadedModel, device: str | None) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    return load_model(get_card(model) if isinstance(model, str) else model, device)
 
 
-def _to_cog(src: Path, dst: Path, resampling: str) -> None:
-    """Copy a tiled GTiff into a COG (tiled, LZW, internal overviews) so titiler can serve any zoom."""
-    from rasterio.shutil import copy as rio_copy
-
-    rio_copy(src, dst, driver="COG", **{**COG_OPTIONS, "overview_resampling": resampling})
+def _check_outputs(input_path: Path, info: raster.RasterInfo, output_path: Path, proba_path: Path | None) -> None:
+    if np.dtype(info.dtype) != np.uint8:
+        raise InvalidRaster(f"{input_path.name} is {info.dtype}; FLAIR models expect uint8 aerial images",
+                            "convert the image to 8-bit (0..255) per band first")
+    if proba_path is not None and proba_path.resolve() == output_path.resolve():
+        raise InvalidInput("The class output and the probability output are the same file",
+                           "give --proba a different file name")
 
 
 def predict_file(model_id_or_card: str | ModelCard | LoadedModel, input_path: str | os.PathLike[str],
@@ -305,64 +290,34 @@ def predict_file(model_id_or_card: str | ModelCard | LoadedModel, input_path: st
     """Predict one scene into a class COG (FLAIR-1 values 1..19, 0 = nodata) and optionally a probability COG.
 
     Memory is bounded by a batch of windows: windows are streamed and their kept centres written in
-    place. Outputs appear under their final names only when complete (flair_viz.atomic). ``bands``
-    names the file's bands when they are not the FLAIR layout for its band count.
+    place. Outputs appear under their final names only when complete (:mod:`flair_viz.core.cog`).
+    ``bands`` names the file's bands when they are not the FLAIR layout for its band count.
     """
-    loaded = model_id_or_card if isinstance(model_id_or_card, LoadedModel) else load_model(
-        get_card(model_id_or_card) if isinstance(model_id_or_card, str) else model_id_or_card, device)
+    loaded = _loaded(model_id_or_card, device)
     card = loaded.card
-    input_path = Path(input_path)
+    input_path, output_path = Path(input_path), Path(output_path)
+    proba_path = Path(proba_path) if proba_path is not None else None
     info = raster.check_image(input_path, bands)
     file_bands = tuple(bands) if bands else raster.band_names_for(info.count)
     indexes = band_indexes(card, file_bands, input_path.name)
-    if np.dtype(info.dtype) != np.uint8:
-        raise RasterError(f"{input_path.name} is {info.dtype}; FLAIR models expect uint8 aerial images",
-                          "convert the image to 8-bit (0..255) per band first")
-    output_path = Path(output_path)
-    if proba_path is not None and Path(proba_path).resolve() == output_path.resolve():
-        raise RasterError("The class output and the probability output are the same file",
-                          "give --proba a different file name")
+    _check_outputs(input_path, info, output_path, proba_path)
     forward = Forward(loaded, batch_size)
-    profile = {"driver": "GTiff", "width": info.width, "height": info.height, "crs": info.crs,
-               "transform": info.transform, "tiled": True, "blockxsize": 256, "blockysize": 256,
-               "compress": "LZW", "BIGTIFF": "IF_SAFER"}
-    tag = uuid.uuid4().hex[:12]
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = [output_path.with_name(f".{output_path.name}.{tag}.scratch.tif")]
-    if proba_path is not None:
-        proba_path = Path(proba_path)
-        proba_path.parent.mkdir(parents=True, exist_ok=True)
-        scratch.append(proba_path.with_name(f".{proba_path.name}.{tag}.scratch.tif"))
-    try:
-        with rasterio.open(scratch[0], "w", count=1, dtype="uint8", nodata=0, **profile) as cls_ds:
-            cls_ds.write_colormap(1, classes.colormap())
-            proba_ds = None
-            if proba_path is not None:
-                proba_ds = rasterio.open(scratch[1], "w", count=K, dtype="uint8", **profile)
-                for c in classes.FLAIR1_CLASSES:
-                    proba_ds.set_band_description(c.value, f"p({c.name}) x255")
-            try:
-                for t, proba, valid in _sliding(forward, card, info.height, info.width,
-                                                _file_reader(input_path, indexes, info), progress,
-                                                desc=f"{card.id} {input_path.name}"):
-                    cls_ds.write(classes_from_proba(proba, valid), 1, window=t.out_window)
-                    if proba_ds is not None:
-                        q = np.rint(proba * 255.0).astype(np.uint8) * valid
-                        proba_ds.write(q, window=t.out_window)
-            finally:
-                if proba_ds is not None:
-                    proba_ds.close()
-        with atomic.atomic_path(output_path) as tmp:
-            _to_cog(scratch[0], tmp, "nearest")
-        if proba_path is not None:
-            with atomic.atomic_path(proba_path) as tmp:
-                _to_cog(scratch[1], tmp, "average")
-    except RasterioIOError as exc:
-        raise RasterError(f"Cannot write the prediction: {str(exc).splitlines()[0][:200]}",
-                          "check that the output folder is writable and has free space") from None
-    finally:
-        for s in scratch:
-            s.unlink(missing_ok=True)
-            for side in s.parent.glob(s.name + ".*"):
-                side.unlink(missing_ok=True)
+    grid = {"width": info.width, "height": info.height, "crs": info.crs, "transform": info.transform}
+    windows = _sliding(forward, card, info.height, info.width, _file_reader(input_path, indexes, info), progress,
+                       desc=f"{card.id} {input_path.name}")
+    # the probability writer is entered first so that it exits last: the class COG is complete
+    # under its name before the (slower, 19-band) probability COG is copied
+    with ExitStack() as stack:
+        proba_ds = None
+        if proba_path is not None:  # probabilities are averaged in overviews, classes never are
+            proba_ds = stack.enter_context(cog.cog_writer(proba_path, {**grid, "count": K, "dtype": "uint8"},
+                                                          resampling="average"))
+            for c in classes.FLAIR1_CLASSES:
+                proba_ds.set_band_description(c.value, f"p({c.name}) x255")
+        cls_ds = stack.enter_context(cog.cog_writer(output_path, {**grid, "count": 1, "dtype": "uint8", "nodata": 0}))
+        cls_ds.write_colormap(1, classes.colormap())  # must precede pixel writes in GeoTIFF
+        for t, proba, valid in windows:
+            cls_ds.write(classes_from_proba(proba, valid), 1, window=t.out_window)
+            if proba_ds is not None:
+                proba_ds.write(np.rint(proba * 255.0).astype(np.uint8) * valid, window=t.out_window)
     return output_path

@@ -1,244 +1,20 @@
-"""Model cards: what a checkpoint is (architecture, bands, normalisation, classes) and how to load it.
+"""Torch models from cards: device selection, building the smp network, loading its checkpoint once.
 
-A model is a TOML card plus a checkpoint in ``models/`` or in a folder named by ``$FLAIR_VIZ_MODELS``
-(``os.pathsep``-separated). Users add a model by dropping both files there; nothing is downloaded,
-ever (``encoder_weights=None``), because the tool runs offline and weights must be traceable.
+Cards (what a model is) live in :mod:`flair_viz.predict.cards`, which never imports torch; this
+module imports torch and segmentation_models_pytorch only inside the functions that need them.
+Networks are built with ``encoder_weights=None``: nothing is downloaded, ever, because the tool runs
+offline and weights must be traceable.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import threading
-import tomllib
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from flair_viz.core import classes, config
-from flair_viz.core.errors import ModelError
-
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-BAND_NAMES = ("R", "G", "B", "NIR", "elevation")
-CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
-REQUIRED = ("id", "arch", "encoder", "in_bands", "mean", "std", "classes", "nomenclature")
-OPTIONAL = ("title", "checkpoint", "sha256", "licence", "demo", "description", "provenance", "arch_params",
-            "training")
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """One model, as declared by its card file."""
-
-    id: str
-    arch: str
-    encoder: str
-    in_bands: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    classes: int
-    nomenclature: str
-    card_path: Path
-    title: str = ""
-    checkpoint: Path | None = None
-    sha256: str | None = None
-    licence: str = ""
-    demo: bool = False
-    description: str = ""
-    provenance: str = ""
-    arch_params: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return f"model card {self.id} ({self.card_path})"
-
-    def output_values(self) -> np.ndarray:
-        """FLAIR-1 value (1..19) of each model output channel, so every nomenclature lands in one table."""
-        if self.nomenclature == "flair1":
-            return np.arange(1, self.classes + 1, dtype=np.uint8)
-        return classes.flairhub_to_flair1_lut()[np.arange(self.classes)]
-
-    def to_json(self) -> dict[str, Any]:
-        """What the UI and ``/models`` need to show a model honestly (demo flag included)."""
-        return {"id": self.id, "title": self.title or self.id, "arch": self.arch, "encoder": self.encoder,
-                "in_bands": list(self.in_bands), "classes": self.classes, "nomenclature": self.nomenclature,
-                "licence": self.licence, "demo": self.demo, "description": self.description,
-                "checkpoint": self.checkpoint.name if self.checkpoint else None, "sha256": self.sha256}
-
-
-def model_dirs() -> list[Path]:
-    """Folders searched for cards: ``$FLAIR_VIZ_MODELS`` entries first, then the repo's ``models/``."""
-    extra = [Path(p) for p in os.environ.get("FLAIR_VIZ_MODELS", "").split(os.pathsep) if p.strip()]
-    return [*extra, config.MODELS_DIR]
-
-
-def _bad(path: Path, field_name: str, problem: str, fix: str) -> ModelError:
-    return ModelError(f"Model card {path}: field `{field_name}` {problem}", fix)
-
-
-def _floats(path: Path, name: str, value: Any, n: int) -> tuple[float, ...]:
-    if not isinstance(value, list) or len(value) != n or not all(isinstance(v, (int, float)) for v in value):
-        raise _bad(path, name, f"must be a list of {n} numbers, one per in_band (got {value!r})",
-                   f"give {n} numbers in the order of in_bands")
-    return tuple(float(v) for v in value)
-
-
-def parse_card(path: str | os.PathLike[str]) -> ModelCard:
-    """Read and validate one card; every error names the card file and the field."""
-    path = Path(path).resolve()
-    if not path.exists():
-        raise ModelError(f"Model card not found: {path}", "give the path of a .toml card or a model ID "
-                         "(`flair-viz models list`)")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"Model card {path} is not valid TOML: {exc}", "fix the syntax at that line") from None
-    for name in REQUIRED:
-        if name not in doc:
-            raise _bad(path, name, "is missing", f"add `{name} = ...` (see models/README.md)")
-    unknown = sorted(set(doc) - set(REQUIRED) - set(OPTIONAL))
-    if unknown:
-        raise _bad(path, unknown[0], "is not a card field", f"remove it or fix its spelling; known fields: "
-                   f"{', '.join(REQUIRED + OPTIONAL)}")
-    if not isinstance(doc["id"], str) or not ID_RE.match(doc["id"]):
-        raise _bad(path, "id", f"is not a valid model ID ({doc['id']!r})",
-                   "use letters, digits, '_', '-' or '.', starting with a letter or digit (max 64)")
-    if not isinstance(doc["arch"], str) or not doc["arch"]:
-        raise _bad(path, "arch", "must be a segmentation_models_pytorch architecture name", ARCH_FIX)
-    if not isinstance(doc["encoder"], str) or not doc["encoder"]:
-        raise _bad(path, "encoder", "must be an smp encoder name", "e.g. resnet34 or tu-resnet18")
-    bands = doc["in_bands"]
-    if (not isinstance(bands, list) or not bands or any(b not in BAND_NAMES for b in bands)
-            or len(set(bands)) != len(bands)):
-        raise _bad(path, "in_bands", f"must list distinct band names from {', '.join(BAND_NAMES)} (got {bands!r})",
-                   "e.g. in_bands = [\"R\", \"G\", \"B\", \"NIR\", \"elevation\"]")
-    mean = _floats(path, "mean", doc["mean"], len(bands))
-    std = _floats(path, "std", doc["std"], len(bands))
-    if any(s <= 0 for s in std):
-        raise _bad(path, "std", "must be positive", "give the per-band standard deviations used in training")
-    nom = doc["nomenclature"]
-    if nom not in classes.NOMENCLATURES:
-        raise _bad(path, "nomenclature", f"is {nom!r}", f"use one of {', '.join(classes.NOMENCLATURES)}")
-    n = doc["classes"]
-    limit = classes.N_CLASSES if nom == "flair1" else len(classes.FLAIRHUB_ORDER)
-    if not isinstance(n, int) or isinstance(n, bool) or not 2 <= n <= limit:
-        raise _bad(path, "classes", f"must be an integer from 2 to {limit} for {nom} (got {n!r})",
-                   "give the number of output channels of the segmentation head")
-    ckpt = doc.get("checkpoint")
-    sha = doc.get("sha256")
-    if ckpt is None and sha is None:
-        raise _bad(path, "checkpoint", "and `sha256` are both missing",
-                   "give the weights file (relative to the card) and/or its sha256")
-    if sha is not None and (not isinstance(sha, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha)):
-        raise _bad(path, "sha256", "must be 64 hex digits", "run `sha256sum WEIGHTS` and paste the digest")
-    if ckpt is not None and (not isinstance(ckpt, str) or Path(ckpt).suffix not in CHECKPOINT_SUFFIXES):
-        raise _bad(path, "checkpoint", f"must be a file name ending in {', '.join(CHECKPOINT_SUFFIXES)}",
-                   "point it at the weights file, relative to the card")
-    for name in ("arch_params", "training"):
-        if not isinstance(doc.get(name, {}), dict):
-            raise _bad(path, name, "must be a table", f"write it as [{name}]")
-    if not isinstance(doc.get("demo", False), bool):
-        raise _bad(path, "demo", "must be true or false", "write demo = true or demo = false")
-    return ModelCard(
-        id=doc["id"], arch=doc["arch"], encoder=doc["encoder"], in_bands=tuple(bands), mean=mean, std=std,
-        classes=n, nomenclature=nom, card_path=path, title=str(doc.get("title", "")),
-        checkpoint=(path.parent / ckpt) if ckpt else None, sha256=sha.lower() if sha else None,
-        licence=str(doc.get("licence", "")), demo=doc.get("demo", False),
-        description=str(doc.get("description", "")).strip(), provenance=str(doc.get("provenance", "")).strip(),
-        arch_params=dict(doc.get("arch_params", {})), training=dict(doc.get("training", {})),
-    )
-
-
-_scan_lock = threading.Lock()
-_scan_cache: tuple[tuple, tuple[list[ModelCard], list[str]]] | None = None
-
-
-def scan_cards() -> tuple[list[ModelCard], list[str]]:
-    """All valid cards and one message per invalid card, so one broken user card never hides the others."""
-    global _scan_cache
-    files = sorted({p.resolve() for d in model_dirs() if d.is_dir() for p in d.glob("*.toml")})
-    key = tuple((str(p), p.stat().st_mtime_ns) for p in files)
-    with _scan_lock:
-        if _scan_cache is not None and _scan_cache[0] == key:
-            return _scan_cache[1]
-    cards: list[ModelCard] = []
-    problems: list[str] = []
-    seen: dict[str, Path] = {}
-    for p in files:
-        try:
-            card = parse_card(p)
-        except ModelError as exc:
-            problems.append(exc.message)
-            continue
-        if card.id in seen:
-            problems.append(f"Model card {p}: id {card.id!r} is already used by {seen[card.id]} (ignored)")
-            continue
-        seen[card.id] = p
-        cards.append(card)
-    with _scan_lock:
-        _scan_cache = (key, (cards, problems))
-    return cards, problems
-
-
-def list_cards() -> list[ModelCard]:
-    """Valid model cards (demo cards included; check ``card.demo`` before presenting results)."""
-    return scan_cards()[0]
-
-
-def get_card(id_or_path: str | os.PathLike[str]) -> ModelCard:
-    """A card by ID, or by the path of a ``.toml`` card; unknown IDs list the known ones."""
-    text = str(id_or_path)
-    if text.endswith(".toml") or os.sep in text:
-        return parse_card(text)
-    cards, problems = scan_cards()
-    for card in cards:
-        if card.id == text:
-            return card
-    known = ", ".join(c.id for c in cards) or "none"
-    hint = f" ({len(problems)} card(s) are invalid: run `flair-viz models list`)" if problems else ""
-    raise ModelError(f"Unknown model {text!r}; known models: {known}{hint}",
-                     "pick one of the known IDs, or drop a card + checkpoint into models/ or $FLAIR_VIZ_MODELS")
-
-
-# -- checksums and loading ---------------------------------------------------------------------
-_sha_cache: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, cached by (path, size, mtime): checksums key every cache, so they must be cheap."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _sha_cache:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _sha_cache[key] = h.hexdigest()
-    return _sha_cache[key]
-
-
-def resolve_checkpoint(card: ModelCard) -> tuple[Path, str]:
-    """The weights file of a card and its sha256, refusing weights that differ from the declared digest."""
-    path = card.checkpoint
-    if path is None:  # sha256 only: look for <sha256>.<suffix> beside the card or in the cache
-        names = [card.sha256 + s for s in CHECKPOINT_SUFFIXES]  # type: ignore[operator]
-        path = next((d / n for d in (card.card_path.parent, config.cache_dir() / "models") for n in names
-                     if (d / n).exists()), None)
-        if path is None:
-            raise ModelError(f"{card.label}: no checkpoint named by its sha256 was found",
-                             f"put the weights as {names[0]} beside the card, or set `checkpoint` in the card")
-    if not path.exists():
-        raise ModelError(f"{card.label}: checkpoint file not found: {path}",
-                         "put the weights next to the card, or fix `checkpoint` in the card")
-    digest = file_sha256(path)
-    if card.sha256 and digest != card.sha256:
-        raise ModelError(f"{card.label}: checkpoint {path.name} has sha256 {digest[:12]}… but the card declares "
-                         f"{card.sha256[:12]}…", "use the weights the card describes, or update sha256 in the card")
-    return path, digest
+from flair_viz.core.errors import InvalidInput, InvalidModel, Misconfigured
+from flair_viz.predict.cards import ModelCard, check_arch, get_card, resolve_checkpoint
 
 
 def select_device(name: str | None = None):
@@ -250,12 +26,12 @@ def select_device(name: str | None = None):
         try:
             dev = torch.device(name)
         except RuntimeError:
-            raise ModelError(f"Unknown device {name!r}", "use cpu, cuda, cuda:N or mps") from None
+            raise InvalidInput(f"Unknown device {name!r}", "use cpu, cuda, cuda:N or mps") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ModelError(f"Device {name!r} was asked for but CUDA is not available here",
-                             "use --device cpu, or run on a machine with an NVIDIA GPU and a CUDA build of torch")
+            raise Misconfigured(f"Device {name!r} was asked for but CUDA is not available here",
+                                "use --device cpu, or run on a machine with an NVIDIA GPU and a CUDA build of torch")
         if dev.type == "mps" and not torch.backends.mps.is_available():
-            raise ModelError(f"Device {name!r} was asked for but MPS is not available here", "use --device cpu")
+            raise Misconfigured(f"Device {name!r} was asked for but MPS is not available here", "use --device cpu")
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -290,20 +66,6 @@ class LoadedModel:
         return (self.card.id, self.checksum, str(self.device))
 
 
-ARCH_FIX = "use an smp class name such as Unet, UnetPlusPlus, FPN, DeepLabV3Plus or Segformer"
-
-
-def check_arch(card: ModelCard) -> None:
-    """Is the card's arch a segmentation_models_pytorch model? Kept out of :func:`parse_card` because
-    importing smp takes seconds, and listing cards (the UI's model picker) must stay instant."""
-    import segmentation_models_pytorch as smp
-    import torch
-
-    arch_cls = getattr(smp, card.arch, None)
-    if not (isinstance(arch_cls, type) and issubclass(arch_cls, torch.nn.Module)):
-        raise _bad(card.card_path, "arch", f"{card.arch!r} is not a segmentation_models_pytorch architecture", ARCH_FIX)
-
-
 def build_module(card: ModelCard):
     """The card's smp network with random weights; encoder_weights=None so nothing is ever downloaded."""
     import segmentation_models_pytorch as smp
@@ -315,8 +77,8 @@ def build_module(card: ModelCard):
         return smp.create_model(card.arch, encoder_name=card.encoder, encoder_weights=None,
                                 in_channels=len(card.in_bands), classes=card.classes, **params)
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise ModelError(f"{card.label}: cannot build {card.arch} with encoder {card.encoder}: {exc}",
-                         "check arch, encoder and arch_params against segmentation_models_pytorch 0.6") from None
+        raise InvalidModel(f"{card.label}: cannot build {card.arch} with encoder {card.encoder}: {exc}",
+                           "check arch, encoder and arch_params against segmentation_models_pytorch 0.6") from None
 
 
 _model_cache: dict[tuple[str, str, str], LoadedModel] = {}

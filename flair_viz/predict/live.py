@@ -1,0 +1,324 @@
+"""Live prediction of one map tile: batching tiles into forward passes, caching results, cutting tiles.
+
+Near native resolution a tile reads the aerial pixels under it plus a 128 px context margin, runs the
+model on those *native* pixels, and reprojects the result onto the tile (nearest, so classes are never
+blended). At coarser zooms the model would have to see resampled pixels, which it was not trained on,
+so the tile is cut from a batch prediction of the whole scene (IGN sliding window, cached as a COG).
+
+Tiles that arrive together are batched into one forward pass (a queue with a short maximum wait),
+which is what keeps a GPU busy while a map viewport loads. Results are cached in memory (LRU) and on
+disk, keyed by model checksum, dataset, file stamp and tile. The router is :mod:`flair_viz.predict.tiles`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from morecantile import tms as default_tms
+from rasterio.enums import Resampling
+from rasterio.transform import from_bounds
+from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+from rio_tiler.io import Reader
+
+from flair_viz.core import atomic, config, raster, uncertainty
+from flair_viz.core.catalog import Dataset
+from flair_viz.core.errors import InvalidInput
+from flair_viz.core.stamps import file_stamp
+from flair_viz.predict import cards, inference, models
+
+TILE = 256
+LIVE_MAX_RATIO = 3.0  # tile pixel / raster pixel (ground size): up to this, run the model on native pixels
+CONTEXT_PX = inference.MARGIN  # source pixels of context read around a live tile, as in zone detection
+ALIGN = 32  # U-Net input sizes must be divisible by the encoder's total stride
+
+
+# -- batching -----------------------------------------------------------------------------------
+class TileBatcher:
+    """One worker thread that gathers pending tile inputs for ``max_wait_s`` and runs them as one batch.
+
+    Inputs of the same model and shape share a forward pass; the per-model :class:`inference.Forward`
+    is kept, so a CUDA OOM back-off sticks. ``batch_sizes`` records what ran (for tests and benchmarks).
+    """
+
+    def __init__(self, max_wait_s: float = 0.015, max_batch: int = 8) -> None:
+        self.max_wait_s = max_wait_s
+        self.max_batch = max_batch
+        self.batch_sizes: list[int] = []
+        self._q: queue.Queue = queue.Queue()
+        self._forwards: dict[tuple, inference.Forward] = {}
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, loaded: models.LoadedModel, x: np.ndarray) -> np.ndarray:
+        """Probabilities (19, h, w) for one normalised input (C, h, w); blocks until its batch has run."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="flair-viz-tile-batcher", daemon=True)
+                self._thread.start()
+        fut: Future = Future()
+        self._q.put((loaded, x, fut))
+        return fut.result()
+
+    def _run(self) -> None:
+        while True:
+            items = [self._q.get()]
+            deadline = time.monotonic() + self.max_wait_s
+            while len(items) < self.max_batch:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    items.append(self._q.get(timeout=left))
+                except queue.Empty:
+                    break
+            groups: dict[tuple, list] = {}
+            for it in items:
+                groups.setdefault((it[0].key, it[1].shape), []).append(it)
+            for group in groups.values():
+                loaded = group[0][0]
+                try:
+                    fwd = self._forwards.setdefault(loaded.key, inference.Forward(loaded, self.max_batch))
+                    out = fwd(np.stack([g[1] for g in group]))
+                    self.batch_sizes.append(len(group))
+                    for g, p in zip(group, out):
+                        g[2].set_result(p)
+                except BaseException as exc:  # noqa: BLE001 - hand every error to the waiting requests
+                    for g in group:
+                        if not g[2].done():
+                            g[2].set_exception(exc)
+
+
+# Tunable per deployment: a GPU wants bigger batches; the wait bounds the latency a batch can add.
+BATCHER = TileBatcher(max_wait_s=float(os.environ.get("FLAIR_VIZ_TILE_WAIT_MS", "15")) / 1000,
+                      max_batch=int(os.environ.get("FLAIR_VIZ_TILE_BATCH", "8")))
+
+
+# -- caches -------------------------------------------------------------------------------------
+class LRU:
+    """A small thread-safe LRU: tiles are requested again on every pan, so recent ones stay in memory."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._d: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+        return None
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+RESULTS = LRU(2048)  # TileResult per (checksum, dataset, file version, tms, z, x, y)
+
+
+@dataclass(frozen=True)
+class TileResult:
+    """A prediction on the tile grid: FLAIR-1 classes (0 = no data) and uncertainties coded 1..255 (0 = none)."""
+
+    classes: np.ndarray
+    entropy: np.ndarray
+    margin: np.ndarray
+    live: bool
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, classes=self.classes, entropy=self.entropy, margin=self.margin,
+                            live=np.array(self.live))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TileResult:
+        with np.load(io.BytesIO(data)) as z:
+            return cls(z["classes"], z["entropy"], z["margin"], bool(z["live"]))
+
+
+def _code(u: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Uncertainty 0..1 as uint8 1..255 with 0 kept for "no data", so nearest resampling stays exact."""
+    out = (1 + np.rint(np.clip(u, 0, 1) * 254)).astype(np.uint8)
+    out[~valid] = 0
+    return out
+
+
+def file_version(path: Path) -> str:
+    """``size.mtime_ns`` of the file's stamp: in every cache key, so a replaced file never serves old tiles."""
+    stamp = file_stamp(path)
+    return f"{stamp['size']}.{stamp['mtime_ns']}"
+
+
+def _uncertainties(proba: np.ndarray, n_classes: int, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy and margin codes from the one uncertainty module, normalised by the model's class count,
+    so the map shows what the annotation ranking scores."""
+    stats = uncertainty.pixel_stats(proba, n_classes)
+    return _code(stats.entropy, valid), _code(1 - stats.margin, valid)
+
+
+def _empty() -> TileResult:
+    z = np.zeros((TILE, TILE), np.uint8)
+    return TileResult(z, z, z, live=False)
+
+
+# -- geometry -----------------------------------------------------------------------------------
+def _tile_geometry(info: raster.RasterInfo, tms_id: str, z: int, x: int, y: int):
+    """Tile bounds in its own CRS and in the raster's, and the ground ratio tile pixel / raster pixel."""
+    tms = default_tms.get(tms_id)
+    b = tms.xy_bounds(x, y, z)
+    tile_crs = tms.rasterio_crs
+    src_bounds = transform_bounds(tile_crs, info.crs, b.left, b.bottom, b.right, b.top, densify_pts=21)
+    ratio = ((src_bounds[2] - src_bounds[0]) / TILE) / info.res[0]
+    return tile_crs, (b.left, b.bottom, b.right, b.top), src_bounds, ratio
+
+
+def _intersects(a: tuple, b: tuple) -> bool:
+    return a[0] < b[2] and a[2] > b[0] and a[1] < b[3] and a[3] > b[1]
+
+
+def live_window(info: raster.RasterInfo, src_bounds: tuple) -> Window:
+    """Source pixels under the tile, plus the context margin, grown to a size the U-Net accepts."""
+    inv = ~info.transform
+    c0, r0 = inv @ (src_bounds[0], src_bounds[3])
+    c1, r1 = inv @ (src_bounds[2], src_bounds[1])
+    col0, row0 = math.floor(min(c0, c1)) - CONTEXT_PX, math.floor(min(r0, r1)) - CONTEXT_PX
+    w = math.ceil(max(c0, c1)) + CONTEXT_PX - col0
+    h = math.ceil(max(r0, r1)) + CONTEXT_PX - row0
+    w, h = -(-w // ALIGN) * ALIGN, -(-h // ALIGN) * ALIGN
+    return Window(col0, row0, w, h)
+
+
+def _warp(src: np.ndarray, src_transform, src_crs, dst_transform, dst_crs) -> np.ndarray:
+    out = np.zeros((TILE, TILE), np.uint8)
+    reproject(src, out, src_transform=src_transform, src_crs=src_crs, src_nodata=0, dst_transform=dst_transform,
+              dst_crs=dst_crs, dst_nodata=0, resampling=Resampling.nearest)
+    return out
+
+
+def _read_live(ds: Dataset, info: raster.RasterInfo, indexes: list[int], win: Window) -> tuple[np.ndarray, np.ndarray]:
+    """The window's pixels (zero where invalid, as the model saw them in batch) and their validity."""
+    nodata = info.nodata
+    data = raster.read(ds.path, indexes, window=win, boundless=True, fill_value=nodata if nodata is not None else 0)
+    valid = np.zeros(data.shape[1:], bool)
+    r0, c0 = max(0, -int(win.row_off)), max(0, -int(win.col_off))
+    r1 = min(data.shape[1], info.height - int(win.row_off))
+    c1 = min(data.shape[2], info.width - int(win.col_off))
+    valid[r0:r1, c0:c1] = True
+    if nodata is not None:
+        valid &= ~np.all(data == nodata, axis=0)
+    data[:, ~valid] = 0
+    return data, valid
+
+
+def _live(loaded: models.LoadedModel, ds: Dataset, info: raster.RasterInfo, indexes: list[int], tile_crs,
+          tile_bounds: tuple, src_bounds: tuple) -> TileResult:
+    """Run the model on the native pixels under the tile (+ context), then crop/reproject onto the tile."""
+    win = live_window(info, src_bounds)
+    data, valid = _read_live(ds, info, indexes, win)
+    proba = BATCHER.submit(loaded, inference.normalise(loaded.card, data))
+    # keep the centre: drop the context margin, as zone detection does
+    m = CONTEXT_PX
+    proba, valid = proba[:, m:-m, m:-m], valid[m:-m, m:-m]
+    inner = Window(win.col_off + m, win.row_off + m, win.width - 2 * m, win.height - 2 * m)
+    src_transform = window_transform(inner, info.transform)
+    dst_transform = from_bounds(*tile_bounds, TILE, TILE)
+    cls = inference.classes_from_proba(proba, valid)
+    ent, mar = _uncertainties(proba, loaded.card.classes, valid)
+    return TileResult(*(_warp(a, src_transform, info.crs, dst_transform, tile_crs) for a in (cls, ent, mar)),
+                      live=True)
+
+
+_scene_locks: dict[tuple[str, str], threading.Lock] = {}
+_scene_locks_lock = threading.Lock()
+
+
+def scene_prediction(loaded: models.LoadedModel, ds: Dataset) -> tuple[Path, Path]:
+    """The batch prediction COGs (classes, probabilities) of a scene in the cache, computed once."""
+    folder = config.cache_dir() / "predictions" / loaded.checksum[:16]
+    stem = f"{ds.id}.{file_version(ds.path)}"
+    cls_path, proba_path = folder / f"{stem}.tif", folder / f"{stem}.proba.tif"
+    key = (loaded.checksum, str(cls_path))
+    with _scene_locks_lock:
+        lock = _scene_locks.setdefault(key, threading.Lock())
+    with lock:
+        if not (cls_path.exists() and proba_path.exists()):
+            inference.predict_file(loaded, ds.path, cls_path, proba_path=proba_path, progress=False,
+                                   bands=ds.bands or None)
+    return cls_path, proba_path
+
+
+def _coarse(loaded: models.LoadedModel, ds: Dataset, tms_id: str, z: int, x: int, y: int) -> TileResult:
+    """Cut a coarse tile from the scene's batch prediction: the model never sees resampled pixels."""
+    cls_path, proba_path = scene_prediction(loaded, ds)
+    tms = default_tms.get(tms_id)
+    with Reader(str(cls_path), tms=tms) as src:
+        img = src.tile(x, y, z, tilesize=TILE, indexes=1, resampling_method="nearest", reproject_method="nearest")
+    cls = np.asarray(img.data[0]).astype(np.uint8)
+    cls[~(np.asarray(img.mask) > 0)] = 0
+    with Reader(str(proba_path), tms=tms) as src:
+        pimg = src.tile(x, y, z, tilesize=TILE, resampling_method="nearest", reproject_method="nearest")
+    ent, mar = _uncertainties(np.asarray(pimg.data).astype(np.uint8), loaded.card.classes, cls > 0)
+    return TileResult(cls, ent, mar, live=False)
+
+
+def _cached(key: tuple, disk: Path) -> TileResult | None:
+    hit = RESULTS.get(key)
+    if hit is not None or not disk.exists():
+        return hit
+    try:
+        result = TileResult.from_bytes(disk.read_bytes())
+    except (OSError, ValueError, KeyError):
+        disk.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never served
+        return None
+    RESULTS.put(key, result)
+    return result
+
+
+def prediction(ds: Dataset, model_id: str, z: int, x: int, y: int, tms_id: str = "WebMercatorQuad") -> TileResult:
+    """The prediction of one tile, from memory, disk, or by running the model (live or batch)."""
+    if ds.role != "image":
+        raise InvalidInput(f"Dataset {ds.id} is a {ds.role} raster; predictions need an aerial image",
+                           "use the catalog ID of an image (role image), e.g. IMG_000473")
+    card = cards.get_card(model_id)
+    info = raster.describe(ds.path)
+    bands = ds.bands or raster.band_names_for(info.count)
+    indexes = inference.band_indexes(card, tuple(bands), ds.id)
+    loaded = models.load_model(card)
+    version = file_version(ds.path)
+    key = (loaded.checksum, ds.id, version, tms_id, z, x, y)
+    disk = (config.cache_dir() / "predict-tiles" / loaded.checksum[:16] / f"{ds.id}.{version}"
+            / tms_id / str(z) / str(x) / f"{y}.npz")
+    result = _cached(key, disk)
+    if result is not None:
+        return result
+    tile_crs, tile_bounds, src_bounds, ratio = _tile_geometry(info, tms_id, z, x, y)
+    if not _intersects(src_bounds, info.bounds):
+        result = _empty()
+    elif ratio <= LIVE_MAX_RATIO:
+        result = _live(loaded, ds, info, indexes, tile_crs, tile_bounds, src_bounds)
+    else:
+        result = _coarse(loaded, ds, tms_id, z, x, y)
+    atomic.write_bytes(disk, result.to_bytes())
+    RESULTS.put(key, result)
+    return result

@@ -1,0 +1,43 @@
+"""Model cards without torch: `models list` stays instant, the arch check agrees with smp, one demo flag."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from flair_viz.predict import cards
+from tests.helpers import REPO
+from tests.model_fixtures import write_card
+
+
+def test_models_list_imports_neither_torch_nor_smp(model_dir):
+    write_card(model_dir, "listed", "listed.pth")
+    code = ("import sys\nfrom flair_viz.cli.main import main\nrc = main(['models', 'list'])\n"
+            "print('RC', rc, 'torch' in sys.modules, 'segmentation_models_pytorch' in sys.modules)\n")
+    env = {**os.environ, "FLAIR_VIZ_MODELS": str(model_dir)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "listed" in out.stdout  # the card was listed (checked, arch included), not skipped
+    assert out.stdout.strip().splitlines()[-1] == "RC 0 False False"
+
+
+def test_arch_names_read_from_source_are_smps_models():
+    import segmentation_models_pytorch as smp
+    import torch
+
+    names = cards.smp_architectures()
+    exported = {n for n in dir(smp) if isinstance(getattr(smp, n), type)
+                and issubclass(getattr(smp, n), smp.base.SegmentationModel)}
+    assert names == exported and {"Unet", "FPN", "DeepLabV3Plus", "Segformer"} <= names
+    assert all(issubclass(getattr(smp, n), torch.nn.Module) for n in names)
+
+
+def test_is_demo_follows_the_card_and_is_false_for_unknown_ids(model_dir):
+    write_card(model_dir, "shown-demo", "a.pth", demo=True)
+    write_card(model_dir, "real", "b.pth")
+    assert cards.is_demo("shown-demo") is True
+    assert cards.is_demo("real") is False
+    assert cards.is_demo("no-such-model") is False
+    (model_dir / "broken.toml").write_text('id = "broken"\n')  # an invalid card is no demo model either
+    assert cards.is_demo("broken") is False
