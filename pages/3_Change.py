@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from flair_viz import change
 from flair_viz.change import outputs as change_outputs
-from flair_viz.core import classes
+from flair_viz.change import views
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import FlairVizError
+from flair_viz.web import change_map, charts
 from flair_viz.web import maps as webmap
 from ui import common
 
@@ -46,7 +46,7 @@ with st.sidebar:
     opacity = st.slider("Class layer opacity", 0.0, 1.0, 0.6, 0.05)
     st.header("Options")
     grouping_file = st.file_uploader("ZAN grouping (TOML)", type=["toml"],
-                                     help="Leave empty for the default grouping (flair_viz/zan_grouping.toml).")
+                                     help="Leave empty for the default grouping (flair_viz/change/zan_grouping.toml).")
     regions_file = st.file_uploader("Regions (GeoPackage / GeoJSON)", type=["gpkg", "geojson", "json"],
                                     help="Polygons such as communes, for a per-region table.")
     region_field = st.text_input("Region name column (optional)", "")
@@ -93,23 +93,7 @@ c4.metric("Area compared", f"{result.valid_area_ha():.4f} ha",
           help=f"Overlap of both vintages with a class at both dates; {result.changed_area_ha():.4f} ha changed")
 
 # -- map -------------------------------------------------------------------------------------------
-try:
-    bounds = webmap.dataset_bounds_wgs84(before)
-    m = webmap.make_map(bounds)
-    image = cat.for_patch(before.patch, "image") if before.patch else None
-    if image is not None:
-        webmap.tile_layer(webmap.dataset_tile_url(image.id, base), f"Aerial {image.id}", bounds,
-                          overlay=False).add_to(m)
-    left = webmap.tile_layer(webmap.dataset_tile_url(before.id, base), f"Before: {before.vintage or before.id}",
-                             bounds, opacity)
-    right = webmap.tile_layer(webmap.dataset_tile_url(after.id, base), f"After: {after.vintage or after.id}",
-                              bounds, opacity)
-    webmap.add_side_by_side(m, left, right)
-    webmap.tile_layer(change.change_tile_url(before.id, after.id, mode, base), f"Change ({mode})", bounds).add_to(m)
-    webmap.add_layer_control(m)
-except FlairVizError as exc:
-    common.show_error(exc)
-    m = None
+m = common.guarded(lambda: change_map.pair_map(cat, before, after, base, mode, opacity))
 st.subheader("Map")
 st.caption(f"Drag the bar: left **{before.vintage or before.id}**, right **{after.vintage or after.id}**. "
            "The change layer on top shows changed pixels only"
@@ -121,58 +105,28 @@ with map_col:
 with legend_col:
     st.markdown("**Change layer**")
     if mode == "flow":
-        st.html(change.flow_legend_html())
+        st.html(change_map.flow_legend_html())
     else:
-        st.html(webmap.legend_html(sorted({a for _, a, _ in result.top_flows(19 * 19)})))
+        st.html(webmap.legend_html(views.changed_to(result)))
 
 # -- from-to matrix and flows ----------------------------------------------------------------------
-names = [c.name for c in classes.FLAIR1_CLASSES]
-ft = result.from_to_ha()
-present = [i for i in range(len(names)) if ft[i, :].sum() > 0 or ft[:, i].sum() > 0]
 st.subheader("From-to matrix (hectares)")
 hide_diag = st.checkbox("Hide unchanged land (diagonal)", value=True)
-shown = ft.copy()
-if hide_diag:
-    shown[range(len(names)), range(len(names))] = 0
-sub = shown[[[i] for i in present], present]
-heat = go.Figure(go.Heatmap(z=sub, x=[names[i] for i in present], y=[names[i] for i in present],
-                            colorscale="Reds", text=[[f"{v:.4f}" for v in row] for row in sub],
-                            texttemplate="%{text}", hovertemplate="%{y} → %{x}: %{z:.4f} ha<extra></extra>",
-                            colorbar={"title": "ha"}))
-heat.update_layout(xaxis_title="after", yaxis_title="before", yaxis_autorange="reversed", height=460,
-                   margin={"l": 10, "r": 10, "t": 10, "b": 10})
-st.plotly_chart(heat, use_container_width=True)
+st.plotly_chart(charts.from_to_heatmap(*views.from_to_view(result, hide_diag)), use_container_width=True)
 
-flows = result.top_flows(12)
 st.subheader("Main flows")
-if flows:
-    group = result.grouping.flow_matrix()
-    src_vals = sorted({b for b, _, _ in flows})
-    dst_vals = sorted({a for _, a, _ in flows})
-    labels = [f"{classes.BY_VALUE[v].name} ({before.vintage or 'before'})" for v in src_vals] + \
-             [f"{classes.BY_VALUE[v].name} ({after.vintage or 'after'})" for v in dst_vals]
-    colours = [classes.BY_VALUE[v].color for v in src_vals + dst_vals]
-    link_rgba = {k: f"rgba{(*rgba[:3], 0.55)}" for k, rgba in change.FLOW_COLORS.items()}
-    sankey = go.Figure(go.Sankey(
-        node={"label": labels, "color": colours, "pad": 14},
-        link={"source": [src_vals.index(b) for b, _, _ in flows],
-              "target": [len(src_vals) + dst_vals.index(a) for _, a, _ in flows],
-              "value": [ha for _, _, ha in flows], "color": [link_rgba[group[b, a]] for b, a, _ in flows],
-              "hovertemplate": "%{value:.4f} ha<extra></extra>"}))
-    sankey.update_layout(height=420, margin={"l": 10, "r": 10, "t": 10, "b": 10})
-    st.plotly_chart(sankey, use_container_width=True)
+flows = views.main_flows(result, before.vintage or "before", after.vintage or "after")
+if flows is not None:
+    st.plotly_chart(charts.flows_sankey(flows), use_container_width=True)
     st.caption("Links: red = artificialisation, green = de-artificialisation, grey = other change.")
 else:
     st.info("No pixel changed class between these two vintages.")
-
-table = pd.DataFrame({"class": names, "before (ha)": result.totals_before_ha(), "after (ha)": result.totals_after_ha(),
-                      "net change (ha)": result.net_change_ha()}).iloc[present]
-st.dataframe(table, hide_index=True, use_container_width=True)
+st.dataframe(views.totals_table(result), hide_index=True, use_container_width=True)
 
 # -- grouping, regions, downloads ------------------------------------------------------------------
 with st.expander(f"ZAN grouping used: {result.grouping.source}", expanded=False):
-    for g in change.GROUPS:
-        st.markdown(f"**{g}**: " + (", ".join(classes.BY_KEY[k].name for k in result.grouping.groups[g]) or "—"))
+    for group, names in views.grouping_lines(result).items():
+        st.markdown(f"**{group}**: {names}")
     st.code(result.grouping.text, language="toml")
 
 if result.regions is not None:

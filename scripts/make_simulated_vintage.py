@@ -36,11 +36,7 @@ import tomli_w
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flair_viz.change import compute_change, source_from_dataset  # noqa: E402
-from flair_viz.core import (
-    atomic,  # noqa: E402
-    classes,
-    config,
-)
+from flair_viz.core import atomic, classes, config  # noqa: E402
 from flair_viz.core.catalog import Catalog, Dataset  # noqa: E402
 
 YEARS_LATER = 3

@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from flair_viz import change
 from flair_viz.change import outputs
-from flair_viz.core import atomic
-from flair_viz.core.errors import FlairVizError
+from flair_viz.change.align import ClassSource, resolve
+from flair_viz.change.compute import compute_change
+from flair_viz.change.grouping import load_grouping
+from flair_viz.core import atomic, errors
+from flair_viz.core.catalog import Catalog
+from flair_viz.core.errors import InvalidInput, NotFound
 from flair_viz.core.jobs import (
     DEFAULT_RETRIES,
     Call,
     announce,
-    file_stamp,
     gather,
     guard,
     is_complete,
@@ -29,7 +31,8 @@ from flair_viz.core.jobs import (
     task_key,
     write_manifest,
 )
-from flair_viz.core.scenes import safe_name
+from flair_viz.core.names import safe_name
+from flair_viz.core.stamps import file_stamp
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -43,8 +46,8 @@ class ChangeJob:
     """One before/after pair of a batch change, resolved on the client (catalog IDs become files)."""
 
     name: str
-    before: Any  # change.ClassSource
-    after: Any  # change.ClassSource
+    before: ClassSource
+    after: ClassSource
 
 
 CHANGE_COLUMNS = ("name", "before", "after", "before_path", "after_path", "simulated", "resampled", "partial_overlap",
@@ -52,18 +55,19 @@ CHANGE_COLUMNS = ("name", "before", "after", "before_path", "after_path", "simul
                   "deartificialisation_ha", "net_artificialisation_ha", "out_dir")
 
 
-def read_pairs_csv(path: str | os.PathLike[str], catalog=None, nomenclature: str = "flair1") -> list[ChangeJob]:
+def read_pairs_csv(path: str | os.PathLike[str], catalog: Catalog | None = None,
+                   nomenclature: str = "flair1") -> list[ChangeJob]:
     """``before,after[,name]`` rows (catalog IDs or files) -> jobs with unique names."""
     import csv
 
     path = Path(path)
     if not path.is_file():
-        raise FlairVizError(f"Pairs file not found: {path}", "give a CSV with columns before,after (and optional name)")
+        raise NotFound(f"Pairs file not found: {path}", "give a CSV with columns before,after (and optional name)")
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or not {"before", "after"} <= set(rows[0]):
-        raise FlairVizError(f"{path.name} must have a header with columns before,after (optional: name)",
-                            "e.g. `before,after,name` then one line per pair")
+        raise InvalidInput(f"{path.name} must have a header with columns before,after (optional: name)",
+                           "e.g. `before,after,name` then one line per pair")
     jobs: list[ChangeJob] = []
     seen: set[str] = set()
     base = path.parent
@@ -72,17 +76,15 @@ def read_pairs_csv(path: str | os.PathLike[str], catalog=None, nomenclature: str
         for side in ("before", "after"):
             ref = (row.get(side) or "").strip()
             if not ref:
-                raise FlairVizError(f"{path.name} line {n}: empty {side}", "give a catalog ID or a file on every line")
+                raise InvalidInput(f"{path.name} line {n}: empty {side}", "give a catalog ID or a file on every line")
             if not (catalog is not None and ref in catalog) and not Path(ref).is_absolute() and (base / ref).exists():
                 ref = str(base / ref)  # files are relative to the CSV, like a catalog's paths
-            try:
-                refs.append(change.resolve(ref, catalog, nomenclature))
-            except FlairVizError as exc:
-                raise type(exc)(f"{path.name} line {n}: {exc.problem}", exc.fix) from None
+            with errors.context(f"{path.name} line {n}"):
+                refs.append(resolve(ref, catalog, nomenclature))
         name = safe_name((row.get("name") or "").strip() or f"{refs[0].name}__{refs[1].name}")
         if name in seen:
-            raise FlairVizError(f"{path.name} line {n}: pair name {name!r} is used twice",
-                                "give each pair a unique name column (it names its output folder)")
+            raise InvalidInput(f"{path.name} line {n}: pair name {name!r} is used twice",
+                               "give each pair a unique name column (it names its output folder)")
         seen.add(name)
         jobs.append(ChangeJob(name, refs[0], refs[1]))
     return jobs
@@ -108,10 +110,10 @@ def _change_row(job: ChangeJob, summary: dict[str, Any], out: Path) -> dict[str,
 
 def change_pair(job: ChangeJob, out_dir: Path, grouping: str | None) -> dict[str, Any]:
     """Worker task: the single-pair change outputs (change.tif, from_to.csv, summary.json), then a manifest."""
-    grp = change.load_grouping(grouping)
+    grp = load_grouping(grouping)
     out = out_dir / job.name
     inputs = _change_inputs(job, grp.text)
-    result = change.compute_change(job.before, job.after, grouping=grp, change_cog=out / "change.tif")
+    result = compute_change(job.before, job.after, grouping=grp, change_cog=out / "change.tif")
     outputs.write_outputs(out, result)
     summary = out / "summary.json"
     write_manifest(summary, inputs, [out / "change.tif", out / "from_to.csv", summary])
@@ -126,10 +128,10 @@ def batch_change(pairs: Sequence[ChangeJob], out_dir: str | os.PathLike[str], cl
     """
     out_dir = Path(out_dir).resolve()
     if out_dir.exists() and not out_dir.is_dir():
-        raise FlairVizError(f"--out {out_dir} is a file", "give a folder (it is created if missing)")
+        raise InvalidInput(f"--out {out_dir} is a file", "give a folder (it is created if missing)")
     if not pairs:
-        raise FlairVizError("No pairs to compare", "give --pairs pairs.csv with columns before,after[,name]")
-    grp = change.load_grouping(grouping)
+        raise InvalidInput("No pairs to compare", "give --pairs pairs.csv with columns before,after[,name]")
+    grp = load_grouping(grouping)
     rows: dict[str, dict[str, Any]] = {}
     todo = []
     for job in pairs:

@@ -14,19 +14,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from flair_viz.change import ChangeResult, compute_change
+from flair_viz.change.compute import ChangeResult, compute_change
 from flair_viz.change.outputs import write_outputs
 from flair_viz.cli import args as shared
 from flair_viz.core import classes
 from flair_viz.core.catalog import Catalog
-from flair_viz.core.errors import FlairVizError
+from flair_viz.core.errors import InvalidInput
 
 
 def run(before: str, after: str, out: Path, catalog: Catalog | None, regions: str | None = None,
         grouping: str | None = None, nomenclature: str = "flair1", region_field: str | None = None) -> ChangeResult:
     """Compute a change and write every output into ``out``."""
     if out.exists() and not out.is_dir():
-        raise FlairVizError(f"--out {out} is a file", "give a folder (it is created if missing)")
+        raise InvalidInput(f"--out {out} is a file", "give a folder (it is created if missing)")
     result = compute_change(before, after, catalog=catalog, grouping=grouping, regions=regions,
                             region_name_field=region_field, change_cog=out / "change.tif", nomenclature=nomenclature)
     write_outputs(out, result)
@@ -39,8 +39,8 @@ def cmd_change(args: argparse.Namespace) -> int:
     if args.pairs or shared.wants_cluster(args):  # many pairs on Dask
         return cmd_change_many(args, catalog)
     if not (args.before and args.after):
-        raise FlairVizError("BEFORE and AFTER are required (or --pairs PAIRS.csv)",
-                            "give two class rasters, or a CSV of pairs with --pairs")
+        raise InvalidInput("BEFORE and AFTER are required (or --pairs PAIRS.csv)",
+                           "give two class rasters, or a CSV of pairs with --pairs")
     res = run(args.before, args.after, Path(args.out), catalog, regions=args.regions, grouping=args.grouping,
               nomenclature=args.nomenclature, region_field=args.region_field)
     z = res.zan()
@@ -57,19 +57,12 @@ def cmd_change(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_change_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pairs", metavar="PAIRS.csv", help="many pairs: a CSV with columns before,after[,name] (catalog "
-                   "IDs or files relative to the CSV); each pair gets a folder OUT/<name>, and OUT/changes.csv and "
-                   "changes.parquet combine their summaries")
-    shared.add_cluster_args(p)
-
-
 def cmd_change_many(args: argparse.Namespace, catalog: Catalog | None) -> int:
     """``flair-viz change --pairs PAIRS.csv --out DIR [--workers N | --scheduler ADDR]``."""
     if args.before or args.after:
-        raise FlairVizError("Give either BEFORE AFTER or --pairs, not both", "put every pair in the --pairs CSV")
+        raise InvalidInput("Give either BEFORE AFTER or --pairs, not both", "put every pair in the --pairs CSV")
     if args.regions:
-        raise FlairVizError("--regions is not supported with --pairs", "run the pairs that need regions one by one")
+        raise InvalidInput("--regions is not supported with --pairs", "run the pairs that need regions one by one")
     from flair_viz.change import batch  # Dask: imported only for batch runs
 
     jobs = batch.read_pairs_csv(args.pairs, catalog, args.nomenclature)
@@ -81,6 +74,8 @@ def cmd_change_many(args: argparse.Namespace, catalog: Catalog | None) -> int:
         print("NOTE: some pairs include a SIMULATED vintage", file=sys.stderr)
     print(f"wrote {Path(args.out).resolve() / 'changes.csv'} and changes.parquet ({len(table)} pair(s))")
     return 0
+
+
 def add_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("change", help="from-to matrix in hectares, ZAN flows and a change COG between two vintages",
                        description=__doc__.split("\n\n")[1] if __doc__ else None)
@@ -90,9 +85,12 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--regions", help="GeoPackage/GeoJSON of polygons for a per-region breakdown")
     p.add_argument("--region-field", help="column naming the regions (default: name/nom/NOM_COM/... if present)")
-    p.add_argument("--grouping", help="ZAN grouping TOML (default: flair_viz/zan_grouping.toml)")
+    p.add_argument("--grouping", help="ZAN grouping TOML (default: flair_viz/change/zan_grouping.toml)")
     p.add_argument("--nomenclature", choices=classes.NOMENCLATURES, default="flair1",
                    help="nomenclature of rasters given as files (catalog IDs carry their own)")
     shared.add_catalog_arg(p)
-    add_change_args(p)
+    p.add_argument("--pairs", metavar="PAIRS.csv", help="many pairs: a CSV with columns before,after[,name] (catalog "
+                   "IDs or files relative to the CSV); each pair gets a folder OUT/<name>, and OUT/changes.csv and "
+                   "changes.parquet combine their summaries")
+    shared.add_cluster_args(p)
     p.set_defaults(func=cmd_change)

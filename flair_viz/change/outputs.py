@@ -11,7 +11,7 @@ import io
 import json
 from pathlib import Path
 
-from flair_viz.change import ChangeResult
+from flair_viz.change.compute import ChangeResult
 from flair_viz.core import atomic, classes
 
 REGION_COLUMNS = ("region", "name", "area_ha", "changed_ha", "artificialisation_ha", "deartificialisation_ha",

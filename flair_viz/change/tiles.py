@@ -1,8 +1,8 @@
 """Change tiles: ``/change/{before_id}/{after_id}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?mode=class|flow``.
 
 The change layer is computed per tile from the two class rasters, so any pair in the catalog can be
-shown without precomputing anything: each date is read onto the tile's grid with nearest
-neighbour (classes are never averaged), then changed pixels are coloured by their new class
+shown without precomputing anything: each date is read onto the tile's grid by the one class-tile
+reader (nearest neighbour, the one class LUT with the file's nodata), then changed pixels are coloured by their new class
 (``mode=class``, the FLAIR palette) or by ZAN flow group (``mode=flow``: artificialisation red,
 de-artificialisation green, other change grey). Unchanged and nodata pixels are transparent.
 
@@ -22,47 +22,49 @@ from attrs import define, field
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from rio_tiler.errors import TileOutsideBounds
-from rio_tiler.io import Reader
 from rio_tiler.utils import render
 
-from flair_viz import change
-from flair_viz.core.catalog import ID_RE, Catalog
+from flair_viz.change.align import source_from_dataset
+from flair_viz.change.compute import change_codes
+from flair_viz.change.grouping import FLOW_COLORS, ZanGrouping, load_grouping
+from flair_viz.core import classes
+from flair_viz.core.catalog import ID_RE, Catalog, Dataset
+from flair_viz.core.classtile import TILE_SIZE, read_class_tile
+from flair_viz.core.errors import InvalidInput
 
-TILE_SIZE = 256
 Mode = Literal["class", "flow"]
 DatasetId = Annotated[str, Path(description="Catalog dataset ID (see /datasets)", pattern=ID_RE.pattern)]
 
 
 @lru_cache(maxsize=1)
-def default_grouping() -> change.ZanGrouping:
+def default_grouping() -> ZanGrouping:
     """The packaged grouping; tiles cannot take a file path (requests never name files)."""
-    return change.load_grouping()
+    return load_grouping()
 
 
-def read_codes(src: change.ClassSource, z: int, x: int, y: int) -> np.ndarray | None:
-    """FLAIR-1 codes (0 = nodata/outside) of one class raster on a Web Mercator tile; None if outside it."""
-    try:
-        with Reader(str(src.path)) as r:
-            img = r.tile(x, y, z, tilesize=TILE_SIZE, indexes=1, resampling_method="nearest",
-                         reproject_method="nearest")
-            lut = change._value_lut(src, r.dataset.nodata)
-    except TileOutsideBounds:
-        return None
-    arr = img.array
-    codes = lut[np.asarray(arr.data[0], dtype=np.uint8)]
-    codes[np.ma.getmaskarray(arr)[0]] = 0
-    return codes
+def colour_change(before: np.ndarray, after: np.ndarray, mode: str, grouping: ZanGrouping) -> np.ndarray:
+    """(H, W, 4) RGBA for the change layer: changed pixels by new class or by flow group, rest transparent."""
+    if mode == "class":
+        return classes.palette_rgba()[change_codes(before, after)]
+    if mode == "flow":
+        pal = np.zeros((4, 4), dtype=np.uint8)
+        for k, rgba in FLOW_COLORS.items():
+            pal[k] = rgba
+        return pal[grouping.flow_matrix()[before, after]]
+    raise InvalidInput(f"Unknown change mode {mode!r}", "use mode=class (new class) or mode=flow (ZAN flow group)")
 
 
-def change_tile_png(before: change.ClassSource, after: change.ClassSource, z: int, x: int, y: int,
-                    mode: str = "class", grouping: change.ZanGrouping | None = None) -> bytes:
-    """PNG bytes of the change layer on one tile; raises TileOutsideBounds (404) when outside both."""
-    b, a = read_codes(before, z, x, y), read_codes(after, z, x, y)
+def change_tile_png(before: Dataset, after: Dataset, z: int, x: int, y: int, mode: str = "class",
+                    grouping: ZanGrouping | None = None) -> bytes:
+    """PNG bytes of the change layer on one Web Mercator tile; TileOutsideBounds (404) when outside both."""
+    for ds in (before, after):
+        source_from_dataset(ds)  # refuses images and change COGs with the change engine's own error
+    b = read_class_tile(before, "WebMercatorQuad", z, x, y, TILE_SIZE)
+    a = read_class_tile(after, "WebMercatorQuad", z, x, y, TILE_SIZE)
     if b is None and a is None:
-        raise TileOutsideBounds(f"Tile {z}/{x}/{y} is outside both {before.name} and {after.name}")
+        raise TileOutsideBounds(f"Tile {z}/{x}/{y} is outside both {before.id} and {after.id}")
     empty = np.zeros((TILE_SIZE, TILE_SIZE), dtype=np.uint8)
-    rgba = change.colour_change(empty if b is None else b, empty if a is None else a, mode,
-                                grouping or default_grouping())
+    rgba = colour_change(empty if b is None else b, empty if a is None else a, mode, grouping or default_grouping())
     return render(np.ascontiguousarray(rgba[..., :3].transpose(2, 0, 1)), mask=rgba[..., 3], img_format="PNG")
 
 
@@ -85,7 +87,5 @@ class ChangeTilerFactory:
                         mode: Annotated[Mode, Query(description="class: new class colour; flow: ZAN flow group")] = "class",
                         catalog=Depends(get_catalog),  # injected: not an annotation (looked up in globals)
                         ) -> Response:
-            before = change.source_from_dataset(catalog.get(before_id))
-            after = change.source_from_dataset(catalog.get(after_id))
-            png = change_tile_png(before, after, z, x, y, mode)
+            png = change_tile_png(catalog.get(before_id), catalog.get(after_id), z, x, y, mode)
             return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})

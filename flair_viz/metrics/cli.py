@@ -17,7 +17,7 @@ import numpy as np
 from flair_viz import metrics
 from flair_viz.cli import args as shared
 from flair_viz.core.catalog import Catalog
-from flair_viz.core.errors import FlairVizError
+from flair_viz.core.errors import InvalidInput
 
 
 def _fmt(x: float) -> str:
@@ -42,11 +42,11 @@ def print_table(sc: metrics.Scores, run: metrics.EvaluationRun, out: TextIO) -> 
           f"{ignored} pixel(s) ignored (nodata or outside 1..19)", file=out)
 
 
-def evaluate_many(pairs: list, store: Path, args: argparse.Namespace):
+def evaluate_many(pairs: list[metrics.Pair], store: Path, args: argparse.Namespace) -> metrics.EvaluationRun:
     """``flair-viz evaluate ... --workers N | --scheduler ADDR``: the same store, counted on Dask."""
     if getattr(args, "gpu", False):
-        raise FlairVizError("--gpu counts in this process; it cannot be combined with --workers/--scheduler",
-                            "drop --gpu (per-patch counting is fast on CPU workers) or drop the cluster option")
+        raise InvalidInput("--gpu counts in this process; it cannot be combined with --workers/--scheduler",
+                           "drop --gpu (per-patch counting is fast on CPU workers) or drop the cluster option")
     from flair_viz.metrics import batch  # Dask: imported only for cluster runs
 
     with shared.client(args) as client:
@@ -64,7 +64,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         import torch
 
         if not torch.cuda.is_available():
-            raise FlairVizError("--gpu was given but torch sees no CUDA device", "drop --gpu to count on the CPU")
+            raise InvalidInput("--gpu was given but torch sees no CUDA device", "drop --gpu to count on the CPU")
         use_torch = True
     if shared.wants_cluster(args):  # many pairs on Dask, same store and reuse rule
         run = evaluate_many(pairs, Path(out), args)
@@ -96,7 +96,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model name to record (default: from the catalog, or the prediction folder name)")
     p.add_argument("--pred-nomenclature", choices=("flair1", "flairhub"), default="flair1",
                    help="class values of prediction files given by path (catalog entries declare their own)")
-    p.add_argument("--catalog", help="catalog TOML for IDs and catalog pairs (default: $FLAIR_VIZ_CATALOG or the demo)")
+    shared.add_catalog_arg(p, help="catalog TOML for IDs and catalog pairs (default: $FLAIR_VIZ_CATALOG or the demo)")
     p.add_argument("--gpu", action="store_true", help="count with torch on the GPU (whole scenes; patches gain nothing)")
     shared.add_cluster_args(p)
     p.set_defaults(func=cmd_evaluate)

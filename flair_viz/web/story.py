@@ -39,14 +39,15 @@ class DemoFigures:
 
 def _most_artificial_patch(cat: Catalog) -> str | None:
     """The patch whose ground truth holds the most building/impervious pixels: the best 'why' picture."""
-    from flair_viz.core import raster
+    from flair_viz.core import classes, raster
 
+    sealed = (classes.BY_KEY["building"].value, classes.BY_KEY["impervious"].value)
     best, best_n = None, -1
     for truth in cat.by_role("truth"):
         if truth.simulated or not truth.patch:
             continue
-        data = raster.read(truth.path, 1)
-        n = int(np.isin(data, (1, 3)).sum())
+        data = classes.to_flair1(raster.read(truth.path, 1), truth.nomenclature)
+        n = int(np.isin(data, sealed).sum())
         if n > best_n:
             best, best_n = truth.patch, n
     return best
@@ -62,7 +63,7 @@ def demo_figures(cat: Catalog) -> DemoFigures:
     if pairs:
         model = pairs[0].model
         run = metrics.evaluate([p for p in pairs if p.model == model])
-        sc = metrics.scores(run.table.matrices.sum(axis=0), "flair1")
+        sc = metrics.scores(run.table.total(), "flair1")
         miou, oa = sc.miou, sc.oa
     art = deart = idx = None
     simulated = False

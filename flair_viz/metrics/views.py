@@ -1,0 +1,87 @@
+"""What the Metrics page offers and where its clicks lead, decided without Streamlit.
+
+The page is a thin layer of widgets: the filter choices of a model, the confusion cells worth
+inspecting, and the Explore deep link of a ranked patch are computed here, where they can be tested
+without a browser.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from flair_viz.metrics.scores import Scores, top_confusions
+from flair_viz.metrics.store import MetricsTable
+
+Cell = tuple[int, int]  # (truth class, predicted class), 1-based classes of the view
+
+
+@dataclass(frozen=True)
+class FilterChoices:
+    """The values a model's filters can take: domains, zones of the chosen domains, patches, date span."""
+
+    domains: list[str]
+    zones: list[str]
+    patches: list[str]
+    date_bounds: tuple[dt.date, dt.date] | None  # None when every patch has the same date (or none)
+
+
+def filter_choices(table: MetricsTable, model: str, domains: Iterable[str] = ()) -> FilterChoices:
+    """Only values present for ``model`` are offered, and zones narrow to the chosen ``domains``."""
+    meta = table.meta
+    mine = (meta["model"] == model).to_numpy()
+    domains = list(domains)
+    zone_rows = mine & (meta["domain"].isin(domains).to_numpy() if domains else True)
+    dates = table.dates[mine].dropna()
+    bounds = (dates.min().date(), dates.max().date()) if len(dates) and dates.min() < dates.max() else None
+    return FilterChoices(domains=sorted(meta.loc[mine, "domain"].dropna().unique()),
+                         zones=sorted(meta.loc[zone_rows, "zone"].dropna().unique()),
+                         patches=sorted(meta.loc[mine, "patch"].dropna().unique()), date_bounds=bounds)
+
+
+def as_date_range(picked: object) -> tuple[dt.date, dt.date] | None:
+    """A date picker's value as a (from, to) range: one date is a one-day range, a half-picked range none."""
+    if isinstance(picked, (tuple, list)) and len(picked) == 2:
+        return picked[0], picked[1]
+    if isinstance(picked, dt.date):
+        return picked, picked
+    return None
+
+
+def cell_at(point_index: int, k: int) -> Cell:
+    """The cell of the heatmap's ``point_index``-th marker (row-major over a k × k matrix)."""
+    return point_index // k + 1, point_index % k + 1
+
+
+def cell_choices(matrix: np.ndarray, clicked: Cell | None = None, n: int = 10) -> list[Cell]:
+    """The ``n`` worst confusions, worst first, with a clicked cell first if it is not among them."""
+    options = [(r, c) for r, c, _ in top_confusions(matrix, n)]
+    if clicked is not None and clicked not in options:
+        options.insert(0, clicked)
+    return options
+
+
+def valid_cell(value: object, k: int) -> Cell | None:
+    """A remembered cell if it still fits a k-class view (the protocol may have changed since)."""
+    return tuple(value) if value and max(value) <= k else None  # type: ignore[return-value]
+
+
+def explore_link(row: pd.Series, cell: Cell, protocol: str) -> dict:
+    """The Explore page's deep link that draws the ``cell`` confusion highlight on ``row``'s patch."""
+    return {"patch": row.patch, "model": row.model, "truth_id": row.truth_id, "pred_id": row.pred_id,
+            "confusion": [int(cell[0]), int(cell[1])], "protocol": protocol}
+
+
+def confusion_frame(sc: Scores) -> pd.DataFrame:
+    """The matrix with class names on both axes, as the CSV download holds it."""
+    return pd.DataFrame(sc.matrix, index=pd.Index(sc.names, name="truth \\ predicted"), columns=sc.names)
+
+
+def headline(sc: Scores) -> dict[str, str]:
+    """mIoU and OA as the page prints them ("n/a" when undefined)."""
+    return {"miou": "n/a" if np.isnan(sc.miou) else f"{sc.miou:.3f}",
+            "oa": "n/a" if np.isnan(sc.oa) else f"{sc.oa:.3f}"}

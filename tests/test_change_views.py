@@ -1,0 +1,94 @@
+"""What the Change page shows, as data (from-to view, flows, totals), the change COG, and the map pieces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from flair_viz import change
+from flair_viz.change import views
+from flair_viz.core import classes
+from flair_viz.web import change_map
+
+DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
+BEFORE = DEMO / "flair" / "D036_2020" / "Z17_UA" / "msk" / "MSK_084558.tif"
+AFTER = DEMO / "simulated" / "MSK_084558_simulated_2023.tif"
+
+
+@pytest.fixture(scope="module")
+def pair():
+    with rasterio.open(BEFORE) as b, rasterio.open(AFTER) as a:
+        before, after, t = b.read(1), a.read(1), b.transform
+    ha = abs(t.a * t.e) / 10_000
+    m = np.zeros((19, 19))
+    for i in range(1, 20):
+        for j in range(1, 20):
+            m[i - 1, j - 1] = np.count_nonzero((before == i) & (after == j)) * ha
+    return before, after, m
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("chg") / "change.tif"
+    return change.compute_change(BEFORE, AFTER, change_cog=out)
+
+
+def test_from_to_view_keeps_present_classes_and_hides_the_diagonal(result, pair):
+    _, _, m = pair
+    present = [i for i in range(19) if m[i].sum() > 0 or m[:, i].sum() > 0]
+    names, shown = views.from_to_view(result, hide_diagonal=True)
+    assert names == [classes.FLAIR1_CLASSES[i].name for i in present]
+    off = m.copy()
+    np.fill_diagonal(off, 0)
+    np.testing.assert_allclose(shown, off[np.ix_(present, present)], rtol=1e-12)
+    _, with_diag = views.from_to_view(result, hide_diagonal=False)
+    np.testing.assert_allclose(np.trace(with_diag), np.trace(m), rtol=1e-12)
+
+
+def test_main_flows_are_the_largest_changes_with_their_zan_flow(result, pair):
+    _, _, m = pair
+    off = m.copy()
+    np.fill_diagonal(off, 0)
+    flows = views.main_flows(result, "2020", "2023", n=5)
+    largest = np.sort(off[off > 0])[::-1][:5]
+    assert len(largest) >= 2  # the simulated vintage holds several kinds of change
+    np.testing.assert_allclose(sorted(flows.hectares, reverse=True), largest, rtol=1e-12)
+    group = result.grouping.group_of()
+    for s, t, code in zip(flows.source, flows.target, flows.flow):
+        b_name, a_name = flows.labels[s].rsplit(" (", 1)[0], flows.labels[t].rsplit(" (", 1)[0]
+        b, a = (next(c.value for c in classes.FLAIR1_CLASSES if c.name == n) for n in (b_name, a_name))
+        want = (change.FLOW_ARTIFICIALISATION if (group[b], group[a]) == ("natural", "artificial") else
+                change.FLOW_DEARTIFICIALISATION if (group[b], group[a]) == ("artificial", "natural") else
+                change.FLOW_OTHER)
+        assert code == want
+    assert flows.labels[flows.source[0]].endswith("(2020)") and flows.labels[flows.target[0]].endswith("(2023)")
+
+
+def test_totals_and_changed_classes(result, pair):
+    before, after, m = pair
+    table = views.totals_table(result)
+    np.testing.assert_allclose(table["before (ha)"].sum(), m.sum(), rtol=1e-12)
+    np.testing.assert_allclose(table["net change (ha)"].to_numpy(), (m.sum(axis=0) - m.sum(axis=1))[table.index],
+                               rtol=1e-9, atol=1e-12)
+    changed = (before != after) & (before > 0) & (after > 0)
+    assert views.changed_to(result) == sorted(set(after[changed].tolist()))
+
+
+def test_change_cog_is_a_tiled_cog_with_the_class_palette_and_the_changed_pixels(result, pair):
+    before, after, _ = pair
+    with rasterio.open(result.outputs["change_cog"]) as ds:
+        assert ds.profile["tiled"] and ds.overviews(1) and ds.nodata == 0
+        assert ds.colormap(1)[1][:3] == classes.BY_VALUE[1].rgb
+        np.testing.assert_array_equal(ds.read(1), np.where((before != after) & (before > 0) & (after > 0), after, 0))
+    assert not [p for p in Path(result.outputs["change_cog"]).parent.iterdir() if p.name.startswith(".")]
+
+
+def test_map_pieces_use_the_engines_flow_colours():
+    html = change_map.flow_legend_html()
+    for code, name in change.FLOW_NAMES.items():
+        assert f"rgb{change.FLOW_COLORS[code][:3]}" in html and name in html
+    url = change_map.change_tile_url("A", "B", "class", "http://t")
+    assert url.startswith("http://t/change/A/B/tiles/WebMercatorQuad/{z}/{x}/{y}.png?") and "mode=class" in url
