@@ -1,6 +1,6 @@
 """Annotation speed goals, measured side by side in one run.
 
-1. Scoring a scene: ``flair_viz.annotation.score_cells`` (strip by strip, one bincount per component)
+1. Scoring a scene: ``flair_viz.annotate.score_cells`` (strip by strip, one bincount per component)
    against a plain per-cell loop (the obvious implementation), with equal results, and against the
    demo model's own prediction time for the same pixels. Goal: scoring costs < 10 % of predicting.
 2. Re-ranking when a weight slider moves: ``combine`` + ``pick`` over many cells. Goal: <= 100 ms for
@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,7 +62,7 @@ def naive_cells(proba: np.ndarray, cell_px: int) -> dict[tuple[int, int], tuple[
 
 def bench_scoring(size: int) -> None:
     proba = synthetic_proba(size)
-    transform = A.rasterio.Affine(0.2, 0, X0, 0, -0.2, Y0)
+    transform = rasterio.Affine(0.2, 0, X0, 0, -0.2, Y0)
     mpx = size * size / 1e6
     print(f"scoring a {size}x{size} scene ({mpx:.1f} Mpx, 19 uint8 probability bands), FLAIR grid and 128 px sub-grid")
     t_ours, cells = timed(lambda: A.score_cells(proba, transform, cell_m=A.FLAIR_CELL_M))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 from flair_viz.core import config
-from flair_viz.core.classes import BY_VALUE
 from flair_viz.web import explore
 from flair_viz.web import maps as webmap
 from ui import common
@@ -16,19 +15,7 @@ st.title("Explore")
 cat = common.require(common.catalog)  # a missing or broken catalog is an st.error, not a traceback
 base = common.require(common.tiles_url)
 # A deep link (from Metrics, the home story or ?patch=) stays active until another patch is chosen.
-if "explore" in st.session_state:
-    incoming = st.session_state.pop("explore") or {}
-    if "model" in incoming and "models" not in incoming:
-        incoming["models"] = [incoming["model"]]
-    # Widgets read their state from these keys, so a link can set layers before they are drawn.
-    for key, widget in (("preset", "explore_preset"), ("opacity", "explore_opacity"), ("view", "explore_view"),
-                        ("models", "explore_models"), ("live_layer", "explore_live")):
-        if key in incoming:
-            st.session_state[widget] = incoming[key]
-    st.session_state["explore_link"] = incoming
-elif "patch" in st.query_params and "explore_link" not in st.session_state:
-    st.session_state["explore_link"] = {"patch": st.query_params["patch"]}
-link: dict = st.session_state.get("explore_link", {})
+link = explore.take_deep_link(st.session_state, st.query_params)
 
 scenes = explore.list_scenes(cat)
 if not scenes:
@@ -40,25 +27,19 @@ card_by_id = {c["id"]: c for c in cards}
 
 with st.sidebar:
     st.header("Patch")
-    domains = sorted({s.domain for s in scenes if s.domain})
+    domains = explore.filter_options(scenes)[0]
     chosen_domains = st.multiselect("Domain", domains, placeholder="all domains")
-    zones = sorted({s.zone for s in scenes if s.zone and (not chosen_domains or s.domain in chosen_domains)})
+    _, zones, years = explore.filter_options(scenes, chosen_domains)
     chosen_zones = st.multiselect("Zone", zones, placeholder="all zones")
-    years = sorted({s.image.vintage[:4] for s in scenes if s.image.vintage})
     chosen_years = st.multiselect("Year", years, placeholder="all years")
-    shown = [s for s in scenes if (not chosen_domains or s.domain in chosen_domains)
-             and (not chosen_zones or s.zone in chosen_zones)
-             and (not chosen_years or (s.image.vintage or "")[:4] in chosen_years)]
-    ids = [s.image.id for s in shown] or [s.image.id for s in scenes]
+    ids = [s.image.id for s in explore.filter_scenes(scenes, chosen_domains, chosen_zones, chosen_years)]
     wanted = explore.find_scene(scenes, link.pop("patch", None))
     if wanted is not None and wanted.image.id in ids:
         st.session_state["explore_scene"] = wanted.image.id
     scene_id = st.selectbox("Patch", ids, key="explore_scene",
                             format_func=lambda i: next(s.label for s in scenes if s.image.id == i))
     scene = next(s for s in scenes if s.image.id == scene_id)
-    if link.get("scene") not in (None, scene.image.id):
-        link = st.session_state["explore_link"] = {}  # another patch: the deep link no longer applies
-    link["scene"] = scene.image.id
+    link = explore.keep_link_for(st.session_state, link, scene.image.id)  # another patch: the link no longer applies
 
     st.header("Layers")
     presets = explore.available_presets(scene.image)
@@ -74,11 +55,8 @@ with st.sidebar:
                          "Side by side: one panel per layer.")
 
     st.header("Model")
-    default_models = [link["model"]] if link.get("model") in card_by_id else [c["id"] for c in cards][:1]
-    if "explore_models" in st.session_state:  # a deep link: keep only models the server knows
-        st.session_state["explore_models"] = [m for m in st.session_state["explore_models"] if m in card_by_id]
     model_ids = st.multiselect("Live predictions (pick two to compare A vs B)", list(card_by_id),
-                               default=None if "explore_models" in st.session_state else default_models,
+                               default=explore.model_defaults(st.session_state, link, list(card_by_id)),
                                max_selections=2, key="explore_models",
                                format_func=lambda i: card_by_id[i]["title"])
     live_layer = st.radio("Prediction layer", list(explore.LIVE_LAYER_NAMES), horizontal=False, key="explore_live",
@@ -140,16 +118,12 @@ if model_ids:
         device_slot.caption(f"Inference device: **{device}**")
 
 with st.expander("Legend (FLAIR-1 classes)", expanded=True):
-    present = None if model_ids else None
-    st.html(webmap.legend_html(present))
+    st.html(webmap.legend_html())
     if live_layer in ("entropy", "margin"):
         st.caption("Uncertainty: dark = confident, bright = unsure.")
     if live_layer == "error":
         st.caption("Errors: red where the prediction differs from the ground truth.")
-    if link.get("confusion"):
-        c1, c2 = link["confusion"]
-        st.caption(f"Confusion highlight: pixels whose truth is class {c1} and prediction class {c2} "
-                   f"({link.get('protocol', 'full')} numbering)." + (
-                       f" ({BY_VALUE[c1].name} → {BY_VALUE[c2].name})" if link.get("protocol", "full") == "full" else ""))
+    if explore.confusion_caption(link):
+        st.caption(explore.confusion_caption(link))
 
 common.footer()

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
-import folium
-import geopandas as gpd
-import numpy as np
 import shapely
 import streamlit as st
 
@@ -15,7 +9,7 @@ from flair_viz import annotate as annotation
 from flair_viz.annotate import selections
 from flair_viz.core import classes
 from flair_viz.core.errors import FlairVizError
-from flair_viz.predict import models
+from flair_viz.web import annotate as annotate_map
 from flair_viz.web import maps as webmap
 from ui import common
 
@@ -29,7 +23,7 @@ GRIDS = {
     128: "Sub-cells · 128 px (25.6 m), selections snap to their FLAIR patch",
 }
 WEIGHT_HELP = {
-    "entropy": "Mean per-pixel entropy of the class probabilities (normalised by log K).",
+    "entropy": "Mean per-pixel entropy of the class probabilities (normalised by log of the model's class count).",
     "margin": "1 − mean margin between the two most likely classes.",
     "gt": "Share of ground-truth pixels the model gets wrong (only where ground truth exists).",
     "models": "Share of pixels where the two models disagree (needs a second model).",
@@ -37,34 +31,15 @@ WEIGHT_HELP = {
 }
 
 
-# -- cached computation -----------------------------------------------------------------------
-@st.cache_resource(max_entries=16, show_spinner="Predicting probabilities…")
-def probabilities(dataset_id: str, model_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """Once per (dataset, model): held as a resource, not pickled, because 19×H×W floats are large. Read-only."""
-    return annotation.predict_scene(common.catalog(), dataset_id, model_id)
-
-
-@st.cache_data(max_entries=64, show_spinner="Scoring cells…")
-def cells(dataset_id: str, model_id: str, model_b: str | None, cell_px: int) -> gpd.GeoDataFrame:
-    proba, values = probabilities(dataset_id, model_id)
-    proba_b, values_b = probabilities(dataset_id, model_b) if model_b else (None, None)
-    return annotation.score_dataset(common.catalog(), dataset_id, proba, values, proba_b=proba_b,
-                                    class_values_b=values_b, cell_m=cell_px * annotation.FLAIR_RES_M)
-
-
-def store() -> selections.SelectionStore:
-    return selections.SelectionStore()
-
-
 # -- inputs -----------------------------------------------------------------------------------
+# The tile server predicts and scores the cells (it holds the models and torch); the page only
+# re-ranks them with the library's combine/pick on every slider move.
 cat = common.require(common.catalog)  # a missing or broken catalog is an st.error, not a traceback
+base = common.require(common.tiles_url)
 images = cat.by_role("image")
 patches = [d.id for d in images if d.patch] or [d.id for d in images]  # FLAIR patches first: the demo model's 5 bands
-try:
-    cards = sorted(models.list_cards(), key=lambda c: (not c.demo, c.id))
-except FlairVizError as exc:
-    common.show_error(exc)
-    cards = []
+cards = sorted(common.guarded(lambda: common.server_models(base)) or [], key=lambda c: (not c.get("demo"), c["id"]))
+card_by_id = {c["id"]: c for c in cards}
 if not images or not cards:
     st.warning("Annotate needs aerial images in the catalog and a model card in `models/` "
                "(run `scripts/install.sh`, or `flair-viz models list` to see what is found).")
@@ -73,10 +48,10 @@ if not images or not cards:
 
 with st.sidebar:
     st.header("Scenes and model")
-    model_id = st.selectbox("Model", [c.id for c in cards], key="ann_model",
-                            format_func=lambda i: next(c.title or c.id for c in cards if c.id == i)
-                            + (" (demo)" if next(c.demo for c in cards if c.id == i) else ""))
-    model_b = st.selectbox("Second model (disagreement)", ["none"] + [c.id for c in cards if c.id != model_id],
+    model_id = st.selectbox("Model", list(card_by_id), key="ann_model",
+                            format_func=lambda i: (card_by_id[i].get("title") or i)
+                            + (" (demo)" if card_by_id[i].get("demo") else ""))
+    model_b = st.selectbox("Second model (disagreement)", ["none"] + [i for i in card_by_id if i != model_id],
                            key="ann_model_b")
     model_b = None if model_b == "none" else model_b
     chosen = st.multiselect("Scenes to rank", [d.id for d in images], default=patches,
@@ -100,12 +75,12 @@ ranked = None
 frames = []
 for ds_id in chosen:  # a scene the model cannot read is reported, and the others are still ranked
     try:
-        frames.append(cells(ds_id, model_id, model_b, int(cell_px)))
+        frames.append(common.candidate_cells(base, ds_id, model_id, model_b, int(cell_px), common.catalog_version()))
     except FlairVizError as exc:
         common.show_error(exc)
 if frames:
     try:
-        scored = annotation.combine(annotation.concat_cells(frames), weights)  # every cell: drawn regions average these
+        scored = annotation.combined(frames, weights)  # every cell: drawn regions average these
         ranked = annotation.pick(scored, int(top), float(spacing))
     except FlairVizError as exc:
         common.show_error(exc)
@@ -118,7 +93,7 @@ table = annotation.candidate_table(ranked)
 rare = ranked.attrs.get("rare_classes", [])
 scored_ids = [str(f["dataset"].iloc[0]) for f in frames if len(f)]
 scenes = {i: annotation.scene(cat, i) for i in scored_ids}
-sel_store = store()
+sel_store = selections.SelectionStore()
 try:
     current = sel_store.load()
 except FlairVizError as exc:
@@ -132,9 +107,7 @@ with right:
     map_scene = st.selectbox("Scene on the map", scored_ids, key="ann_map_scene",
                              index=scored_ids.index(table["dataset"].iloc[0]))
     snap_drawn = st.checkbox("Snap drawn regions to the FLAIR grid", value=True, key="ann_snap")
-    st.markdown("Colour = combined score: "
-                + " ".join(f'<span style="background:{annotation.score_colour(s)};padding:0 6px">{s:.1f}</span>'
-                           for s in (0, 0.25, 0.5, 0.75, 1.0)), unsafe_allow_html=True)
+    st.markdown(annotate_map.score_legend_html(), unsafe_allow_html=True)
     st.caption("Click a candidate polygon to select it; draw rectangles or polygons with the tools on the map's left.")
     if rare:
         st.caption("Rare classes (under 2 % of predicted pixels): "
@@ -142,22 +115,12 @@ with right:
 
 ds = cat.get(map_scene)
 bounds = webmap.dataset_bounds_wgs84(ds)
-base = common.require(common.tiles_url)
 m = webmap.make_map(bounds)
 webmap.tile_layer(webmap.dataset_tile_url(ds.id, base_url=base), f"Aerial {ds.id}", bounds, overlay=False).add_to(m)
-on_map = table[table["dataset"] == map_scene].to_crs("EPSG:4326")
-on_map["colour"] = [annotation.score_colour(s) for s in on_map["score"]]
-fields = ["rank", "id", "score", *annotation.COMPONENTS]
-shown = on_map[[*fields, "colour", "geometry"]].round(3)
-folium.GeoJson(shown.to_json(na="null"), name="Candidates",
-               style_function=lambda f: {"color": "#333", "weight": 1, "fillColor": f["properties"]["colour"],
-                                         "fillOpacity": 0.55},
-               highlight_function=lambda f: {"weight": 3, "color": "#000"},
-               tooltip=folium.GeoJsonTooltip(fields=fields)).add_to(m)
+layer, on_map = annotate_map.candidates_layer(table[table["dataset"] == map_scene])
+layer.add_to(m)
 if len(current):
-    folium.GeoJson(current[["id", "status", "geometry"]].to_crs("EPSG:4326").to_json(), name="Selections",
-                   style_function=lambda f: {"color": "#1f6feb", "weight": 3, "fill": False, "dashArray": "6 4"},
-                   tooltip=folium.GeoJsonTooltip(fields=["id", "status"])).add_to(m)
+    annotate_map.selections_layer(current).add_to(m)
 webmap.add_draw_control(m, draw_options={"polyline": False, "circle": False, "marker": False, "circlemarker": False,
                                          "rectangle": True, "polygon": True}, edit_options={"edit": False})
 webmap.add_layer_control(m)
@@ -229,8 +192,7 @@ if len(current):
                                           (".geojson", "application/geo+json"), (".csv", "text/csv"))):
         with col:
             try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    data = sel_store.export(Path(tmp) / f"selections{suffix}").read_bytes()
+                data = sel_store.export_bytes(suffix)
                 st.download_button(f"Download {suffix[1:].upper()}", data, file_name=f"flair_selections{suffix}",
                                    mime=mime, key=f"ann_dl_{suffix[1:]}")
             except FlairVizError as exc:
@@ -240,10 +202,7 @@ with st.expander("Import a previous export"):
     up = st.file_uploader("GeoPackage, GeoJSON or CSV export", type=["gpkg", "geojson", "json", "csv"], key="ann_up")
     if up is not None and st.button("Import", key="ann_import"):
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / Path(up.name).name
-                path.write_bytes(up.getvalue())
-                added, replaced = sel_store.import_file(path)
+            added, replaced = sel_store.import_bytes(up.getvalue(), up.name)
             st.success(f"Imported: {added} added, {replaced} replaced (the later `updated` wins)")
         except FlairVizError as exc:
             common.show_error(exc)

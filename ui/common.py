@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import quote, urlencode
 
+import geopandas as gpd
 import streamlit as st
 from streamlit_folium import st_folium
 
+from flair_viz.annotate.scoring import cells_from_geojson
 from flair_viz.core import config
 from flair_viz.core.catalog import Catalog, CatalogStore
 from flair_viz.core.errors import FlairVizError
@@ -47,9 +50,16 @@ def catalog_version() -> float:
 
 
 @st.cache_resource(show_spinner="Starting the tile server…")
+def _running_server(url: str, catalog: str) -> str:
+    return ensure_running(url, catalog=catalog)
+
+
 def tiles_url() -> str:
-    """Base URL of a running tile server; starts one in the background if none answers."""
-    return ensure_running(config.tile_server_url(), catalog=config.catalog_path())
+    """Base URL of a running tile server; starts one in the background if none answers.
+
+    Cached per configured URL and catalog, so pointing the app at another server takes effect.
+    """
+    return _running_server(config.tile_server_url(), str(config.catalog_path()))
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -62,6 +72,18 @@ def server_models(base: str) -> list[dict]:
 def server_device(base: str) -> str:
     """The device the tile server predicts on (GPU name or "CPU"); the UI itself never loads torch."""
     return fetch_json(base, "/device", timeout=60)["device"]
+
+
+@st.cache_data(max_entries=64, show_spinner="Scoring cells on the tile server…")
+def candidate_cells(base: str, dataset_id: str, model_id: str, model_b: str | None, cell_px: int,
+                    catalog_version: float) -> gpd.GeoDataFrame:
+    """A scene's scored grid cells, predicted by the tile server (the UI never loads torch).
+
+    ``catalog_version`` is only a cache key: a re-registered image or ground truth scores again.
+    """
+    query = urlencode({"cell_px": cell_px, **({"model_b": model_b} if model_b else {})})
+    doc = fetch_json(base, f"/datasets/{quote(dataset_id)}/candidates/{quote(model_id)}?{query}", timeout=900)
+    return cells_from_geojson(doc)
 
 
 def show_error(exc: FlairVizError) -> None:

@@ -34,10 +34,13 @@ def warm_imports() -> None:
     once the Streamlit runtime exists, or its frontend is never registered and the map stays blank.
     """
     import folium  # noqa: F401
+    import geopandas  # noqa: F401
     import pandas  # noqa: F401
     import plotly.graph_objects  # noqa: F401
     import rasterio  # noqa: F401
 
+    import flair_viz.annotate  # noqa: F401
+    import flair_viz.web.annotate  # noqa: F401
     import flair_viz.web.explore  # noqa: F401
 
 

@@ -1,22 +1,24 @@
 """Regions chosen for annotation, kept in a GeoPackage that survives restarts and crashes.
 
 One layer, EPSG:2154 polygons, one row per region. Every change rewrites the whole layer into a
-temporary GeoPackage beside the real one and then renames it over (``flair_viz.atomic``): a crash
-mid-write leaves the previous file intact, never a half-written one. A lock file serialises
-writers (two browser tabs, or the CLI while the app runs) so no change is lost to a race.
+temporary GeoPackage beside the real one and then renames it over (``flair_viz.core.atomic``): a crash
+mid-write leaves the previous file intact, never a half-written one. The one file lock
+(:func:`flair_viz.core.locks.locked`) serialises writers (two browser tabs, or the CLI while the
+app runs) so no change is lost to a race.
 
-Exports (GeoPackage, GeoJSON, CSV with WKT geometry) carry the same columns in EPSG:2154, and
-:meth:`SelectionStore.import_file` merges an export back by ``id``: for an ID present on both
-sides, the row with the later ``updated`` time wins (the imported one on a tie).
+Exports (GeoPackage, GeoJSON, CSV with WKT geometry) carry the same columns in EPSG:2154, as files
+or as bytes (:meth:`SelectionStore.export_bytes`, for a download button), and
+:meth:`SelectionStore.import_file` / :meth:`~SelectionStore.import_bytes` merge an export back by
+``id``: for an ID present on both sides, the row with the later ``updated`` time wins (the
+imported one on a tie).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
+import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,19 +29,13 @@ import shapely
 import shapely.geometry
 from pyogrio.errors import DataLayerError, DataSourceError
 
-from flair_viz.annotate import (
-    COMPONENTS,
-    FLAIR_CELL_M,
-    Grid,
-    Scene,
-    cell_id,
-    scene_at,
-    scene_grid,
-    snap,
-    summarise_region,
-)
+from flair_viz.annotate.grid import FLAIR_CELL_M, Grid, cell_id, snap
+from flair_viz.annotate.ranking import summarise_region
+from flair_viz.annotate.scenes import Scene, scene_at, scene_grid
+from flair_viz.annotate.scoring import COMPONENTS
 from flair_viz.core import atomic, config
-from flair_viz.core.errors import FlairVizError
+from flair_viz.core.errors import InvalidInput, Mismatch, NotFound, Unreadable
+from flair_viz.core.locks import locked
 
 CRS = "EPSG:2154"
 LAYER = "selections"
@@ -70,7 +66,7 @@ def empty() -> gpd.GeoDataFrame:
 def normalise(frame: pd.DataFrame | gpd.GeoDataFrame, what: str = "selections") -> gpd.GeoDataFrame:
     """Coerce a frame to the selection schema, refusing rows that annotators could not use."""
     if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry.name not in frame:
-        raise FlairVizError(f"{what} has no geometry", "give a GeoPackage/GeoJSON, or a CSV with a WKT 'geometry' column")
+        raise InvalidInput(f"{what} has no geometry", "give a GeoPackage/GeoJSON, or a CSV with a WKT 'geometry' column")
     gdf = frame.copy()
     if gdf.crs is None:
         gdf = gdf.set_crs(CRS)
@@ -79,25 +75,25 @@ def normalise(frame: pd.DataFrame | gpd.GeoDataFrame, what: str = "selections") 
     if gdf.geometry.name != "geometry":
         gdf = gdf.rename_geometry("geometry")
     if "id" not in gdf or gdf["id"].isna().any() or (gdf["id"].astype(str).str.strip() == "").any():
-        raise FlairVizError(f"{what}: every region needs an 'id'", "export selections from FLAIR Viz, or add an id column")
+        raise InvalidInput(f"{what}: every region needs an 'id'", "export selections from FLAIR Viz, or add an id column")
     gdf["id"] = gdf["id"].astype(str)
     dup = gdf["id"][gdf["id"].duplicated()].unique().tolist()
     if dup:
-        raise FlairVizError(f"{what}: duplicate ids {dup[:5]}", "give each region a unique id")
+        raise InvalidInput(f"{what}: duplicate ids {dup[:5]}", "give each region a unique id")
     kinds = set(gdf.geometry.geom_type.dropna())
     if gdf.geometry.isna().any() or not kinds <= {"Polygon", "MultiPolygon"}:
-        raise FlairVizError(f"{what}: regions must be polygons, found {sorted(kinds) or 'empty geometries'}",
+        raise InvalidInput(f"{what}: regions must be polygons, found {sorted(kinds) or 'empty geometries'}",
                             "draw rectangles or polygons, not points or lines")
     for c in ("source", "dataset", "note"):
         gdf[c] = gdf[c].fillna("").astype(str) if c in gdf else ""
     gdf["source"] = gdf["source"].replace("", "drawn")
     bad_src = sorted(set(gdf["source"]) - set(SOURCES))
     if bad_src:
-        raise FlairVizError(f"{what}: unknown source(s) {bad_src}", f"use one of {', '.join(SOURCES)}")
+        raise InvalidInput(f"{what}: unknown source(s) {bad_src}", f"use one of {', '.join(SOURCES)}")
     gdf["status"] = gdf["status"].fillna(STATUSES[0]).astype(str) if "status" in gdf else STATUSES[0]
     bad = sorted(set(gdf["status"]) - set(STATUSES))
     if bad:
-        raise FlairVizError(f"{what}: unknown status(es) {bad}", f"use one of: {', '.join(STATUSES)}")
+        raise InvalidInput(f"{what}: unknown status(es) {bad}", f"use one of: {', '.join(STATUSES)}")
     for c in (*COMPONENTS, "score"):
         gdf[c] = pd.to_numeric(gdf[c], errors="coerce").astype("float64") if c in gdf else np.nan
     stamp = now()
@@ -111,19 +107,19 @@ def read_file(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     """Read a selection file or an export (GPKG, GeoJSON, or CSV with WKT in EPSG:2154)."""
     path = Path(path)
     if not path.exists():
-        raise FlairVizError(f"File not found: {path}", "check the path of the export to import")
+        raise NotFound(f"File not found: {path}", "check the path of the export to import")
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise FlairVizError(f"Cannot read {path.name}: unknown format", f"use one of {', '.join(FORMATS)}")
+        raise InvalidInput(f"Cannot read {path.name}: unknown format", f"use one of {', '.join(FORMATS)}")
     try:
         if fmt == "CSV":
             df = pd.read_csv(path, dtype={c: "str" for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
             if "geometry" not in df:
-                raise FlairVizError(f"{path.name} has no 'geometry' column", "export it from FLAIR Viz (WKT geometry)")
+                raise InvalidInput(f"{path.name} has no 'geometry' column", "export it from FLAIR Viz (WKT geometry)")
             try:
                 geoms = shapely.from_wkt(df["geometry"].fillna("").replace("", None))
             except shapely.errors.GEOSException as exc:
-                raise FlairVizError(f"{path.name}: a geometry is not valid WKT ({exc})", "fix or remove that row") from None
+                raise InvalidInput(f"{path.name}: a geometry is not valid WKT ({exc})", "fix or remove that row") from None
             return normalise(gpd.GeoDataFrame(df.drop(columns="geometry"), geometry=geoms, crs=CRS), path.name)
         if fmt == "GPKG":
             layer = LAYER if LAYER in _layers(path) else None
@@ -131,7 +127,7 @@ def read_file(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
         # keep ISO timestamps as text: GDAL would otherwise parse them and change their format
         return normalise(gpd.read_file(path, engine="pyogrio", DATE_AS_STRING="YES"), path.name)
     except (DataSourceError, DataLayerError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise FlairVizError(f"Cannot read {path.name}: {str(exc).splitlines()[0][:160]}",
+        raise Unreadable(f"Cannot read {path.name}: {str(exc).splitlines()[0][:160]}",
                             "the file is corrupt or not a selection export; export it again") from None
 
 
@@ -152,7 +148,7 @@ def write_table(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str], fmt: str | 
     path = Path(path)
     fmt = fmt or FORMATS.get(path.suffix.lower())
     if fmt not in set(FORMATS.values()):
-        raise FlairVizError(f"Cannot export to {path.name}: unknown format", f"use a name ending in {', '.join(FORMATS)}")
+        raise InvalidInput(f"Cannot export to {path.name}: unknown format", f"use a name ending in {', '.join(FORMATS)}")
     if gdf.crs is None or not gdf.crs.equals(CRS):
         gdf = gdf.set_crs(CRS) if gdf.crs is None else gdf.to_crs(CRS)
     with atomic.atomic_path(path) as tmp:
@@ -171,16 +167,6 @@ class SelectionStore:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path else default_path()
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
     def load(self) -> gpd.GeoDataFrame:
         """All selections (an empty, typed frame when none were saved yet)."""
         if not self.path.exists():
@@ -191,8 +177,8 @@ class SelectionStore:
         write_file(gdf, self.path, "GPKG")
         return gdf
 
-    def _change(self, fn) -> gpd.GeoDataFrame:
-        with self._locked():
+    def _change(self, fn: Callable[[gpd.GeoDataFrame], gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+        with locked(self.path):
             return self._save(normalise(fn(self.load())))
 
     # -- changes ------------------------------------------------------------------------------
@@ -229,7 +215,7 @@ class SelectionStore:
         """
         g = gpd.GeoSeries([geom], crs=crs).to_crs(CRS).iloc[0]
         if g is None or g.is_empty or g.geom_type not in ("Polygon", "MultiPolygon"):
-            raise FlairVizError("A drawn region must be a rectangle or a polygon", "draw a rectangle or a polygon")
+            raise InvalidInput("A drawn region must be a rectangle or a polygon", "draw a rectangle or a polygon")
         if not g.is_valid:
             g = shapely.make_valid(g)
         if grid is not None:
@@ -250,13 +236,13 @@ class SelectionStore:
             try:
                 g = shapely.geometry.shape(feat["geometry"])
             except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException):
-                raise FlairVizError("A drawn shape could not be read", "draw it again as a rectangle or polygon") from None
+                raise InvalidInput("A drawn shape could not be read", "draw it again as a rectangle or polygon") from None
             geoms.append(gpd.GeoSeries([g], crs="EPSG:4326").to_crs(CRS).iloc[0])
         ids = []
         for g in geoms:
             sc = scene_at(g, scenes)
             if snap_to_grid and sc is None:
-                raise FlairVizError("A drawn region lies outside every scored scene, so it has no grid to snap to",
+                raise Mismatch("A drawn region lies outside every scored scene, so it has no grid to snap to",
                                     "draw over a scene's image, or untick 'snap to the FLAIR grid'")
             ids.append(self.add_drawn(g, grid=scene_grid(sc) if snap_to_grid and sc else None,
                                       dataset=sc.dataset if sc else "", note=note, scored=scored))
@@ -267,12 +253,12 @@ class SelectionStore:
         def fn(cur: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
             missing = sorted(set(changes) - set(cur["id"]))
             if missing:
-                raise FlairVizError(f"Unknown selection id(s) {missing[:5]}", "reload the selection list")
+                raise NotFound(f"Unknown selection id(s) {missing[:5]}", "reload the selection list")
             stamp = now()
             for rid, fields in changes.items():
                 bad = set(fields) - {"note", "status"}
                 if bad:
-                    raise FlairVizError(f"Cannot edit {sorted(bad)} of a selection", "only note and status can be edited")
+                    raise InvalidInput(f"Cannot edit {sorted(bad)} of a selection", "only note and status can be edited")
                 i = cur.index[cur["id"] == rid]
                 for k, v in fields.items():
                     cur.loc[i, k] = "" if v is None else str(v)
@@ -309,6 +295,24 @@ class SelectionStore:
     def export(self, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
         """Export all selections (GPKG, GeoJSON or CSV with WKT, in EPSG:2154), atomically."""
         return write_file(self.load(), path, fmt)
+
+    def export_bytes(self, fmt: str) -> bytes:
+        """All selections as the bytes of an export file (``gpkg``, ``geojson`` or ``csv``): a download button's data."""
+        suffix = "." + fmt.lower().lstrip(".")
+        if suffix not in FORMATS:
+            raise InvalidInput(f"Cannot export to {fmt!r}: unknown format", f"use one of {', '.join(FORMATS)}")
+        with tempfile.TemporaryDirectory() as tmp:  # GDAL writes a GeoPackage to a file, not to memory
+            return self.export(Path(tmp) / f"selections{suffix}").read_bytes()
+
+    def import_bytes(self, data: bytes, filename: str) -> tuple[int, int]:
+        """Merge an uploaded export (its bytes and its file name, which says the format); returns (added, replaced)."""
+        name = Path(filename).name  # never a path from the browser
+        if not name:
+            raise InvalidInput("The uploaded file has no name", "upload a .gpkg, .geojson or .csv export")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            return self.import_file(path)
 
     def import_file(self, path: str | os.PathLike[str]) -> tuple[int, int]:
         """Merge an export back by ID (later ``updated`` wins); returns (added, replaced)."""

@@ -1,4 +1,4 @@
-"""What the Explore page shows, decided without Streamlit: scenes, presets and layer URLs.
+"""What the Explore page shows, decided without Streamlit: scenes, presets, layer URLs, deep links, filters.
 
 A *scene* is one aerial image plus whatever the catalog knows for the same patch (ground truth,
 stored predictions). Keeping this here lets tests check the layer logic without a browser.
@@ -6,10 +6,12 @@ stored predictions). Keeping this here lets tests check the layer logic without 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from flair_viz.core.catalog import Catalog, Dataset
-from flair_viz.core.classes import protocol_names
+from flair_viz.core.classes import BY_VALUE, protocol_names
 from flair_viz.core.raster import PRESET_BANDS, describe
 from flair_viz.web.maps import Bounds, dataset_bounds_wgs84, dataset_tile_url
 from flair_viz.web.urls import tile_url
@@ -64,7 +66,7 @@ def list_scenes(cat: Catalog) -> list[Scene]:
     scenes = []
     mosaics = [d for d in cat.by_role("prediction") if not d.patch]
     for img in cat.by_role("image"):
-        truth = cat.for_patch(img.patch, "truth") if img.patch else None
+        truth = cat.truth_of(img)
         preds = [d for d in cat.by_role("prediction") if img.patch and d.patch == img.patch]
         models = {p.extra.get("model") for p in preds} - {None}
         preds += [m for m in mosaics if m.extra.get("model") not in models and _overlaps(img, m)]
@@ -119,3 +121,81 @@ def scene_layers(scene: Scene, cat: Catalog, base: str, preset: str = "rgb", mod
         layers.insert(0, (f"Confusion: truth {names[c1 - 1]} → predicted {names[c2 - 1]}",
                           confusion_url(base, truth_id, link["pred_id"], c1, c2, link.get("protocol", "full"))))
     return SceneLayers(dataset_bounds_wgs84(scene.image), dataset_tile_url(scene.image.id, base, preset=preset), layers)
+
+
+# -- page state: deep links and filters (Streamlit's session state is a plain mutable mapping) ------
+# Widgets read their state from these keys, so a link can set layers before the widgets are drawn.
+LINK_WIDGETS: tuple[tuple[str, str], ...] = (("preset", "explore_preset"), ("opacity", "explore_opacity"),
+                                             ("view", "explore_view"), ("models", "explore_models"),
+                                             ("live_layer", "explore_live"))
+
+
+def take_deep_link(state: MutableMapping[str, Any], query: Mapping[str, str]) -> dict:
+    """The deep link in force: a new one (from Metrics or the home story, in ``state["explore"]``) or ``?patch=``.
+
+    A link stays active until another patch is chosen (:func:`keep_link_for`); its layer settings are
+    written into the widgets' keys so they show on the first run.
+    """
+    if "explore" in state:
+        incoming = dict(state.pop("explore") or {})
+        if "model" in incoming and "models" not in incoming:
+            incoming["models"] = [incoming["model"]]
+        for key, widget in LINK_WIDGETS:
+            if key in incoming:
+                state[widget] = incoming[key]
+        state["explore_link"] = incoming
+    elif "patch" in query and "explore_link" not in state:
+        state["explore_link"] = {"patch": query["patch"]}
+    return state.get("explore_link", {})
+
+
+def keep_link_for(state: MutableMapping[str, Any], link: dict, scene_id: str) -> dict:
+    """The link, or an empty one once the analyst picked another patch than the link's."""
+    if link.get("scene") not in (None, scene_id):
+        link = state["explore_link"] = {}
+    link["scene"] = scene_id
+    return link
+
+
+def scene_year(scene: Scene) -> str:
+    return (scene.image.vintage or "")[:4]
+
+
+def filter_options(scenes: list[Scene], domains: list[str] = ()) -> tuple[list[str], list[str], list[str]]:
+    """(domains, zones, years) offered by the filters; zones narrow to the chosen domains."""
+    all_domains = sorted({s.domain for s in scenes if s.domain})
+    zones = sorted({s.zone for s in scenes if s.zone and (not domains or s.domain in domains)})
+    years = sorted({scene_year(s) for s in scenes if s.image.vintage})
+    return all_domains, zones, years
+
+
+def filter_scenes(scenes: list[Scene], domains: list[str] = (), zones: list[str] = (),
+                  years: list[str] = ()) -> list[Scene]:
+    """Scenes matching every non-empty filter; all of them when nothing matches, so the page never empties."""
+    shown = [s for s in scenes if (not domains or s.domain in domains) and (not zones or s.zone in zones)
+             and (not years or scene_year(s) in years)]
+    return shown or list(scenes)
+
+
+def model_defaults(state: MutableMapping[str, Any], link: dict, known: list[str]) -> list[str] | None:
+    """Default live models: the link's model, else the first the server offers; None when the widget has state.
+
+    Models a link names but the server does not know are dropped from the widget's state.
+    """
+    if "explore_models" in state:
+        state["explore_models"] = [m for m in state["explore_models"] if m in known]
+        return None
+    return [link["model"]] if link.get("model") in known else known[:1]
+
+
+def confusion_caption(link: dict) -> str | None:
+    """What the confusion highlight of a Metrics click-through shows, in the link's numbering."""
+    if not link.get("confusion"):
+        return None
+    c1, c2 = link["confusion"]
+    protocol = link.get("protocol", "full")
+    text = (f"Confusion highlight: pixels whose truth is class {c1} and prediction class {c2} "
+            f"({protocol} numbering).")
+    if protocol == "full":
+        text += f" ({BY_VALUE[c1].name} → {BY_VALUE[c2].name})"
+    return text
