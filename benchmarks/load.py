@@ -119,10 +119,21 @@ class RssSampler(threading.Thread):
         self.join()
 
 
+def png_size(body: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, or None if ``body`` is not a PNG."""
+    if not body.startswith(PNG_MAGIC) or len(body) < 24:
+        return None
+    return int.from_bytes(body[16:20], "big"), int.from_bytes(body[20:24], "big")
+
+
 def run_load(base_url: str, plan: dict[str, list[str]], clients: int, requests: int, seed: int,
              max_seconds: float) -> dict:
-    """``clients`` threads, each sending ``requests`` tiles (kinds in turn, tiles shuffled); 200 PNG or an error."""
-    results: list[tuple[str, int, float, str]] = []  # (kind, status, seconds, problem)
+    """``clients`` threads, each sending ``requests`` tiles (kinds in turn, tiles shuffled); a 256 px PNG or an error.
+
+    Every request is kept in ``samples`` (client, kind, path, status, ms, PNG size, problem), so the summary
+    figures can be checked against the raw record.
+    """
+    results: list[dict] = []
     lock = threading.Lock()
     deadline = time.monotonic() + max_seconds
 
@@ -132,18 +143,22 @@ def run_load(base_url: str, plan: dict[str, list[str]], clients: int, requests: 
         with httpx.Client(base_url=base_url, timeout=120) as http:
             for n in range(requests):
                 if time.monotonic() > deadline:
-                    local.append(("timeout", 0, 0.0, "run stopped at --max-seconds"))
+                    local.append(dict(client=i, kind="timeout", path="", status=0, ms=0.0, png=None,
+                                      problem="run stopped at --max-seconds"))
                     break
                 kind = KINDS[(n + i) % len(KINDS)]
                 path = rng.choice(plan[kind])
                 t0 = time.perf_counter()
                 try:
                     r = http.get(path)
-                    dt = time.perf_counter() - t0
-                    ok = r.status_code == 200 and r.content.startswith(PNG_MAGIC)
-                    local.append((kind, r.status_code, dt, "" if ok else f"{path} -> {r.status_code} {r.text[:160]}"))
+                    ms = (time.perf_counter() - t0) * 1000
+                    size = png_size(r.content)
+                    ok = r.status_code == 200 and size == (256, 256)
+                    local.append(dict(client=i, kind=kind, path=path, status=r.status_code, ms=ms, png=size,
+                                      problem="" if ok else f"{path} -> {r.status_code} {size} {r.text[:160]}"))
                 except httpx.HTTPError as exc:
-                    local.append((kind, 0, time.perf_counter() - t0, f"{path} -> {type(exc).__name__}: {exc}"))
+                    local.append(dict(client=i, kind=kind, path=path, status=0, ms=(time.perf_counter() - t0) * 1000,
+                                      png=None, problem=f"{path} -> {type(exc).__name__}: {exc}"))
         with lock:
             results.extend(local)
 
@@ -154,12 +169,13 @@ def run_load(base_url: str, plan: dict[str, list[str]], clients: int, requests: 
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    lat = np.array([r[2] for r in results if not r[3]]) * 1000
-    errors = [r[3] for r in results if r[3]]
-    per_kind = {k: sum(1 for r in results if r[0] == k and not r[3]) for k in KINDS}
+    lat = np.array([r["ms"] for r in results if not r["problem"]])
+    errors = [r["problem"] for r in results if r["problem"]]
+    per_kind = {k: sum(1 for r in results if r["kind"] == k and not r["problem"]) for k in KINDS}
     pct = {f"p{q}_ms": float(np.percentile(lat, q)) if len(lat) else float("nan") for q in (50, 95, 99)}
     return {"requests": len(results), "ok": int(len(lat)), "errors": len(errors), "error_samples": errors[:5],
-            "per_kind_ok": per_kind, "wall_s": wall, "tiles_per_s": len(lat) / wall if wall else 0.0, **pct}
+            "per_kind_ok": per_kind, "wall_s": wall, "tiles_per_s": len(lat) / wall if wall else 0.0, **pct,
+            "samples": results}
 
 
 def main() -> None:
@@ -206,7 +222,7 @@ def main() -> None:
             "unique_tiles": {k: len(set(v)) for k, v in plan.items()}, "cache": "warm" if args.warm else "empty at start",
             "rss_start_mb": rss_start * mb, "rss_peak_mb": max(first + second + [rss_start, rss_end]) * mb,
             "rss_peak_first_half_mb": max(first) * mb, "rss_peak_second_half_mb": max(second) * mb,
-            "rss_end_mb": rss_end * mb, "machine": f"{psutil.cpu_count()} CPU(s), {psutil.virtual_memory().total * mb / 1024:.0f} GiB"}
+            "rss_end_mb": rss_end * mb, "rss_samples_mb": [b * mb for _, b in sampler.samples], "machine": f"{psutil.cpu_count()} CPU(s), {psutil.virtual_memory().total * mb / 1024:.0f} GiB"}
     print(f"{res['clients']} clients x {res['requests_per_client']} requests, z{min(zooms)}-z{max(zooms)}, "
           f"tiles per kind (unique): {res['unique_tiles']}, prediction cache {res['cache']}, {res['machine']}")
     print(f"requests {res['requests']}  ok {res['ok']}  errors {res['errors']}  ok per kind {res['per_kind_ok']}")

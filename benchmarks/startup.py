@@ -73,8 +73,8 @@ def main() -> None:
             finally:
                 app.terminate()
                 app.wait(10)
-    print(f"app up (launch -> HTTP 200): " + ", ".join(f"{u:.2f}s" for u in ups))
-    print(f"first map (open Explore -> first aerial tile): " + ", ".join(f"{m:.2f}s" for m in maps) + "  (goal <= 3 s)")
+    print("app up (launch -> HTTP 200): " + ", ".join(f"{u:.2f}s" for u in ups))
+    print("first map (open Explore -> first aerial tile): " + ", ".join(f"{m:.2f}s" for m in maps) + "  (goal <= 3 s)")
 
 
 if __name__ == "__main__":

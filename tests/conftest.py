@@ -1,19 +1,14 @@
-"""Shared fixtures: an isolated user data folder for every test, so nothing touches ~/.local."""
+"""Shared fixtures: an isolated user data folder for every test (nothing touches ~/.local), the in-process
+tile server client, and the real tile server process, started only for the tests that ask for it."""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO_CATALOG = REPO / "data" / "demo" / "catalog.toml"
+from tests.helpers import DEMO_CATALOG, REPO, app_client, start_server, stop_server
 
 
 @pytest.fixture(autouse=True)
@@ -41,36 +36,47 @@ def artifacts_dir() -> Path:
     return d
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def client():
+    """The tile server on the demo catalog, in this process (FastAPI TestClient); one per test module."""
+    return app_client(DEMO_CATALOG)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def tile_server(tmp_path_factory):
-    """One real tile server (uvicorn) for the session's page tests, on a free port, stopped at the end.
-
-    Pages call ``ui.common.tiles_url()``, which would otherwise reuse or start a server on the default
-    port that may run other code.
-    """
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    os.environ["FLAIR_VIZ_TILE_PORT"] = str(port)
-    os.environ["FLAIR_VIZ_TILES_URL"] = url
-    log = open(tmp_path_factory.mktemp("tile-server") / "log.txt", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "flair_viz", "serve", "--port", str(port),
-                             "--catalog", str(DEMO_CATALOG)], cwd=REPO, stdout=log, stderr=log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                break
-        except Exception:
-            time.sleep(0.2)
+@pytest.fixture(scope="session")
+def _tile_server_process(tmp_path_factory):
+    """One real tile server (uvicorn) on a free port for the whole session, started on first request,
+    with its own user data and cache folders."""
+    home = tmp_path_factory.mktemp("tile-server")
+    proc, url = start_server(catalog=DEMO_CATALOG, log=home / "log.txt",
+                             env={"FLAIR_VIZ_DATA": str(home / "data"), "FLAIR_VIZ_CACHE": str(home / "cache")})
     yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_server(proc)
+
+
+@pytest.fixture()
+def tile_server(_tile_server_process, monkeypatch) -> str:
+    """The real tile server's URL, for tests that run pages: ``ui.common.tiles_url()`` would otherwise
+    reuse or start a server on the default port, which may run other code. Request it wherever a page
+    (AppTest) or a subprocess talks to the tile server."""
+    monkeypatch.setenv("FLAIR_VIZ_TILE_PORT", _tile_server_process.rsplit(":", 1)[1])
+    monkeypatch.setenv("FLAIR_VIZ_TILES_URL", _tile_server_process)
+    return _tile_server_process
+
+
+@pytest.fixture()
+def tile_server_on(monkeypatch):
+    """Factory for tests whose page needs a tile server on the test's own catalog and environment (models,
+    data): ``url = tile_server_on(catalog)`` starts one with the current environment, points the pages at it
+    and stops it after the test."""
+    procs = []
+
+    def start(catalog: Path, **env: str) -> str:
+        proc, url = start_server(catalog=catalog, env=env)
+        procs.append(proc)
+        monkeypatch.setenv("FLAIR_VIZ_TILE_PORT", url.rsplit(":", 1)[1])
+        monkeypatch.setenv("FLAIR_VIZ_TILES_URL", url)
+        return url
+
+    yield start
+    for proc in procs:
+        stop_server(proc)

@@ -1,30 +1,52 @@
-"""Small raster factories for tests: real GeoTIFFs written with rasterio, never mocks."""
+"""Shared test helpers: repository paths, real GeoTIFF factories (rasterio, never mocks), the tile server
+in process (TestClient) or as a real process, PNG decoding and the independent tile-to-pixel mapper."""
 
 from __future__ import annotations
 
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import morecantile
 import numpy as np
 import rasterio
+from pyproj import Transformer
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "data" / "demo"
+DEMO_CATALOG = DEMO / "catalog.toml"
 L93 = "EPSG:2154"
+TMS = morecantile.tms.get("WebMercatorQuad")
+WORLD_M = 2 * np.pi * 6378137.0  # width of the Web Mercator world in metres
 
 
+# -- rasters ----------------------------------------------------------------------------------------
 def write_tif(path: Path, data: np.ndarray, crs: str | None = L93, origin=(961436.8, 6329262.4), res: float = 0.2,
-              **profile) -> Path:
-    """Write a (bands, H, W) or (H, W) array as a GeoTIFF at a Lambert-93 origin."""
+              block: int = 0, **profile) -> Path:
+    """Write a (bands, H, W) or (H, W) array as a GeoTIFF at a Lambert-93 origin; ``block`` > 0 tiles it."""
     if data.ndim == 2:
         data = data[None]
     path.parent.mkdir(parents=True, exist_ok=True)
     prof = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype,
                 crs=crs, transform=from_origin(origin[0], origin[1], res, res))
+    if block:
+        prof |= dict(tiled=True, blockxsize=block, blockysize=block)
     prof.update(profile)
     with rasterio.open(path, "w", **prof) as dst:
         dst.write(data)
     return path
-
 
 def flair_folder(root: Path, patches: dict[str, tuple[np.ndarray, np.ndarray]], domain="D001_2020", zone="Z1_UA") -> Path:
     """Lay out ``{id: (image, mask)}`` in FLAIR layout under ``root``."""
@@ -54,3 +76,125 @@ def open_map_page(page, url: str, heading: str):
     frame = page.frame_locator("iframe[title='streamlit_folium.st_folium']").first
     frame.locator(".leaflet-container").first.wait_for(timeout=60_000)
     return frame
+
+
+# -- servers ----------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60, proc: subprocess.Popen | None = None) -> None:
+    """Wait until ``url`` answers 200; fail at once if ``proc`` (the server behind it) has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server for {url} exited with {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def start_server(*args: str, catalog: Path = DEMO_CATALOG, env: dict[str, str] | None = None,
+                 log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """A real ``flair-viz serve`` on a free loopback port, answering /healthz; returns (process, base URL)."""
+    port = free_port()
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "flair_viz", "serve", "--port", str(port), "--catalog",
+                             str(catalog), *args], cwd=REPO, env={**os.environ, **(env or {})}, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz", proc=proc)
+    except RuntimeError:
+        stop_server(proc)
+        raise
+    return proc, url
+
+
+def kill_while_present(cmd: list[str], folder: Path, pattern: str, env: dict[str, str] | None = None,
+                       delay: float = 0.0, timeout: float = 90) -> None:
+    """Start ``cmd``, wait until a file matching ``pattern`` appears in ``folder`` (a write is under way),
+    wait ``delay`` more seconds, then SIGKILL it: how the atomic-write tests interrupt a real write."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while not list(folder.glob(pattern)):
+            assert proc.poll() is None, f"finished before its write could be interrupted: {proc.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, "the temp file never appeared"
+            time.sleep(0.001)
+        time.sleep(delay)
+        assert proc.poll() is None, "finished before the kill"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def app_client(catalog: Path = DEMO_CATALOG, token: str | None = None) -> TestClient:
+    """The tile server in this process. Server errors come back as responses (never raised), so a test
+    can assert that a route answers 4xx and never 500."""
+    from fastapi.testclient import TestClient
+
+    from flair_viz.server.app import create_app
+
+    return TestClient(create_app(catalog, token=token), raise_server_exceptions=False)
+
+
+def decode_png(resp) -> np.ndarray:
+    """The (H, W, 4) RGBA pixels of a 200 image/png response."""
+    from PIL import Image
+
+    assert resp.status_code == 200, resp.text[:500]
+    assert resp.headers["content-type"] == "image/png"
+    return np.array(Image.open(io.BytesIO(resp.content)).convert("RGBA"))
+
+
+# -- tiles ↔ raster pixels (independent of the server: the Web Mercator formula and PROJ) --------------
+def tile_at(x: float, y: float, crs, zoom: int) -> morecantile.Tile:
+    """The Web Mercator tile holding the point (x, y) given in ``crs``."""
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+    return TMS.tile(lon, lat, zoom)
+
+
+def centre_tile(path: Path, zoom: int) -> morecantile.Tile:
+    """The tile holding the centre of the raster (taken in the raster's own CRS)."""
+    with rasterio.open(path) as ds:
+        b = ds.bounds
+        return tile_at((b.left + b.right) / 2, (b.bottom + b.top) / 2, ds.crs, zoom)
+
+
+def tile_pixel_centres(tile: morecantile.Tile, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """EPSG:3857 (x, y) of every tile pixel centre, (size, size) arrays indexed [row, col]."""
+    res = WORLD_M / (2**tile.z * size)
+    cols, rows = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5)
+    return -WORLD_M / 2 + (tile.x * size + cols) * res, WORLD_M / 2 - (tile.y * size + rows) * res
+
+
+def tile_to_raster(tile: morecantile.Tile, path: Path, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional (col, row) in the raster at ``path`` under every tile pixel centre; floor gives the pixel.
+
+    The one mapper the tile tests compare server output with: it never touches rio-tiler or morecantile's
+    tile bounds, only the tile formula, PROJ and the raster's affine transform.
+    """
+    with rasterio.open(path) as ds:
+        crs, transform = ds.crs, ds.transform
+    mx, my = tile_pixel_centres(tile, size)
+    x, y = Transformer.from_crs("EPSG:3857", crs, always_xy=True).transform(mx, my)
+    col, row = ~transform @ (x, y)
+    return np.asarray(col), np.asarray(row)

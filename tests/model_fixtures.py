@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import torch
-from rasterio.transform import from_origin
 
 FLAIR_MEAN = [105.08, 110.87, 101.82, 106.38, 53.26]
 FLAIR_STD = [52.17, 45.38, 44.00, 39.69, 79.30]
@@ -86,14 +84,3 @@ def direct_proba(module: torch.nn.Module, image: np.ndarray, mean: list[float], 
     with torch.inference_mode():
         return torch.softmax(module(torch.from_numpy(x[None])), dim=1)[0].numpy()
 
-
-def write_geotiff(path: Path, data: np.ndarray, nodata: float | None = None, x0: float = 961436.8,
-                  y0: float = 6329262.4, res: float = 0.2) -> Path:
-    profile = {"driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
-               "dtype": data.dtype.name, "crs": "EPSG:2154", "transform": from_origin(x0, y0, res, res),
-               "tiled": True, "blockxsize": 256, "blockysize": 256}
-    if nodata is not None:
-        profile["nodata"] = nodata
-    with rasterio.open(path, "w", **profile) as ds:
-        ds.write(data)
-    return path

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -25,6 +23,7 @@ import shapely
 from flair_viz import annotate as A
 from flair_viz.annotate import selections as S
 from flair_viz.core.errors import FlairVizError
+from tests.helpers import REPO, kill_while_present, start_server, stop_server
 
 X0, Y0 = 961436.8, 6329262.4  # a real FLAIR patch origin (IMG_000473)
 RES = 0.2
@@ -359,19 +358,9 @@ def test_sigkill_during_a_write_leaves_the_previous_file_valid(tmp_path: Path, m
         store.export(final)
     for stale in tmp_path.glob(f".{final.name}.*partial*"):  # only the child's own temp file may count below
         stale.unlink()
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(store.path), mode, str(final)],
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        deadline = time.monotonic() + 30
-        while not list(tmp_path.glob(f".{final.name}.*partial*")):  # a write is under way
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.002)
-        time.sleep(0.02)  # a 20 000-row write takes ~0.15 s: this lands inside it
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(10) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # a 20 000-row write takes ~0.15 s: 0.02 s after its temp file appears lands inside it
+    kill_while_present([sys.executable, "-c", CHILD, str(store.path), mode, str(final)], tmp_path,
+                       f".{final.name}.*partial*", {**os.environ, "OMP_NUM_THREADS": "1"}, delay=0.02, timeout=30)
     back = S.read_file(final)
     assert len(back) == n and list(back["id"]) == list(base["id"])
     assert back["note"].iloc[0].startswith("v") and (back["note"].iloc[1:] == "v0").all()
@@ -449,17 +438,23 @@ def test_cli_candidates_writes_ranked_cells_and_fails_cleanly(tmp_path: Path, ca
 # ------------------------------------------------------------------------------------------------
 # The Annotate page (AppTest: widgets and storage; the map itself is checked in the browser test)
 # ------------------------------------------------------------------------------------------------
-def test_annotate_page_reranks_selects_and_survives_a_restart(tmp_path: Path, monkeypatch) -> None:
+def test_annotate_page_reranks_selects_and_survives_a_restart(tmp_path: Path, monkeypatch, request) -> None:
     import torch
-    from model_fixtures import make_model
     from streamlit.testing.v1 import AppTest
+
+    from tests.model_fixtures import make_model
 
     torch.set_num_threads(1)
     (tmp_path / "models").mkdir()
     make_model(tmp_path / "models", "tiny-annotate", demo=True)
     monkeypatch.setenv("FLAIR_VIZ_MODELS", str(tmp_path / "models"))
     monkeypatch.setenv("FLAIR_VIZ_SELECTIONS", str(tmp_path / "sel.gpkg"))
-    page = str(Path(__file__).resolve().parent.parent / "pages" / "4_Annotate.py")
+    # the page asks the tile server to predict and score, so this test's server must see this test's model
+    proc, url = start_server(env={"FLAIR_VIZ_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}, log=tmp_path / "server.log")
+    request.addfinalizer(lambda: stop_server(proc))
+    monkeypatch.setenv("FLAIR_VIZ_TILES_URL", url)
+    monkeypatch.setenv("FLAIR_VIZ_TILE_PORT", url.rsplit(":", 1)[1])
+    page = str(REPO / "pages" / "4_Annotate.py")
 
     def open_page() -> AppTest:
         at = AppTest.from_file(page, default_timeout=180)

@@ -23,14 +23,11 @@ import pytest
 import rasterio
 import streamlit as st
 import torch
-from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
 from flair_viz.cli.main import main
 from flair_viz.core.catalog import Catalog, Dataset
-from flair_viz.server.app import create_app
-from tests.conftest import DEMO_CATALOG, REPO
-from tests.helpers import flair_folder, sparse_class_raster, write_tif
+from tests.helpers import DEMO_CATALOG, REPO, flair_folder, sparse_class_raster, write_tif
 from tests.model_fixtures import make_model, save_checkpoint, tiny_unet
 
 torch.set_num_threads(1)
@@ -287,12 +284,7 @@ def test_spaces_and_non_ascii_names_work_end_to_end(tmp_path, capsys, monkeypatc
     assert doc["pairs"] == 1
 
 
-# -- tile server ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def client() -> TestClient:
-    return TestClient(create_app(DEMO_CATALOG), raise_server_exceptions=False)
-
-
+# -- tile server (the ``client`` fixture: tests/conftest.py) ------------------------------------------
 ROUTES = {
     "aerial": "/datasets/{a}/tiles/WebMercatorQuad/{z}/{x}/{y}.png",
     "predict": "/datasets/{a}/predict/{m}/tiles/WebMercatorQuad/{z}/{x}/{y}.png",
@@ -365,7 +357,7 @@ def write_catalog(path: Path, datasets: list[dict]) -> Path:
 
 
 @pytest.mark.parametrize("page", ["pages/1_Explore.py", "pages/2_Metrics.py", "pages/3_Change.py", "pages/4_Annotate.py"])
-def test_pages_show_a_missing_or_broken_catalog_as_an_error(page, tmp_path, monkeypatch):
+def test_pages_show_a_missing_or_broken_catalog_as_an_error(page, tmp_path, monkeypatch, tile_server):
     at = run_page(page, monkeypatch, tmp_path / "missing.toml")
     assert_page_error(at, "Catalog file not found", "missing.toml")
     broken = tmp_path / "broken.toml"
@@ -374,7 +366,7 @@ def test_pages_show_a_missing_or_broken_catalog_as_an_error(page, tmp_path, monk
     assert_page_error(at, "broken.toml is not valid TOML")
 
 
-def test_metrics_page_reports_a_crs_mismatch_and_writes_no_store(bad, tmp_path, monkeypatch):
+def test_metrics_page_reports_a_crs_mismatch_and_writes_no_store(bad, tmp_path, monkeypatch, tile_server):
     cat = write_catalog(tmp_path / "in" / "cat.toml", [
         {"id": "MSK_P1", "path": "mask.tif", "role": "truth", "patch": "P1"},
         {"id": "PRED_P1", "path": "mask_utm.tif", "role": "prediction", "patch": "P1"}])
@@ -384,7 +376,7 @@ def test_metrics_page_reports_a_crs_mismatch_and_writes_no_store(bad, tmp_path, 
     assert not store.exists() and not partials(tmp_path)
 
 
-def test_change_page_reports_no_overlap_and_corrupt_rasters(bad, tmp_path, monkeypatch):
+def test_change_page_reports_no_overlap_and_corrupt_rasters(bad, tmp_path, monkeypatch, tile_server):
     common = {"role": "truth", "patch": "P1", "domain": "D001_2020", "zone": "Z1"}
     cat = write_catalog(tmp_path / "in" / "cat.toml", [
         {"id": "A_2020", "path": "mask.tif", "vintage": "2020-06-01", **common},
@@ -397,11 +389,13 @@ def test_change_page_reports_no_overlap_and_corrupt_rasters(bad, tmp_path, monke
     assert not partials(tmp_path)
 
 
-def test_annotate_page_reports_wrong_band_count_and_a_bad_checkpoint(bad, bad_models, tmp_path, monkeypatch):
+def test_annotate_page_reports_wrong_band_count_and_a_bad_checkpoint(bad, bad_models, tmp_path, monkeypatch,
+                                                                      tile_server_on):
     cat = write_catalog(tmp_path / "in" / "cat.toml", [
         {"id": "IMG_3BANDS", "path": "img3.tif", "role": "image", "patch": "P3", "bands": ["R", "G", "B"]},
         {"id": "IMG_5BANDS", "path": "img5.tif", "role": "image", "patch": "P5",
          "bands": ["R", "G", "B", "NIR", "elevation"]}])
+    tile_server_on(cat)  # the page asks the server for candidates: one on this catalog and these models
     at = run_page("pages/4_Annotate.py", monkeypatch, cat, FLAIR_VIZ_SELECTIONS=str(tmp_path / "sel.gpkg"))
     assert at.selectbox(key="ann_model").value == DEMO_MODEL
     assert_page_error(at, "IMG_3BANDS", "img3.tif", "3 band(s)")  # the 5-band scene is still ranked
@@ -413,13 +407,14 @@ def test_annotate_page_reports_wrong_band_count_and_a_bad_checkpoint(bad, bad_mo
     assert not (tmp_path / "sel.gpkg").exists() and not partials(tmp_path)
 
 
-def test_annotate_page_reports_a_corrupt_selections_file_and_leaves_it_alone(bad, tmp_path, monkeypatch):
+def test_annotate_page_reports_a_corrupt_selections_file_and_leaves_it_alone(bad, tmp_path, monkeypatch, tile_server_on):
     cat = write_catalog(tmp_path / "in" / "cat.toml", [
         {"id": "IMG_5BANDS", "path": "img5.tif", "role": "image", "patch": "P5",
          "bands": ["R", "G", "B", "NIR", "elevation"]}])
     corrupt = tmp_path / "selections.gpkg"
     corrupt.write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)  # a truncated GeoPackage
     before = corrupt.read_bytes()
+    tile_server_on(cat)
     at = run_page("pages/4_Annotate.py", monkeypatch, cat, FLAIR_VIZ_SELECTIONS=str(corrupt))
     assert_page_error(at, "selections.gpkg")
     assert corrupt.read_bytes() == before and not partials(tmp_path)

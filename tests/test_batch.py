@@ -4,7 +4,6 @@ worker, and a rerun skips what is finished. Scenes are crops of the demo patches
 from __future__ import annotations
 
 import csv
-import io
 import os
 import shutil
 from pathlib import Path
@@ -14,11 +13,6 @@ import pytest
 import rasterio
 import torch
 from distributed import WorkerPlugin
-from fastapi.testclient import TestClient
-from helpers import write_tif
-from model_fixtures import make_model
-from PIL import Image
-from rasterio.warp import transform as warp_transform
 
 from flair_viz import metrics
 from flair_viz.change import batch as change_batch
@@ -29,9 +23,10 @@ from flair_viz.core import raster, scenes
 from flair_viz.core.catalog import Catalog
 from flair_viz.metrics import batch as metrics_batch
 from flair_viz.predict import batch as predict_batch
-from flair_viz.predict import inference, models
+from flair_viz.predict import cards, inference
+from tests.helpers import REPO, app_client, centre_tile, decode_png, write_tif
+from tests.model_fixtures import make_model
 
-REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "data" / "demo" / "flair"
 # (height, width) of each crop: one wider than a window (two windows), one taller, two small
 SIZES = [(300, 280), (256, 600), (520, 260), (400, 400)]
@@ -61,7 +56,7 @@ def work(tmp_path_factory):
         write_tif(root / "data" / "scenes" / "D001_2020" / "Z1_UA" / "msk" / msk.name, crop(raster.read(msk), h, w),
                   origin=origin)
     (root / "data" / "catalog.toml").write_text('data_root = "."\n\n[[scan]]\npath = "scenes"\n', encoding="utf-8")
-    card = models.get_card(str(card_path))
+    card = cards.get_card(str(card_path))
     ref = root / "ref"
     found = scenes.expand([str(root / "data" / "scenes")])
     for s in found:  # the single-process reference, computed independently of Dask
@@ -123,20 +118,13 @@ def test_two_workers_match_single_process_and_mosaic_is_served(work, client, tmp
     listed = {sc.image.id: {p.id: p.path for p in sc.predictions} for sc in explore.list_scenes(cat)}
     for s in work["scenes"]:
         assert listed[f"IMG_{s.name}"] == {f"PRED_{s.name}_tiny": (out / f"PRED_{s.name}.tif").resolve()}
-    import morecantile
-
-    from flair_viz.server.app import create_app
-
-    app = TestClient(create_app(work["catalog"]))
-    with rasterio.open(out / f"PRED_{work['scenes'][0].name}.tif") as one:
-        cx, cy = (one.bounds.left + one.bounds.right) / 2, (one.bounds.bottom + one.bounds.top) / 2
-        (lon,), (lat,) = warp_transform(one.crs, "EPSG:4326", [cx], [cy])
-    t = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 20)
+    app = app_client(work["catalog"])
+    t = centre_tile(out / f"PRED_{work['scenes'][0].name}.tif", 20)
     tiles = []
     for ds_id in (res.catalog_id, f"PRED_{work['scenes'][0].name}_tiny"):
         r = app.get(f"/datasets/{ds_id}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png")
         assert r.status_code == 200, r.text
-        tiles.append(np.array(Image.open(io.BytesIO(r.content)).convert("RGBA")))
+        tiles.append(decode_png(r))
     assert (tiles[0][..., 3] == 255).mean() > 0.3 and np.array_equal(tiles[0], tiles[1])
 
 
@@ -303,7 +291,7 @@ def test_huge_scene_split_into_blocks_matches_whole_scene_and_resumes(work, clie
     assert (cover == 1).all()
     # an interrupted run: three blocks already done on the workers
     out = tmp_path / "out"
-    _, checksum = models.resolve_checkpoint(work["card"])
+    _, checksum = cards.resolve_checkpoint(work["card"])
     job = predict_batch.PredictJob(card=work["card"], checksum=checksum, out_dir=out.resolve(),
                            workers_per_host=batch.cluster_plan(client)[1])
     for b in blocks[:3]:

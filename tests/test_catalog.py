@@ -11,8 +11,7 @@ from flair_viz.cli.main import main
 from flair_viz.core import raster
 from flair_viz.core.catalog import Catalog, Dataset, scan_flair_folder
 from flair_viz.core.errors import AlignmentError, CatalogError, RasterError
-from tests.conftest import DEMO_CATALOG
-from tests.helpers import flair_folder, write_tif
+from tests.helpers import DEMO_CATALOG, flair_folder, write_tif
 
 rng = np.random.default_rng(0)
 

@@ -12,10 +12,8 @@ import pytest
 import rasterio
 import rasterio.warp
 import shapely
-from fastapi.testclient import TestClient
 from pyproj import Transformer
 from rasterio.enums import Resampling
-from rasterio.io import MemoryFile
 from shapely.geometry import box
 
 from flair_viz import change
@@ -24,10 +22,8 @@ from flair_viz.cli import main as cli
 from flair_viz.core import classes
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import AlignmentError, FlairVizError
-from tests.helpers import write_tif
+from tests.helpers import DEMO, REPO, decode_png, tile_at, tile_to_raster, write_tif
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "data" / "demo"
 MSK_084558 = DEMO / "flair" / "D036_2020" / "Z17_UA" / "msk" / "MSK_084558.tif"
 MSK_050549 = DEMO / "flair" / "D074_2020" / "Z3_UN" / "msk" / "MSK_050549.tif"
 SIM_084558 = DEMO / "simulated" / "MSK_084558_simulated_2023.tif"
@@ -338,36 +334,17 @@ def test_from_to_csv_keeps_sub_square_metre_precision(tmp_path):
 
 
 # -- tiles ---------------------------------------------------------------------------------------
-def tile_pixel_centres_l93(z: int, x: int, y: int, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Lambert-93 coordinates of every tile pixel centre, from the Web Mercator tile formula."""
-    world = 2 * np.pi * 6378137.0
-    res = world / (2 ** z * size)
-    cols, rows = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5)
-    mx = -world / 2 + (x * size + cols) * res
-    my = world / 2 - (y * size + rows) * res
-    tr = Transformer.from_crs("EPSG:3857", "EPSG:2154", always_xy=True)
-    return tr.transform(mx, my)
-
-
 @pytest.mark.parametrize("mode", ["class", "flow"])
-def test_change_tile_matches_numpy_at_map_coordinates(mode):
-    from flair_viz.server.app import create_app
-
-    client = TestClient(create_app(DEMO / "catalog.toml"))
+def test_change_tile_matches_numpy_at_map_coordinates(mode, client):
     b, t, _ = read1(MSK_084558)
     a, _, _ = read1(SIM_084558)
     # the tile holding the simulated development (rows 330-490, cols 0-200)
-    lon, lat = Transformer.from_crs("EPSG:2154", "EPSG:4326", always_xy=True).transform(t.c + 20, t.f - 80)
-    z = 19
-    n = 2 ** z
-    x = int((lon + 180) / 360 * n)
-    y = int((1 - np.arcsinh(np.tan(np.radians(lat))) / np.pi) / 2 * n)
-    r = client.get(f"/change/MSK_084558/MSK_084558_SIM2023/tiles/WebMercatorQuad/{z}/{x}/{y}.png?mode={mode}")
+    tile = tile_at(t.c + 20, t.f - 80, "EPSG:2154", 19)
+    r = client.get(f"/change/MSK_084558/MSK_084558_SIM2023/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
+                   f"?mode={mode}")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
-    with MemoryFile(r.content) as mf, mf.open() as ds:
-        img = ds.read()  # (4, 256, 256) RGBA
-    ex, ey = tile_pixel_centres_l93(z, x, y)
-    fc, fr = (ex - t.c) / t.a, (ey - t.f) / t.e
+    got = decode_png(r)  # (256, 256, 4) RGBA
+    fc, fr = tile_to_raster(tile, MSK_084558)
     col, row = np.floor(fc).astype(int), np.floor(fr).astype(int)
     inside = (col >= 0) & (col < 512) & (row >= 0) & (row < 512)
     # skip tile pixels whose centre falls within 5% of a raster pixel edge (where rounding may differ)
@@ -385,17 +362,13 @@ def test_change_tile_matches_numpy_at_map_coordinates(mode):
             gb, ga = grp[keys[bb[i, j]]], grp[keys[aa[i, j]]]
             flow = 1 if (gb, ga) == ("natural", "artificial") else 2 if (gb, ga) == ("artificial", "natural") else 3
             expected[i, j] = change.FLOW_COLORS[flow]
-    got = img.transpose(1, 2, 0)
     assert changed[safe].sum() > 1000  # the tile really shows change
     np.testing.assert_array_equal(got[safe][:, 3], expected[safe][:, 3])
     opaque = safe & (expected[..., 3] > 0)
     np.testing.assert_array_equal(got[opaque][:, :3], expected[opaque][:, :3])
 
 
-def test_change_tile_errors_are_json():
-    from flair_viz.server.app import create_app
-
-    client = TestClient(create_app(DEMO / "catalog.toml"))
+def test_change_tile_errors_are_json(client):
     r = client.get("/change/MSK_084558/IMG_084558/tiles/WebMercatorQuad/19/264726/184782.png")
     assert r.status_code == 400 and r.json()["fix"]
     r = client.get("/change/MSK_084558/NOPE/tiles/WebMercatorQuad/19/264726/184782.png")

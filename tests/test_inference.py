@@ -11,13 +11,8 @@ from flair_viz.cli import main as cli
 from flair_viz.core import classes
 from flair_viz.core.errors import RasterError
 from flair_viz.predict import inference, models
-from tests.model_fixtures import (
-    FLAIR_MEAN,
-    FLAIR_STD,
-    direct_proba,
-    make_model,
-    write_geotiff,
-)
+from tests.helpers import write_tif
+from tests.model_fixtures import FLAIR_MEAN, FLAIR_STD, direct_proba, make_model
 
 torch.set_num_threads(1)
 
@@ -71,7 +66,7 @@ def test_512_patch_equals_direct_forward(tiny):
 def test_predict_file_keeps_georeferencing_and_matches_direct_forward(tiny, tmp_path):
     loaded, ref = tiny
     img = _image(512, 512, seed=3)
-    src = write_geotiff(tmp_path / "in.tif", img)
+    src = write_tif(tmp_path / "in.tif", img, block=256)
     out = inference.predict_file(loaded, src, tmp_path / "out.tif", proba_path=tmp_path / "p.tif", progress=False)
     want = direct_proba(ref, img, FLAIR_MEAN, FLAIR_STD)
     with rasterio.open(src) as a, rasterio.open(out) as b, rasterio.open(tmp_path / "p.tif") as p:
@@ -87,7 +82,7 @@ def test_large_scene_file_and_array_paths_agree_and_nodata_is_zero(tiny, tmp_pat
     loaded, _ = tiny
     img = _image(300, 520, seed=5)  # 4 x 7 windows of 128 px
     img[:, :20, :30] = 7  # a nodata corner (all bands == nodata)
-    src = write_geotiff(tmp_path / "big.tif", img, nodata=7)
+    src = write_tif(tmp_path / "big.tif", img, nodata=7, block=256)
     out = inference.predict_file(loaded, src, tmp_path / "big_pred.tif", progress=False, batch_size=3)
     nodata = (img == 7).all(axis=0)
     proba = inference.predict_proba_array(loaded, img, batch_size=2, valid=~nodata)
@@ -104,7 +99,7 @@ def test_large_scene_file_and_array_paths_agree_and_nodata_is_zero(tiny, tmp_pat
 def test_small_scene_is_read_boundless(tiny, tmp_path):
     loaded, ref = tiny
     img = _image(200, 300, seed=2)
-    out = inference.predict_file(loaded, write_geotiff(tmp_path / "s.tif", img), tmp_path / "s_pred.tif",
+    out = inference.predict_file(loaded, write_tif(tmp_path / "s.tif", img, block=256), tmp_path / "s_pred.tif",
                                  progress=False)
     padded = np.zeros((5, 512, 512), np.uint8)
     padded[:, :200, :300] = img
@@ -165,7 +160,7 @@ def test_oom_halves_batch_and_gives_identical_result(tiny, small_windows):
 
 def test_band_mismatch_names_card_and_count(tiny, tmp_path):
     loaded, _ = tiny
-    src = write_geotiff(tmp_path / "rgb.tif", _image(64, 64)[:3])
+    src = write_tif(tmp_path / "rgb.tif", _image(64, 64)[:3], block=256)
     with pytest.raises(RasterError) as ei:
         inference.predict_file(loaded, src, tmp_path / "o.tif", progress=False)
     assert "3 band(s)" in ei.value.problem and "tiny.toml" in ei.value.problem and ei.value.fix
@@ -174,7 +169,7 @@ def test_band_mismatch_names_card_and_count(tiny, tmp_path):
 
 def test_failure_mid_run_leaves_no_output(tiny, tmp_path, monkeypatch, small_windows):
     loaded, _ = tiny
-    src = write_geotiff(tmp_path / "in.tif", _image(200, 200))
+    src = write_tif(tmp_path / "in.tif", _image(200, 200), block=256)
     calls = []
 
     def boom(self, batch):
@@ -192,12 +187,12 @@ def test_failure_mid_run_leaves_no_output(tiny, tmp_path, monkeypatch, small_win
 
 @pytest.mark.parametrize("case", ["unknown-model", "band-mismatch", "corrupt"])
 def test_cli_predict_errors_exit_2_without_traceback(tiny, tmp_path, capsys, case):
-    good = write_geotiff(tmp_path / "good.tif", _image(64, 64))
+    good = write_tif(tmp_path / "good.tif", _image(64, 64), block=256)
     args = ["predict", "--model", "tiny", "--quiet", str(good), str(tmp_path / "o.tif")]
     if case == "unknown-model":
         args[2] = "no-such-model"
     elif case == "band-mismatch":
-        args[4] = str(write_geotiff(tmp_path / "rgb.tif", _image(64, 64)[:3]))
+        args[4] = str(write_tif(tmp_path / "rgb.tif", _image(64, 64)[:3], block=256))
     else:
         bad = tmp_path / "bad.tif"
         bad.write_bytes(good.read_bytes()[:300])
@@ -211,7 +206,7 @@ def test_cli_predict_errors_exit_2_without_traceback(tiny, tmp_path, capsys, cas
 
 
 def test_cli_predict_writes_cog(tiny, tmp_path, capsys, small_windows):
-    src = write_geotiff(tmp_path / "in.tif", _image(150, 260))
+    src = write_tif(tmp_path / "in.tif", _image(150, 260), block=256)
     assert cli.main(["predict", "--model", "tiny", str(src), str(tmp_path / "o.tif"), "--batch-size", "2"]) == 0
     with rasterio.open(tmp_path / "o.tif") as ds, rasterio.open(src) as a:
         assert ds.transform == a.transform and ds.crs == a.crs and ds.dtypes[0] == "uint8"

@@ -9,38 +9,15 @@ that halves the batch and gives an identical result (``tests/test_inference.py``
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import rasterio
 
 from flair_viz.cli.main import main
-from tests.conftest import REPO
-from tests.helpers import sparse_class_raster, write_tif
-from tests.model_fixtures import make_model, write_geotiff
-
-
-def kill_while_present(cmd: list[str], folder: Path, pattern: str, env: dict[str, str], delay: float) -> None:
-    """Start ``cmd``, wait until a file matching ``pattern`` appears in ``folder``, then SIGKILL it."""
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        while not list(folder.glob(pattern)):
-            assert proc.poll() is None, f"finished before its write could be interrupted: {proc.stderr.read()[-2000:]}"
-            assert time.monotonic() < deadline, "the temp file never appeared"
-            time.sleep(0.001)
-        time.sleep(delay)  # well inside the write (measured: hundreds of ms on this machine)
-        assert proc.poll() is None, "finished before the kill"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(10) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
+from tests.helpers import kill_while_present, sparse_class_raster, write_tif
+from tests.model_fixtures import make_model
 
 
 def read_all(path: Path) -> np.ndarray:
@@ -58,7 +35,7 @@ def test_predict_killed_mid_write_keeps_the_previous_output(tmp_path):
     models.mkdir()
     make_model(models, "tiny", "safetensors")
     rng = np.random.default_rng(11)
-    image = write_geotiff(tmp_path / "scene.tif", rng.integers(0, 255, (5, 1024, 1024), dtype=np.uint8))
+    image = write_tif(tmp_path / "scene.tif", rng.integers(0, 255, (5, 1024, 1024), dtype=np.uint8), block=256)
     out, proba = tmp_path / "out" / "pred.tif", tmp_path / "out" / "proba.tif"
     # earlier results under the final names
     write_tif(out, np.full((64, 64), 7, np.uint8))
@@ -69,7 +46,7 @@ def test_predict_killed_mid_write_keeps_the_previous_output(tmp_path):
     cmd = [sys.executable, "-m", "flair_viz", "predict", "--model", "tiny", str(image), str(out), "--proba", str(proba),
            "--quiet"]
     # the class COG is replaced first, then the 19-band probability COG is written (~0.6 s): kill inside that
-    kill_while_present(cmd, out.parent, ".proba.tif.*partial*", env, delay=0.05)
+    kill_while_present(cmd, out.parent, ".proba.tif.*partial*", env, delay=0.05)  # well inside the write
 
     assert proba.read_bytes() == before[proba][0]
     np.testing.assert_array_equal(read_all(proba), before[proba][1])

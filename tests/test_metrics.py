@@ -21,9 +21,9 @@ from rasterio.transform import Affine
 from flair_viz import metrics
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import AlignmentError, FlairVizError
+from tests.helpers import DEMO, REPO, app_client, centre_tile, decode_png, tile_to_raster
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO_FLAIR = REPO / "data" / "demo" / "flair"
+DEMO_FLAIR = DEMO / "flair"
 MODELS = ("unet-a", "unet-b")
 EXPECTED_DATES = {"000473": "2021-07-09", "084558": "2020-05-16", "034217": "2019-08-26", "050549": "2020-06-23"}
 
@@ -354,13 +354,6 @@ def test_cli_json_summary_matches_independent_scores(demo, tmp_path, capsys):
 
 # -- confusion tiles --------------------------------------------------------------------------------
 def test_confusion_tile_highlights_exactly_the_counted_pixels(demo, monkeypatch):
-    import morecantile
-    from fastapi.testclient import TestClient
-    from PIL import Image
-    from pyproj import Transformer
-
-    from flair_viz.server.app import create_app
-
     monkeypatch.delenv("FLAIR_VIZ_TOKEN", raising=False)
     truth_path = next((demo / "flair").glob("*/*/msk/MSK_050549.tif"))
     t = read1(truth_path)
@@ -372,33 +365,21 @@ def test_confusion_tile_highlights_exactly_the_counted_pixels(demo, monkeypatch)
     p[block & (t == c1)] = c2
     pred_path = demo / "preds" / "PRED_050549_block.tif"
     with rasterio.open(truth_path) as src:
-        inv, bounds, prof = ~src.transform, src.bounds, src.profile
+        prof = src.profile
     with rasterio.open(pred_path, "w", **prof) as dst:
         dst.write(p, 1)
     catalog = demo / "catalog_block.toml"
     catalog.write_text((demo / "catalog.toml").read_text() + '[[dataset]]\nid = "PRED_050549_block"\n'
                        'path = "preds/PRED_050549_block.tif"\nrole = "prediction"\npatch = "050549"\n')
-    client = TestClient(create_app(catalog))
+    client = app_client(catalog)
     hit = (t == c1) & (p == c2)
 
-    tms = morecantile.tms.get("WebMercatorQuad")
-    to_merc = Transformer.from_crs(2154, 3857, always_xy=True)
-    to_l93 = Transformer.from_crs(3857, 2154, always_xy=True)
-    cx, cy = to_merc.transform((bounds.left + bounds.right) / 2, (bounds.bottom + bounds.top) / 2)
-    tile = tms._tile(cx, cy, 19)
+    tile = centre_tile(truth_path, 19)
     r = client.get(f"/datasets/MSK_050549/confusion/PRED_050549_block/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png",
                    params={"truth_class": c1, "pred_class": c2})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
-    import io
-
-    rgba = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGBA"))
-    xb = tms.xy_bounds(tile)
-    n = rgba.shape[0]
-    res = (xb.right - xb.left) / n
-    jj, ii = np.meshgrid(np.arange(n), np.arange(n))
-    mx, my = xb.left + (jj + 0.5) * res, xb.top - (ii + 0.5) * res
-    lx, ly = to_l93.transform(mx, my)
-    col, row = inv @ (lx, ly)
+    rgba = decode_png(r)
+    col, row = tile_to_raster(tile, truth_path, size=rgba.shape[0])
     col, row = np.floor(col).astype(int), np.floor(row).astype(int)
     inside = (row >= 1) & (row < t.shape[0] - 1) & (col >= 1) & (col < t.shape[1] - 1)
     # compare where the 3x3 source neighbourhood is uniform, so sub-pixel warping cannot flip the answer
@@ -416,7 +397,7 @@ def test_confusion_tile_highlights_exactly_the_counted_pixels(demo, monkeypatch)
     merged = client.get(f"/datasets/MSK_050549/confusion/PRED_050549_block/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png",
                         params={"truth_class": c1, "pred_class": 13, "protocol": "flair1"})
     assert not np.isin(t, np.arange(13, 19)).any() and not np.isin(p, np.arange(13, 19)).any()
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(merged.content)).convert("RGBA")), rgba)
+    np.testing.assert_array_equal(decode_png(merged), rgba)
 
     bad = client.get(f"/datasets/MSK_050549/confusion/IMG_050549/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png",
                      params={"truth_class": c1, "pred_class": c2})
@@ -442,7 +423,7 @@ def fresh_streamlit_caches():
     st.cache_resource.clear()
 
 
-def test_metrics_page_runs_filters_and_opens_the_map(demo, monkeypatch, fresh_streamlit_caches):
+def test_metrics_page_runs_filters_and_opens_the_map(demo, monkeypatch, fresh_streamlit_caches, tile_server):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("FLAIR_VIZ_CATALOG", str(demo / "catalog.toml"))
@@ -481,12 +462,12 @@ def test_prediction_is_scored_against_the_real_mask_of_its_vintage(tmp_path):
     cat.add(Dataset(id="REAL", path=msk, vintage="2021-07-09", **common))
     pred = cat.add(Dataset(id="P", path=msk, role="prediction", patch="000473", vintage="2021-07-09", outside_root=True))
     cat.add(Dataset(id="LONELY", path=msk, role="prediction", patch="999999", outside_root=True))
-    assert metrics.truth_for(cat, pred).id == "REAL"
+    assert cat.truth_of(pred).id == "REAL"
     assert [p.truth_id for p in metrics.catalog_pairs(cat)] == ["REAL"]
     assert [d.id for d in metrics.unpaired_predictions(cat)] == ["LONELY"]
 
 
-def test_metrics_page_on_the_bundled_demo_catalog(monkeypatch, fresh_streamlit_caches):
+def test_metrics_page_on_the_bundled_demo_catalog(monkeypatch, fresh_streamlit_caches, tile_server):
     """The demo story: open Metrics on the shipped catalog, see the FLAIR-protocol mIoU, filter by domain."""
     from streamlit.testing.v1 import AppTest
 
@@ -500,7 +481,7 @@ def test_metrics_page_on_the_bundled_demo_catalog(monkeypatch, fresh_streamlit_c
         total = np.zeros((19, 19), np.int64)
         for d in preds:
             if metrics.model_name(d) == model and (domains is None or d.domain in domains):
-                total += np_confusion(read1(metrics.truth_for(cat, d).path), read1(d.path))[0]
+                total += np_confusion(read1(cat.truth_of(d).path), read1(d.path))[0]
         return f"{np.nanmean(plain_iou(merge_flair1(total))[:12]):.3f}"
 
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)

@@ -11,7 +11,7 @@ import torch
 from flair_viz.cli import main as cli
 from flair_viz.core import classes
 from flair_viz.core.errors import ModelError
-from flair_viz.predict import models
+from flair_viz.predict import cards, models
 from tests.model_fixtures import make_model, tiny_unet, write_card
 
 torch.set_num_threads(1)
@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 @pytest.mark.parametrize("fmt", ["lightning", "pth", "pth-wrapped", "safetensors"])
 def test_each_checkpoint_format_loads_to_identical_outputs(model_dir, fmt):
     card_path, ref = make_model(model_dir, f"m-{fmt}", fmt)
-    loaded = models.load_model(models.get_card(f"m-{fmt}"), "cpu")
+    loaded = models.load_model(cards.get_card(f"m-{fmt}"), "cpu")
     x = torch.randn(1, 5, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         assert torch.equal(loaded.module(x), ref(x))
@@ -60,7 +60,7 @@ def test_long_key_lists_are_truncated_with_a_count(model_dir):
     write_card(model_dir, "deeper", "small.pth", arch_params={"encoder_depth": 4, "decoder_channels": [16, 8, 8, 8]})
     with pytest.raises(ModelError) as ei:
         models.load_model("deeper", "cpu")
-    own = set(models.build_module(models.get_card("deeper")).state_dict())
+    own = set(models.build_module(cards.get_card("deeper")).state_dict())
     saved = set(tiny_unet().state_dict())
     n_missing = len(own - saved)
     assert n_missing > 8
@@ -102,11 +102,11 @@ def test_bad_cards_name_file_and_field(model_dir, bad_line, field):
     lines.insert(1, bad_line)
     (model_dir / "c.toml").write_text("\n".join(lines) + "\n")
     with pytest.raises(ModelError) as ei:
-        models.parse_card(model_dir / "c.toml")
+        cards.parse_card(model_dir / "c.toml")
     assert f"field `{field}`" in ei.value.problem and "c.toml" in ei.value.problem
     # an invalid card is reported by scan_cards, not silently dropped
-    cards, problems = models.scan_cards()
-    assert "c" not in {c.id for c in cards} and any("c.toml" in p for p in problems)
+    found, problems = cards.scan_cards()
+    assert "c" not in {c.id for c in found} and any("c.toml" in p for p in problems)
 
 
 def test_unknown_arch_is_caught_when_listed_with_the_cli_and_when_loaded(model_dir, capsys):
@@ -116,9 +116,9 @@ def test_unknown_arch_is_caught_when_listed_with_the_cli_and_when_loaded(model_d
     good = write_card(model_dir, "c", "c.pth").read_text()
     lines = [ln for ln in good.splitlines() if not ln.startswith("arch =")]
     (model_dir / "c.toml").write_text("\n".join([lines[0], 'arch = "NotAnArch"', *lines[1:]]) + "\n")
-    card = models.parse_card(model_dir / "c.toml")
+    card = cards.parse_card(model_dir / "c.toml")
     with pytest.raises(ModelError) as ei:
-        models.check_arch(card)
+        cards.check_arch(card)
     assert "field `arch`" in ei.value.problem and "c.toml" in ei.value.problem
     (model_dir / "c.pth").write_bytes(b"")  # the arch check comes before the checkpoint is read
     with pytest.raises(ModelError, match="NotAnArch"):
@@ -131,15 +131,15 @@ def test_missing_field_and_unknown_id(model_dir):
     make_model(model_dir, "known", "pth")
     (model_dir / "nofield.toml").write_text('id = "nofield"\narch = "Unet"\n')
     with pytest.raises(ModelError, match="field `encoder` is missing"):
-        models.parse_card(model_dir / "nofield.toml")
+        cards.parse_card(model_dir / "nofield.toml")
     with pytest.raises(ModelError) as ei:
-        models.get_card("nope")
+        cards.get_card("nope")
     assert "known" in ei.value.problem and "nope" in ei.value.problem
 
 
 def test_flairhub_outputs_map_to_flair1_values(model_dir):
     make_model(model_dir, "hub", "safetensors", nomenclature="flairhub")
-    values = models.get_card("hub").output_values()
+    values = cards.get_card("hub").output_values()
     for i, key in enumerate(classes.FLAIRHUB_ORDER):
         assert values[i] == classes.BY_KEY[key].value
     assert sorted(values.tolist()) == list(range(1, 20))
@@ -161,12 +161,12 @@ def test_cli_models_list_shows_cards_and_demo_flag(model_dir, capsys):
     rc = cli.main(["models", "list"])
     out = capsys.readouterr().out
     assert "shown" in out and "DEMO" in out
-    expected_rc = 2 if models.scan_cards()[1] else 0
+    expected_rc = 2 if cards.scan_cards()[1] else 0
     assert rc == expected_rc
 
 
 def test_demo_card_in_repo_is_valid_and_flagged():
-    card = models.get_card("demo-unet-r18")
+    card = cards.get_card("demo-unet-r18")
     assert card.demo is True
     assert "not for evaluation" in card.description
     assert card.checkpoint is not None and card.checkpoint.stat().st_size < 10_000_000

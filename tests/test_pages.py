@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from streamlit.testing.v1 import AppTest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import DEMO_CATALOG, REPO
 
 
 def run(page: str) -> AppTest:
@@ -14,7 +12,7 @@ def run(page: str) -> AppTest:
     return at.run()
 
 
-def test_home_tells_the_story_and_credits_ign():
+def test_home_tells_the_story_and_credits_ign(tile_server):
     at = run("app.py")
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
@@ -23,7 +21,7 @@ def test_home_tells_the_story_and_credits_ign():
     assert any("Etalab" in c.value for c in at.caption)
 
 
-def test_explore_lists_real_patches_and_switches_patch():
+def test_explore_lists_real_patches_and_switches_patch(tile_server):
     at = run("pages/1_Explore.py")
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
@@ -36,7 +34,7 @@ def test_explore_lists_real_patches_and_switches_patch():
     assert [o.split(" ")[0] for o in at.sidebar.radio[0].options] == ["RGB", "IRC", "Elevation"]
 
 
-def test_explore_deep_link_opens_the_requested_patch():
+def test_explore_deep_link_opens_the_requested_patch(tile_server):
     at = AppTest.from_file(str(REPO / "pages/1_Explore.py"), default_timeout=120)
     at.session_state["explore"] = {"patch": "034217"}
     at.run()
@@ -49,7 +47,6 @@ def test_explore_layers_for_a_confusion_click_through():
     from flair_viz.core.catalog import Catalog
     from flair_viz.core.classes import protocol_names
     from flair_viz.web import explore
-    from tests.conftest import DEMO_CATALOG
 
     cat = Catalog.load(DEMO_CATALOG)
     scene = explore.find_scene(explore.list_scenes(cat), "050549")
@@ -74,7 +71,6 @@ def test_patchless_mosaic_predictions_join_the_images_they_cover(tmp_path):
 
     from flair_viz.core.catalog import Catalog, Dataset
     from flair_viz.web import explore
-    from tests.conftest import DEMO_CATALOG
 
     demo = Catalog.load(DEMO_CATALOG)
     src = demo.get("MSK_000473").path
@@ -93,7 +89,7 @@ def test_patchless_mosaic_predictions_join_the_images_they_cover(tmp_path):
     assert [p.id for p in scenes["IMG_000473"].predictions] == ["PRED_000473_m"]
 
 
-def test_explore_offers_an_online_basemap_only_when_configured(monkeypatch):
+def test_explore_offers_an_online_basemap_only_when_configured(monkeypatch, tile_server):
     at = run("pages/1_Explore.py")
     assert not [c for c in at.checkbox if c.key == "explore_basemap"]
     monkeypatch.setenv("FLAIR_VIZ_BASEMAP_URL", "http://127.0.0.1:9/{z}/{x}/{y}.png")
@@ -104,7 +100,7 @@ def test_explore_offers_an_online_basemap_only_when_configured(monkeypatch):
     assert not at.exception
 
 
-def test_explore_filters_patches_by_year():
+def test_explore_filters_patches_by_year(tile_server):
     at = run("pages/1_Explore.py")
     year = next(m for m in at.sidebar.multiselect if m.label == "Year")
     assert year.options == ["2019", "2020", "2021"]  # vintages of the four demo patches

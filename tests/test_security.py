@@ -21,16 +21,13 @@ import numpy as np
 import psutil
 import pytest
 import rasterio
-from fastapi.testclient import TestClient
 
 from flair_viz.cli.main import main
 from flair_viz.core import config
 from flair_viz.core import raster as fv_raster
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import CatalogError
-from flair_viz.server.app import create_app
-from tests.conftest import DEMO_CATALOG, REPO, free_port
-from tests.helpers import flair_folder, write_tif
+from tests.helpers import DEMO_CATALOG, REPO, app_client, flair_folder, free_port, write_tif
 
 DEMO_MODEL = "demo-unet-r18"
 SECRET = REPO / "tests" / "conftest.py"  # a real file outside the catalog that a traversal could reach
@@ -55,11 +52,6 @@ def opened(monkeypatch) -> list[str]:
     monkeypatch.setattr(rasterio, "open", spy_open)
     monkeypatch.setattr(fv_raster, "open_raster", spy_open_raster)
     return seen
-
-
-@pytest.fixture(scope="module")
-def client() -> TestClient:
-    return TestClient(create_app(DEMO_CATALOG), raise_server_exceptions=False)
 
 
 def allowed_paths() -> tuple[set[Path], Path]:
@@ -274,7 +266,7 @@ def test_tile_server_on_a_catalog_with_an_outside_entry_serves_nothing_from_it(t
     outside = write_tif(tmp_path / "outside.tif", np.full((8, 8), 3, np.uint8))
     cat_file = _catalog(root / "cat.toml" if root.mkdir() is None else root / "cat.toml",
                         f'[[dataset]]\nid = "X"\nrole = "truth"\npath = "{outside}"\n')
-    c = TestClient(create_app(cat_file), raise_server_exceptions=False)
+    c = app_client(cat_file)
     r = c.get("/datasets/X/info")
     assert r.status_code == 404 and "outside the catalog's data root" in r.json()["detail"]
     assert str(outside) not in opened

@@ -2,53 +2,22 @@
 
 from __future__ import annotations
 
-import io
-
-import morecantile
 import numpy as np
 import pytest
 import rasterio
-from fastapi.testclient import TestClient
-from PIL import Image
-from rasterio.warp import transform as warp_transform
 
 from flair_viz.core import classes
-from flair_viz.server.app import create_app
-from tests.conftest import DEMO_CATALOG
-
-TMS = morecantile.tms.get("WebMercatorQuad")
-
-
-@pytest.fixture(scope="module")
-def client():
-    return TestClient(create_app(DEMO_CATALOG))
-
-
-def centre_tile(path, zoom=21):
-    with rasterio.open(path) as ds:
-        cx, cy = (ds.bounds.left + ds.bounds.right) / 2, (ds.bounds.bottom + ds.bounds.top) / 2
-        (lon,), (lat,) = warp_transform(ds.crs, "EPSG:4326", [cx], [cy])
-    return TMS.tile(lon, lat, zoom)
+from tests.helpers import app_client, centre_tile, decode_png, start_server, stop_server, tile_to_raster
 
 
 def source_values_at_tile_pixels(path, tile, band_indexes, cols, rows):
-    """Independent check: map tile pixel centres to source pixels with pyproj/rasterio and read them."""
-    b = TMS.xy_bounds(tile)
-    res = (b.right - b.left) / 256
-    xs = [b.left + (c + 0.5) * res for c in cols]
-    ys = [b.top - (r + 0.5) * res for r in rows]
+    """Independent check: the source pixel (row, col) under each sampled tile pixel, and the source bands."""
+    fc, fr = tile_to_raster(tile, path)
+    rc = list(zip(np.floor(fr[rows, cols]).astype(int), np.floor(fc[rows, cols]).astype(int)))
     with rasterio.open(path) as ds:
-        sx, sy = warp_transform("EPSG:3857", ds.crs, xs, ys)
-        rc = [ds.index(x, y) for x, y in zip(sx, sy)]
         data = ds.read(band_indexes)
     inside = [(i, r, c) for i, (r, c) in enumerate(rc) if 0 <= r < data.shape[1] and 0 <= c < data.shape[2]]
     return data, inside, rc
-
-
-def decode(resp) -> np.ndarray:
-    assert resp.status_code == 200, resp.text
-    assert resp.headers["content-type"] == "image/png"
-    return np.array(Image.open(io.BytesIO(resp.content)).convert("RGBA"))
 
 
 def test_list_info_and_tilejson(client):
@@ -63,8 +32,8 @@ def test_list_info_and_tilejson(client):
 @pytest.mark.parametrize("preset,bands", [("rgb", [1, 2, 3]), ("irc", [4, 1, 2])])
 def test_image_tile_pixels_match_source_at_same_map_coordinate(client, preset, bands):
     cat_path = "data/demo/flair/D004_2021/Z6_NU/img/IMG_000473.tif"
-    tile = centre_tile(cat_path)
-    img = decode(client.get(f"/datasets/IMG_000473/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png?preset={preset}"))
+    tile = centre_tile(cat_path, 21)
+    img = decode_png(client.get(f"/datasets/IMG_000473/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png?preset={preset}"))
     rng = np.random.default_rng(1)
     cols, rows = rng.integers(0, 256, 300), rng.integers(0, 256, 300)
     data, inside, rc = source_values_at_tile_pixels(cat_path, tile, bands, cols, rows)
@@ -84,8 +53,8 @@ def test_image_tile_pixels_match_source_at_same_map_coordinate(client, preset, b
 
 def test_mask_tile_uses_class_palette_at_same_map_coordinate(client):
     path = "data/demo/flair/D004_2021/Z6_NU/msk/MSK_000473.tif"
-    tile = centre_tile(path)
-    img = decode(client.get(f"/datasets/MSK_000473/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"))
+    tile = centre_tile(path, 21)
+    img = decode_png(client.get(f"/datasets/MSK_000473/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"))
     rng = np.random.default_rng(2)
     cols, rows = rng.integers(0, 256, 300), rng.integers(0, 256, 300)
     data, inside, _ = source_values_at_tile_pixels(path, tile, [1], cols, rows)
@@ -95,14 +64,14 @@ def test_mask_tile_uses_class_palette_at_same_map_coordinate(client):
 
 
 def test_elevation_preset_and_missing_band(client):
-    tile = centre_tile("data/demo/flair/D004_2021/Z6_NU/img/IMG_000473.tif")
+    tile = centre_tile("data/demo/flair/D004_2021/Z6_NU/img/IMG_000473.tif", 21)
     url = f"tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
-    elev = decode(client.get(f"/datasets/IMG_000473/{url}?preset=elevation"))
-    rgb = decode(client.get(f"/datasets/IMG_000473/{url}?preset=rgb"))
+    elev = decode_png(client.get(f"/datasets/IMG_000473/{url}?preset=elevation"))
+    rgb = decode_png(client.get(f"/datasets/IMG_000473/{url}?preset=rgb"))
     assert not np.array_equal(elev, rgb)
     r = client.get("/datasets/BDORTHO_RGB/info")
     assert r.status_code == 200
-    r = client.get(f"/datasets/BDORTHO_RGB/tiles/WebMercatorQuad/19/0/0.png?preset=irc")
+    r = client.get("/datasets/BDORTHO_RGB/tiles/WebMercatorQuad/19/0/0.png?preset=irc")
     assert r.status_code == 400 and "no NIR band" in r.json()["detail"]
 
 
@@ -131,7 +100,7 @@ def test_traversal_in_the_id_never_opens_a_file(client):
 
 
 def test_token_is_required_when_set():
-    c = TestClient(create_app(DEMO_CATALOG, token="s3cret"))
+    c = app_client(token="s3cret")
     assert c.get("/datasets").status_code == 401
     assert c.get("/datasets?token=wrong").status_code == 401
     assert c.get("/datasets?token=s3cret").status_code == 200
@@ -141,8 +110,7 @@ def test_token_is_required_when_set():
 
 def test_tile_urls_carry_the_token_when_one_is_set(monkeypatch):
     """The UI's layers must keep working against a token-protected server."""
-    from flair_viz import change
-    from flair_viz.web import explore
+    from flair_viz.web import change_map, explore
     from flair_viz.web import maps as webmap
 
     monkeypatch.delenv("FLAIR_VIZ_TOKEN", raising=False)
@@ -151,39 +119,24 @@ def test_tile_urls_carry_the_token_when_one_is_set(monkeypatch):
     urls = [webmap.dataset_tile_url("IMG_1", "http://t", preset="irc"),
             explore.prediction_url("http://t", "IMG_1", "m", "entropy"),
             explore.confusion_url("http://t", "MSK_1", "PRED_1", 3, 2),
-            change.change_tile_url("A", "B", "flow", "http://t")]
+            change_map.change_tile_url("A", "B", "flow", "http://t")]
     for url in urls:
         assert url.startswith("http://t/") and "/tiles/WebMercatorQuad/{z}/{x}/{y}.png?" in url
         assert "token=s3cret" in url
     assert "preset=irc" in urls[0] and "layer=entropy" in urls[1] and "mode=flow" in urls[3]
 
 
-def test_ui_json_calls_carry_the_token(tile_server, monkeypatch):
+def test_ui_json_calls_carry_the_token(monkeypatch):
     """fetch_json (model list, device) authenticates against a token-protected server."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
     from flair_viz.core.errors import FlairVizError
     from flair_viz.server.run import fetch_json
-    from tests.conftest import REPO, free_port
 
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "flair_viz", "serve", "--port", str(port), "--token", "tok",
-                             "--catalog", str(DEMO_CATALOG)], cwd=REPO)
+    proc, url = start_server("--token", "tok")
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.1)
         monkeypatch.delenv("FLAIR_VIZ_TOKEN", raising=False)
         with pytest.raises(FlairVizError, match="401"):
-            fetch_json(f"http://127.0.0.1:{port}", "/datasets")
+            fetch_json(url, "/datasets")
         monkeypatch.setenv("FLAIR_VIZ_TOKEN", "tok")
-        assert {d["id"] for d in fetch_json(f"http://127.0.0.1:{port}", "/datasets")} >= {"IMG_000473"}
+        assert {d["id"] for d in fetch_json(url, "/datasets")} >= {"IMG_000473"}
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_server(proc)

@@ -4,38 +4,18 @@ and Debian's Chromium is driven by playwright with no downloaded browser."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO, free_port, wait_http
+
 CHROMIUM = os.environ.get("FLAIR_VIZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            time.sleep(0.25)
-    raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +32,8 @@ def live_app(tmp_path_factory):
                                "--server.enableStaticServing", "true", "--browser.gatherUsageStats", "false"],
                               cwd=REPO, env=env, stdout=logs, stderr=logs)]
     try:
-        wait_http(f"http://127.0.0.1:{tile_port}/healthz")
-        wait_http(f"http://127.0.0.1:{app_port}/_stcore/health")
+        wait_http(f"http://127.0.0.1:{tile_port}/healthz", proc=procs[0])
+        wait_http(f"http://127.0.0.1:{app_port}/_stcore/health", proc=procs[0])
         yield {"app": f"http://127.0.0.1:{app_port}", "tiles": f"http://127.0.0.1:{tile_port}", "log": data / "servers.log"}
     finally:
         import psutil

@@ -1,0 +1,158 @@
+"""The shape of the codebase, checked: imports go down, no cycles, no big modules, errors by condition.
+
+These are the rules docs/architecture.md states; a test keeps them true as the code grows.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LIB = ROOT / "flair_viz"
+MAX_LINES = 450
+FEATURES = ("predict", "metrics", "change", "annotate")
+# Entry points: they wire features together, so features must not import them.
+ENTRY_POINTS = ("flair_viz.server", "flair_viz.cli")
+FAMILY_OR_BASE = {"FlairVizError", "RasterError", "CatalogError", "ModelError"}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES: dict[str, Path] = {module_name(p): p for p in LIB.rglob("*.py")}
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every flair_viz module a file imports, at module level or inside functions."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("flair_viz"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("flair_viz"):
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                out.add(sub if sub in MODULES else node.module)
+    return out
+
+
+def all_imports(path: Path) -> set[str]:
+    """Top-level names of every package a file imports (flair_viz or not)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+GRAPH = {name: imports_of(path) & set(MODULES) for name, path in MODULES.items()}
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module, or a module importing itself (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1 or v in graph[v]:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_cycle_finder_finds_a_planted_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycles(graph) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_inside_flair_viz():
+    assert find_cycles(GRAPH) == []
+
+
+def test_core_imports_nothing_above_it():
+    bad = {m: sorted(i for i in deps if not i.startswith("flair_viz.core"))
+           for m, deps in GRAPH.items() if m.startswith("flair_viz.core")}
+    assert {m: d for m, d in bad.items() if d} == {}
+
+
+@pytest.mark.parametrize("feature", FEATURES)
+def test_feature_engines_do_not_import_entry_points_or_web(feature):
+    """A feature's engine modules import core and other engines; only its cli.py may use cli.args."""
+    bad = {}
+    for m, deps in GRAPH.items():
+        if not m.startswith(f"flair_viz.{feature}"):
+            continue
+        allowed_cli = {"flair_viz.cli.args", "flair_viz.cli"} if m.endswith(".cli") else set()
+        up = sorted(d for d in deps if (d.startswith(ENTRY_POINTS) and d not in allowed_cli)
+                    or d.startswith("flair_viz.web"))
+        if up:
+            bad[m] = up
+    assert bad == {}
+
+
+def test_library_never_imports_a_cli_module_outside_cli_entry_points():
+    bad = {m: sorted(d for d in deps if d.endswith(".cli") or d == "flair_viz.cli.main")
+           for m, deps in GRAPH.items()
+           if not (m.endswith(".cli") or m.startswith("flair_viz.cli") or m == "flair_viz.__main__")}
+    assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_library_never_imports_streamlit():
+    assert [m for m, p in MODULES.items() if "streamlit" in all_imports(p)] == []
+
+
+def test_modules_stay_small():
+    sizes = {m: len(p.read_text(encoding="utf-8").splitlines()) for m, p in MODULES.items()}
+    assert {m: n for m, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_raises_name_a_condition_not_the_base_or_a_family():
+    """``raise FlairVizError(...)``/``RasterError(...)`` carry no condition, so no HTTP status of their own."""
+    bad = []
+    for m, p in MODULES.items():
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                f = node.exc.func
+                name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+                if name in FAMILY_OR_BASE:
+                    bad.append(f"{m}:{node.lineno} {name}")
+    assert bad == []
+
+
+def test_no_string_registries_of_modules():
+    """Modules are imported by name in code, not looked up from strings (importlib.import_module)."""
+    users = [m for m, p in MODULES.items() if "import_module(" in p.read_text(encoding="utf-8")]
+    assert users == []
