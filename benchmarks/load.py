@@ -74,7 +74,7 @@ def tile_plan(catalog: Catalog, zooms: list[int], model: str = DEMO_MODEL) -> di
     for pair in change.list_pairs(catalog):  # the first (registered) pair of each patch
         pairs.setdefault(pair.before.patch, pair)
     for img in catalog.by_role("image"):
-        truth = catalog.for_patch(img.patch, "truth") if img.patch else None
+        truth = catalog.truth_of(img)
         if truth is None:
             continue
         for t in _tiles_inside(img.path, zooms):

@@ -53,7 +53,7 @@ def main() -> int:
     out_dir = cat.root / "predictions"
     entries = []
     for img in sorted(cat.by_role("image"), key=lambda d: d.id):
-        if not img.patch or cat.for_patch(img.patch, "truth") is None:
+        if not img.patch or cat.truth_of(img) is None:
             continue  # only FLAIR patches with a ground truth: that is what predictions are compared with
         out = out_dir / f"PRED_{img.patch}_demo.tif"
         inference.predict_file(loaded, img.path, out, progress=False, bands=img.bands or None)

@@ -36,7 +36,7 @@ def load_patches() -> tuple[np.ndarray, np.ndarray, list[str]]:
     cat = Catalog.load(config.DEMO_CATALOG)
     xs, ys, ids = [], [], []
     for img in sorted(cat.by_role("image"), key=lambda d: d.id):
-        truth = cat.for_patch(img.patch, "truth") if img.patch else None
+        truth = cat.truth_of(img)
         if truth is None or len(img.bands) != 5:
             continue
         x = raster.read(img.path).astype(np.float32)
