@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from flair_viz.cli import args as shared
-from flair_viz.core import config
+from flair_viz.core import config, describe
 from flair_viz.core.catalog import Catalog, Dataset, scan_flair_folder
 from flair_viz.core.errors import FlairVizError
 
@@ -51,6 +52,8 @@ def _problems(cat: Catalog, ds: Dataset) -> list[str]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     cat = Catalog.load(shared.catalog_file(args))
+    if args.json:
+        return _print_json(cat)
     rows = [(d.id, d.role, d.domain or "", d.zone or "", d.vintage or "", ",".join(d.bands) or d.nomenclature,
              "SIMULATED" if d.simulated else "") for d in cat]
     widths = [max(len(str(r[i])) for r in rows + [("id", "role", "domain", "zone", "vintage", "bands", "")]) for i in range(7)]
@@ -60,6 +63,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
     if cat.attribution:
         print(f"\n{len(cat)} datasets · {cat.attribution}")
+    return 0
+
+
+def _print_json(cat: Catalog) -> int:
+    """The catalog as a JSON array on stdout and nothing else, so scripts can pipe it; bad files carry an error."""
+    print(json.dumps([describe.listing(d) for d in cat], indent=2, ensure_ascii=False))
     return 0
 
 
@@ -84,6 +93,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--root", help="data root for a new catalog (default: DIR)")
     s.set_defaults(func=cmd_scan)
     l_ = csub.add_parser("list", parents=[common], help="list registered datasets")
+    l_.add_argument("--json", action="store_true",
+                    help="print a JSON array (id, role, kind, domain, zone, vintage, bounds in EPSG:2154, ...)")
     l_.set_defaults(func=cmd_list)
     v = csub.add_parser("validate", parents=[common], help="check every dataset (band counts, mask values, grids)")
     v.set_defaults(func=cmd_validate)

@@ -24,7 +24,7 @@ from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
 
 from flair_viz.annotate.routes import CandidatesExtension
 from flair_viz.change.tiles import ChangeTilerFactory
-from flair_viz.core import config
+from flair_viz.core import config, describe
 from flair_viz.core.catalog import Catalog, CatalogStore, Dataset
 from flair_viz.core.errors import FlairVizError, InvalidInput, UnreadableRaster, status_code
 from flair_viz.metrics.tiles import ConfusionExtension
@@ -56,9 +56,8 @@ def bad_tile(path: str) -> str | None:
 
 
 def _dataset_json(ds: Dataset) -> dict:
-    return {"id": ds.id, "role": ds.role, "title": ds.title, "vintage": ds.vintage, "domain": ds.domain,
-            "zone": ds.zone, "patch": ds.patch, "nomenclature": ds.nomenclature, "bands": list(ds.bands),
-            "simulated": ds.simulated}
+    """The catalog fields ``catalog list --json`` also gives (``kind`` included), read from no file per request."""
+    return describe.summary(ds)
 
 
 RASTER_ID_PARAMS = ("dataset_id", "pred_id", "before_id", "after_id")
