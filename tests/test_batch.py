@@ -246,8 +246,9 @@ def test_cli_predict_many_on_existing_scheduler_and_errors(work, client, tmp_pat
     rc = cli.main(["predict", "--model", str(work["card_path"]), "--scheduler", addr, "--out", str(tmp_path / "x"),
                    "--catalog", str(work["catalog"]), "--quiet", str(work["masks"])])
     err = capsys.readouterr().err
-    assert rc == 2 and "outside the data root" in err and "--outside-root" in err
-    assert not (tmp_path / "x").exists()  # refused before any work
+    assert rc == 0 and "outside the data root" in err and "--outside-root" in err  # written, not registered
+    assert (tmp_path / "x" / "MOSAIC_tiny.vrt").exists()
+    assert Catalog.load(work["catalog"]).get("MOSAIC_tiny").path == (out / "MOSAIC_tiny.vrt").resolve()
     rc = cli.main(["evaluate", "--truth", str(work["masks"]), "--pred", str(out), "--scheduler", addr,
                    "--out", str(tmp_path / "m.parquet"), "--json"])
     assert rc == 0

@@ -16,7 +16,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from flair_viz.core import classes, cog, raster, vrt
-from flair_viz.core.errors import InvalidInput, InvalidModel
+from flair_viz.core.errors import InvalidInput, InvalidModel, OutsideDataRoot
 from flair_viz.core.jobs import (
     DEFAULT_BLOCK_PX,
     DEFAULT_RETRIES,
@@ -202,7 +202,11 @@ def merge_blocks(name: str, job: PredictJob, scene: Scene, blocks: Sequence[Bloc
 
 @dataclass
 class PredictResult:
-    """Outputs in scene order, what was computed versus skipped, and the mosaic if one was written."""
+    """Outputs in scene order, what was computed versus skipped, and the mosaic if one was written.
+
+    ``not_registered`` is the refusal (problem, and the fix saying how to register it) when the mosaic
+    was written but the catalog could not take it: outputs never depend on registration.
+    """
 
     outputs: list[Path]
     computed: list[str]
@@ -210,6 +214,7 @@ class PredictResult:
     tasks: list[dict[str, Any]]
     mosaic: Path | None = None
     catalog_id: str | None = None
+    not_registered: OutsideDataRoot | None = None
 
 
 def _submit(client: Client, job: PredictJob, todo: Sequence[Scene], block_px: int, retries: int,
@@ -250,8 +255,9 @@ def batch_predict(scenes: Sequence[Scene], model: str | ModelCard, out_dir: str 
     and a killed job keeps its finished blocks.
 
     Scenes whose outputs are complete for the same inputs and model are skipped. When
-    ``catalog_file`` is given, the mosaic is registered there as ``MOSAIC_<model>`` (role prediction);
-    it must lie under the catalog's data root unless ``outside_root`` says otherwise.
+    ``catalog_file`` is given, the mosaic is then registered there as ``MOSAIC_<model>`` (role
+    prediction) if it lies under the catalog's data root or ``outside_root`` says so; otherwise every
+    output is still written and ``not_registered`` says why and how to register it.
     """
     card = get_card(model) if isinstance(model, str) else model
     _, checksum = resolve_checkpoint(card)
@@ -260,8 +266,8 @@ def batch_predict(scenes: Sequence[Scene], model: str | ModelCard, out_dir: str 
         raise InvalidInput(f"--out {out_dir} is a file", "give a folder (it is created if missing)")
     if not scenes:
         raise InvalidInput("No scenes to predict", "give folders, globs, files or catalog IDs")
-    if mosaic and catalog_file is not None and not outside_root:
-        register.check_under_root(catalog_file, out_dir)  # refuse before hours of work, not after
+    if mosaic and catalog_file is not None:
+        register.data_root(catalog_file)  # a broken catalog fails now, before hours of work, not after
     out_dir.mkdir(parents=True, exist_ok=True)
     resources, per_host, local_gpus = cluster_plan(client)
     job = PredictJob(card=card, checksum=checksum, out_dir=out_dir, proba=proba, batch_size=batch_size,
@@ -283,8 +289,11 @@ def batch_predict(scenes: Sequence[Scene], model: str | ModelCard, out_dir: str 
     if mosaic:
         result.mosaic = vrt.write_vrt(result.outputs, out_dir / f"MOSAIC_{safe_name(card.id)}.vrt")
         if catalog_file is not None:
-            result.catalog_id = register.register_mosaic(catalog_file, result.mosaic, card,
-                                                         list(zip(scenes, result.outputs)), outside_root)
+            try:
+                result.catalog_id = register.register_mosaic(catalog_file, result.mosaic, card,
+                                                             list(zip(scenes, result.outputs)), outside_root)
+            except OutsideDataRoot as exc:  # the outputs stand; the caller tells the user how to register them
+                result.not_registered = exc
     return result
 
 

@@ -58,8 +58,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", help="predict many scenes: one PRED_<scene>.tif per scene in DIR, plus a "
-                   "VRT mosaic registered in the catalog; INPUTs are folders (FLAIR layout), globs, files, catalog "
-                   "IDs or `catalog:` (every image of the catalog)")
+                   "VRT mosaic, registered in the catalog when DIR is under its data root (else a note says how); "
+                   "INPUTs are folders (FLAIR layout), globs, files, catalog IDs or `catalog:` (every image of the "
+                   "catalog)")
     shared.add_catalog_arg(p, "catalog for IDs and for registering the mosaic (default: $FLAIR_VIZ_CATALOG "
                            "or the demo catalog)")
     p.add_argument("--domain", help="only scenes of this domain (e.g. D004_2021)")
@@ -101,6 +102,8 @@ def cmd_predict_many(args: argparse.Namespace) -> int:
           f"done, in {Path(args.out).resolve()}")
     if res.mosaic:
         print(f"mosaic {res.mosaic}" + (f", registered as {res.catalog_id} in {cat_file}" if res.catalog_id else ""))
+    if res.not_registered:  # the outputs are written: a note, not an error
+        print(f"note: {res.not_registered.problem}\nto register it: {res.not_registered.fix}", file=sys.stderr)
     return 0
 
 

@@ -48,10 +48,10 @@ def register_mosaic(catalog_file: str | os.PathLike[str], vrt: Path, card: Model
                             "role": "prediction", **meta, "title": f"Prediction {card.id} {scene.patch}",
                             "extra": dict(made_by)})
     if not outside_root:
-        check_under_root(catalog_file, Path(vrt).parent)
+        check_under_root(catalog_file, vrt, ds_id)
     with locked(catalog_file):
         text = catalog_file.read_text(encoding="utf-8") if catalog_file.exists() else 'data_root = "."\n'
-        root = Catalog.load(catalog_file).root if catalog_file.exists() else catalog_file.parent.resolve()
+        root = data_root(catalog_file)
         for e in entries:
             path = e["path"].resolve()
             e["path"] = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
@@ -68,12 +68,26 @@ def register_mosaic(catalog_file: str | os.PathLike[str], vrt: Path, card: Model
     return ds_id
 
 
-def check_under_root(catalog_file: str | os.PathLike[str], out_dir: Path) -> None:
-    """Refuse an output folder the catalog could not reference, before hours of prediction, not after."""
+def data_root(catalog_file: str | os.PathLike[str]) -> Path:
+    """The folder the catalog's paths are relative to (loading the catalog, so a broken one fails here)."""
     catalog_file = Path(catalog_file)
-    root = Catalog.load(catalog_file).root if catalog_file.exists() else catalog_file.parent.resolve()
-    if not out_dir.resolve().is_relative_to(root):
-        raise OutsideDataRoot(f"--out {out_dir} is outside the data root {root} of the catalog {catalog_file.name}, so "
-                              "the mosaic could not be registered there",
-                              "write --out under the data root, pass --outside-root to register it anyway, "
-                              "or --no-register")
+    return Catalog.load(catalog_file).root if catalog_file.exists() else catalog_file.parent.resolve()
+
+
+def check_under_root(catalog_file: str | os.PathLike[str], vrt: Path, ds_id: str) -> None:
+    """Refuse a mosaic the catalog could not reference, saying exactly how the user can register it anyway.
+
+    Batch prediction writes its outputs first and turns this refusal into a note, so the fix names both
+    ways out: a rerun with ``--outside-root`` (finished scenes are skipped) or the entry to add by hand.
+    """
+    import tomli_w
+
+    catalog_file, vrt = Path(catalog_file), Path(vrt).resolve()
+    root = data_root(catalog_file)
+    if vrt.parent.is_relative_to(root):
+        return
+    entry = tomli_w.dumps({"dataset": [{"id": ds_id, "path": str(vrt), "role": "prediction", "outside_root": True}]})
+    raise OutsideDataRoot(f"{vrt} is outside the data root {root} of the catalog {catalog_file}, so {ds_id} "
+                          "was not registered there",
+                          f"rerun the same command with --outside-root (finished scenes are skipped), "
+                          f"or add this entry to {catalog_file}:\n{entry.rstrip()}")
