@@ -92,6 +92,15 @@ c3.metric("Net artificialisation", f"{zan['net_artificialisation_ha']:.4f} ha")
 c4.metric("Area compared", f"{result.valid_area_ha():.4f} ha",
           help=f"Overlap of both vintages with a class at both dates; {result.changed_area_ha():.4f} ha changed")
 
+# -- check against real change masks (pairs whose catalog entries list some) -----------------------
+checks = common.guarded(lambda: change.catalog_mask_agreements(cat, before, after)) or []
+if checks:
+    st.subheader("Check against real change masks")
+    st.caption("Changed pixels of each binary change mask listed for this pair (`extra.change_masks`), taken at "
+               "their centre on the before grid: how many the from-to matrix counts as changed.")
+    for check in checks:
+        st.markdown(f"- {check.text}")
+
 # -- map -------------------------------------------------------------------------------------------
 m = common.guarded(lambda: change_map.pair_map(cat, before, after, base, mode, opacity))
 st.subheader("Map")

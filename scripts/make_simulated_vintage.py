@@ -163,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cat = Catalog.load(args.catalog)
     out_dir = cat.root / OUT_DIR
-    originals = [d for d in cat if d.role in ("truth", "prediction") and not d.simulated and d.patch]
+    # mapped nomenclatures (the real Gers pair, raw ODEON codes) are left out: it has a real later vintage,
+    # and simulate() writes FLAIR-1/FLAIR-HUB values only
+    originals = [d for d in cat if d.role in ("truth", "prediction") and not d.simulated and d.patch
+                 and d.nomenclature in classes.NOMENCLATURES]
     entries: list[Dataset] = []
     for ds in originals:
         entries += simulate_dataset(cat, ds, out_dir, args.seed)

@@ -67,7 +67,7 @@ def tmp_catalog(tmp_path) -> Path:
 
 def test_demo_catalog_lists_every_dataset_with_its_header_bounds(capsys):
     rows = list_json(capsys, DEMO_CATALOG)
-    assert len(rows) == 22 and all(FIELDS <= set(r) and "error" not in r for r in rows)
+    assert len(rows) == 24 and all(FIELDS <= set(r) and "error" not in r for r in rows)
     by_id = {r["id"]: r for r in rows}
     assert by_id["IMG_000473"]["kind"] == "patch" and by_id["BDORTHO_RGB"]["kind"] == "scene"
     assert (by_id["IMG_000473"]["domain"], by_id["IMG_000473"]["zone"]) == ("D004_2021", "Z6_NU")

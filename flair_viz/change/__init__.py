@@ -6,6 +6,7 @@ This package is a facade; the code lives in submodules named by job:
 * ``align``: the inputs (catalog IDs or files), their common grid and overlap, block reading;
 * ``regions``: polygons to break a change down by;
 * ``compute``: :func:`compute_change`, :class:`ChangeResult` and the change COG;
+* ``masks``: how many changed pixels of a real change mask a result counts as changed;
 * ``pairs``: what the Change page offers to compare; ``uploads``: files uploaded there;
 * ``outputs``: the CSV/JSON files of a result; ``tiles``: the change tile layer; ``batch``: many
   pairs on Dask; ``cli``: ``flair-viz change``.
@@ -38,6 +39,7 @@ from flair_viz.change.grouping import (
     load_grouping,
     zan_flows,
 )
+from flair_viz.change.masks import MaskAgreement, catalog_mask_agreements, mask_agreement, pair_masks
 from flair_viz.change.pairs import Pair, class_rasters, list_pairs
 from flair_viz.change.regions import Regions, load_regions, rasterize_regions
 from flair_viz.change.uploads import store_upload
@@ -45,7 +47,7 @@ from flair_viz.change.uploads import store_upload
 __all__ = [
     "DEFAULT_BLOCK", "DEFAULT_GROUPING_PATH", "FLOW_ARTIFICIALISATION", "FLOW_COLORS", "FLOW_DEARTIFICIALISATION",
     "FLOW_NAMES", "FLOW_OTHER", "GROUPS", "M2_PER_HA", "N", "NODATA_CODE",
-    "Alignment", "ChangeResult", "ClassSource", "Pair", "PairReader", "Regions", "ZanGrouping",
-    "align", "change_codes", "class_rasters", "compute_change", "iter_windows", "list_pairs", "load_grouping",
-    "load_regions", "rasterize_regions", "resolve", "source_from_dataset", "store_upload", "zan_flows",
+    "Alignment", "ChangeResult", "ClassSource", "MaskAgreement", "Pair", "PairReader", "Regions", "ZanGrouping",
+    "align", "catalog_mask_agreements", "change_codes", "class_rasters", "compute_change", "iter_windows", "list_pairs", "load_grouping",
+    "load_regions", "mask_agreement", "pair_masks", "rasterize_regions", "resolve", "source_from_dataset", "store_upload", "zan_flows",
 ]

@@ -72,8 +72,8 @@ def resolve(ref: str | os.PathLike[str] | Dataset | ClassSource, catalog: Catalo
         return source_from_dataset(catalog.get(str(ref)))
     p = Path(ref)
     if p.is_file():
-        if nomenclature not in classes.NOMENCLATURES:
-            raise InvalidInput(f"Unknown nomenclature {nomenclature!r}", f"use one of {', '.join(classes.NOMENCLATURES)}")
+        if nomenclature not in classes.nomenclature_names():
+            raise InvalidInput(f"Unknown nomenclature {nomenclature!r}", f"use one of {', '.join(classes.nomenclature_names())}")
         return ClassSource(path=p.resolve(), nomenclature=nomenclature)
     raise NotFound(f"{ref!s} is neither a catalog dataset ID nor an existing file",
                    "give a catalog ID (see `flair-viz catalog list`) or the path of a class raster")
@@ -198,7 +198,8 @@ class PairReader:
         with errors.context(self.after.name):
             self._lut_a = classes.class_lut(self.after.nomenclature, self._a_ds.nodata)
         if self.alignment.resampled:
-            fill = NODATA_CODE[self.after.nomenclature]
+            # the fill of pixels the after raster does not cover: a raw value its LUT maps to "no class"
+            fill = NODATA_CODE.get(self.after.nomenclature, int(np.flatnonzero(self._lut_a == 0)[-1]))
             self._a = WarpedVRT(self._a_ds, crs=self._b.crs, transform=self._b.transform, width=self._b.width,
                                 height=self._b.height, resampling=Resampling.nearest, nodata=fill,
                                 src_nodata=self._a_ds.nodata if self._a_ds.nodata is not None else None)

@@ -86,7 +86,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--regions", help="GeoPackage/GeoJSON of polygons for a per-region breakdown")
     p.add_argument("--region-field", help="column naming the regions (default: name/nom/NOM_COM/... if present)")
     p.add_argument("--grouping", help="ZAN grouping TOML (default: flair_viz/change/zan_grouping.toml)")
-    p.add_argument("--nomenclature", choices=classes.NOMENCLATURES, default="flair1",
+    p.add_argument("--nomenclature", choices=classes.nomenclature_names(), default="flair1",
                    help="nomenclature of rasters given as files (catalog IDs carry their own)")
     shared.add_catalog_arg(p)
     p.add_argument("--pairs", metavar="PAIRS.csv", help="many pairs: a CSV with columns before,after[,name] (catalog "

@@ -27,8 +27,9 @@ class Pair:
 
 
 def list_pairs(catalog: Catalog) -> list[Pair]:
-    """Registered change pairs first (``role = "change"`` with ``extra.before``/``extra.after``), then
-    every two class rasters of the same patch with different vintages, earlier first."""
+    """Real pairs before SIMULATED ones; within each, registered change pairs first (``role = "change"`` with
+    ``extra.before``/``extra.after``), then every two class rasters of the same patch with different
+    vintages, earlier first."""
     pairs: list[Pair] = []
     seen: set[tuple[str, str]] = set()
     for ds in catalog.by_role("change"):
@@ -47,7 +48,7 @@ def list_pairs(catalog: Catalog) -> list[Pair]:
                 if a.vintage != b.vintage and (b.id, a.id) not in seen:
                     pairs.append(Pair(b, a))
                     seen.add((b.id, a.id))
-    return pairs
+    return sorted(pairs, key=lambda p: p.simulated)  # stable: the order above within real and simulated
 
 
 def class_rasters(catalog: Catalog) -> list[Dataset]:

@@ -6,11 +6,15 @@ Class rasters written by FLAIR Viz use FLAIR-1 values 1..19, with 0 as nodata, l
 
 from __future__ import annotations
 
+import functools
+import os
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from flair_viz.core.errors import InvalidInput
+from flair_viz.core.errors import InvalidInput, Misconfigured
 
 NODATA = 0
 
@@ -60,7 +64,9 @@ FLAIRHUB_ORDER: tuple[str, ...] = (
     "brushwood", "clear_cut", "ligneous", "mixed", "other",
 )
 
-NOMENCLATURES = ("flair1", "flairhub")
+NOMENCLATURES = ("flair1", "flairhub")  # built in; more come from mapping files (MAPPING_FILES)
+# Mapping files shipped with the package: raw codes of another nomenclature -> FLAIR-1 class keys.
+MAPPING_FILES: tuple[Path, ...] = (Path(__file__).with_name("odeon_nomenclature.toml"),)
 
 # FLAIR-1 evaluation protocol: values above 13 merge into "other"; mIoU over the first 12.
 PROTOCOL_FLAIR1_N = 13
@@ -83,6 +89,77 @@ def flair1_to_flairhub_lut() -> np.ndarray:
     return lut
 
 
+@dataclass(frozen=True)
+class MappedCode:
+    """One raw code of a mapped nomenclature: its own name, its FLAIR-1 value (0 = nodata) and whether it is inferred."""
+
+    code: int
+    name: str
+    flair1: int
+    inferred: bool
+    basis: str = ""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A nomenclature defined by a mapping file: raw code -> FLAIR-1 value; unlisted codes are nodata."""
+
+    name: str
+    title: str
+    codes: tuple[MappedCode, ...]
+    source: Path
+
+    def lut(self) -> np.ndarray:
+        lut = np.zeros(256, dtype=np.uint8)
+        for c in self.codes:
+            lut[c.code] = c.flair1
+        return lut
+
+    @property
+    def inferred(self) -> list[int]:
+        return [c.code for c in self.codes if c.inferred]
+
+
+def load_mappings(path: str | os.PathLike[str]) -> dict[str, Mapping]:
+    """Every ``[nomenclature.NAME]`` table of a mapping file, checked: codes 0..255, FLAIR-1 keys or "nodata"."""
+    path = Path(path)
+    fix = f"fix {path}: each code is `N = {{ name = ..., flair1 = <FLAIR-1 key or \"nodata\">, inferred = true|false }}`"
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise Misconfigured(f"Cannot read the nomenclature mapping {path.name}: {exc}", fix) from None
+    out: dict[str, Mapping] = {}
+    for name, table in doc.get("nomenclature", {}).items():
+        codes = []
+        for raw, entry in table.get("codes", {}).items():
+            key = entry.get("flair1") if isinstance(entry, dict) else None
+            if not (raw.isdigit() and int(raw) < 256) or (key != "nodata" and key not in BY_KEY) \
+                    or not isinstance(entry.get("inferred"), bool):
+                raise Misconfigured(f"Nomenclature {name!r} in {path.name}: bad entry {raw} = {entry!r}", fix)
+            codes.append(MappedCode(int(raw), str(entry.get("name", "")), 0 if key == "nodata" else BY_KEY[key].value,
+                                    entry["inferred"], str(entry.get("basis", ""))))
+        out[name] = Mapping(name, str(table.get("title", name)), tuple(sorted(codes, key=lambda c: c.code)), path)
+    return out
+
+
+@functools.cache
+def mappings() -> dict[str, Mapping]:
+    """The mapped nomenclatures of :data:`MAPPING_FILES`, by name (read once)."""
+    out: dict[str, Mapping] = {}
+    for f in MAPPING_FILES:
+        out.update(load_mappings(f))
+    return out
+
+
+def nomenclature_names() -> tuple[str, ...]:
+    """Every nomenclature a class raster may declare: the built-in ones, then the mapped ones."""
+    return NOMENCLATURES + tuple(n for n in mappings() if n not in NOMENCLATURES)
+
+
+def _unknown(nomenclature: str) -> InvalidInput:
+    return InvalidInput(f"Unknown nomenclature {nomenclature!r}", f"use one of {', '.join(nomenclature_names())}")
+
+
 def class_lut(nomenclature: str, nodata: float | None = None) -> np.ndarray:
     """The one raw-value -> FLAIR-1 table: 256 uint8 entries, 1..19 for classes, 0 for nodata and unknowns.
 
@@ -94,8 +171,10 @@ def class_lut(nomenclature: str, nodata: float | None = None) -> np.ndarray:
         lut[1 : N_CLASSES + 1] = np.arange(1, N_CLASSES + 1, dtype=np.uint8)
     elif nomenclature == "flairhub":
         lut = flairhub_to_flair1_lut()
+    elif nomenclature in mappings():
+        lut = mappings()[nomenclature].lut()
     else:
-        raise InvalidInput(f"Unknown nomenclature {nomenclature!r}", f"use one of {', '.join(NOMENCLATURES)}")
+        raise _unknown(nomenclature)
     if nodata is not None and float(nodata).is_integer() and 0 <= nodata < 256:
         lut[int(nodata)] = NODATA
     return lut
@@ -120,7 +199,9 @@ def valid_values(nomenclature: str) -> set[int]:
         return {NODATA, *BY_VALUE}
     if nomenclature == "flairhub":
         return set(range(len(FLAIRHUB_ORDER))) | {255}
-    raise InvalidInput(f"Unknown nomenclature {nomenclature!r}", f"use one of {', '.join(NOMENCLATURES)}")
+    if nomenclature in mappings():
+        return {c.code for c in mappings()[nomenclature].codes}
+    raise _unknown(nomenclature)
 
 
 def protocol_flair1_lut() -> np.ndarray:
@@ -140,11 +221,18 @@ def protocol_names(protocol: str) -> list[str]:
     raise InvalidInput(f"Unknown metrics protocol {protocol!r}", "use 'flair1' (13 classes) or 'full' (19)")
 
 
-def colormap() -> dict[int, tuple[int, int, int, int]]:
-    """rio-tiler colormap for FLAIR-1 class rasters; 0 (nodata) is transparent."""
+def colormap(nomenclature: str = "flair1") -> dict[int, tuple[int, int, int, int]]:
+    """rio-tiler colormap for class rasters; 0 (nodata) is transparent.
+
+    For another nomenclature each raw value gets the colour of the FLAIR-1 class it maps to, so a
+    raster drawn as it is on disk looks like its FLAIR-1 conversion.
+    """
     cmap = {v: (*c.rgb, 255) for v, c in BY_VALUE.items()}
     cmap[NODATA] = (0, 0, 0, 0)
-    return cmap
+    if nomenclature == "flair1":
+        return cmap
+    lut = class_lut(nomenclature)
+    return {v: cmap[int(lut[v])] if lut[v] else (0, 0, 0, 0) for v in range(256)}
 
 
 def palette_rgba() -> np.ndarray:

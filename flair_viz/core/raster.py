@@ -156,10 +156,14 @@ def check_mask(path: str | os.PathLike[str], nomenclature: str = "flair1", scan_
                                       "the file is probably truncated or corrupt; re-export it") from None
                 bad.update(int(v) for v in vals[~allowed[vals]])
         if bad:
-            lo, hi = (1, classes.N_CLASSES) if nomenclature == "flair1" else (0, len(classes.FLAIRHUB_ORDER) - 1)
+            if nomenclature in classes.NOMENCLATURES:
+                lo, hi = (1, classes.N_CLASSES) if nomenclature == "flair1" else (0, len(classes.FLAIRHUB_ORDER) - 1)
+                span = f"{lo}..{hi}"
+            else:  # a mapped nomenclature: the codes its mapping file lists
+                span = ", ".join(map(str, sorted(classes.valid_values(nomenclature))))
             raise InvalidRaster(
-                f"Mask {info.path.name} holds values {sorted(bad)} outside the {nomenclature} nomenclature ({lo}..{hi})",
-                "check the nomenclature declared for this mask (flair1 or flairhub), or remap its values",
+                f"Mask {info.path.name} holds values {sorted(bad)} outside the {nomenclature} nomenclature ({span})",
+                "check the nomenclature declared for this mask (flair1, flairhub or a mapped one), or remap its values",
             )
     return info
 

@@ -69,7 +69,7 @@ def colormap_params(dataset: Annotated[Dataset, Depends(get_dataset)],
                     preset: Annotated[Preset | None, Query()] = None) -> dict | None:
     """Class rasters always get the FLAIR palette (0 transparent); elevation gets viridis."""
     if dataset.is_class_raster:
-        return classes.colormap()
+        return classes.colormap(dataset.nomenclature)
     if preset == "elevation":
         return rio_cmap.get("viridis")
     return None

@@ -54,8 +54,9 @@ def _most_artificial_patch(cat: Catalog) -> str | None:
 
 
 def demo_figures(cat: Catalog) -> DemoFigures:
-    """mIoU of the stored predictions (FLAIR-1 protocol), the ZAN hectares of the first change pair and the
-    'why' patch: everything that reads rasters, computed once (the home page caches the result)."""
+    """mIoU of the stored predictions (FLAIR-1 protocol), the ZAN hectares of the first change pair of two ground
+    truths (real pairs come before SIMULATED ones) and the 'why' patch: everything that reads rasters, computed
+    once (the home page caches the result)."""
     from flair_viz import change, metrics
 
     pairs = metrics.catalog_pairs(cat)
@@ -69,6 +70,7 @@ def demo_figures(cat: Catalog) -> DemoFigures:
     simulated = False
     cpairs = change.list_pairs(cat)
     if cpairs:
+        # list_pairs puts real pairs first, so a real two-truth pair (the Gers strip) wins over the simulated ones
         idx = next((i for i, p in enumerate(cpairs) if p.before.role == "truth" and p.after.role == "truth"), 0)
         res = change.compute_change(cpairs[idx].before.id, cpairs[idx].after.id, catalog=cat)
         z = res.zan()
@@ -87,7 +89,7 @@ def steps(cat: Catalog, figures: DemoFigures, model_ids: list[str]) -> list[Step
     ha = None
     if figures.artificialised_ha is not None:
         ha = (f"{figures.artificialised_ha:.3f} ha artificialised, {figures.deartificialised_ha:.3f} ha returned to "
-              f"nature{' (SIMULATED later vintage)' if figures.change_simulated else ''}")
+              f"nature{' (SIMULATED later vintage)' if figures.change_simulated else ' (real IGN labels of two vintages)'}")
     return [
         Step("why", "1 · Why", "France artificialises 20–30 thousand hectares a year. The ZAN law wants that halved by "
              "2031 and stopped by 2050 — which needs land cover of the whole country, mapped often. Here is what "
