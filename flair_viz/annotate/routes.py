@@ -15,7 +15,6 @@ and input file stamps, so a page rerun or a second browser tab does not predict 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import Annotated
 
 from attrs import define
@@ -26,13 +25,13 @@ from flair_viz.annotate.grid import SUB_GRIDS_PX, cell_m_for
 from flair_viz.annotate.scenes import score_scene
 from flair_viz.annotate.scoring import cells_geojson
 from flair_viz.core.catalog import Catalog, Dataset
+from flair_viz.core.lru import LRU
 from flair_viz.core.stamps import file_stamp
 from flair_viz.predict.cards import ID_RE as MODEL_ID_RE
 from flair_viz.predict.cards import get_card
 
-CACHE_SIZE = 64
-_cache: OrderedDict[tuple, dict] = OrderedDict()
-_lock = threading.Lock()  # one scoring at a time: each runs a model over a whole scene
+_cache = LRU(64)  # GeoJSON of scored cells per _key
+_scoring = threading.Lock()  # one scoring at a time: each runs a model over a whole scene
 
 
 def _key(catalog: Catalog, ds: Dataset, model_ids: tuple[str, ...], cell_px: int, use_truth: bool) -> tuple:
@@ -53,20 +52,16 @@ def candidate_cells(catalog: Catalog, ds: Dataset, model_id: str, model_b: str |
     """The scored cells of a scene as GeoJSON, computed once per inputs (see the module docstring)."""
     cell_m = cell_m_for(cell_px)
     key = _key(catalog, ds, (model_id, *([model_b] if model_b else [])), cell_px, use_truth)
-    with _lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-        doc = cells_geojson(score_scene(catalog, ds.id, model_id, model_b, cell_m=cell_m, use_truth=use_truth))
-        _cache[key] = doc
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
+    with _scoring:
+        doc = _cache.get(key)
+        if doc is None:
+            doc = cells_geojson(score_scene(catalog, ds.id, model_id, model_b, cell_m=cell_m, use_truth=use_truth))
+            _cache.put(key, doc)
         return doc
 
 
 def clear_cache() -> None:
-    with _lock:
-        _cache.clear()
+    _cache.clear()
 
 
 @define

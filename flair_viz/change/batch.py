@@ -126,9 +126,7 @@ def batch_change(pairs: Sequence[ChangeJob], out_dir: str | os.PathLike[str], cl
 
     A pair whose outputs are complete for the same input files and grouping is not recomputed.
     """
-    out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InvalidInput(f"--out {out_dir} is a file", "give a folder (it is created if missing)")
+    out_dir = atomic.output_folder(out_dir)
     if not pairs:
         raise InvalidInput("No pairs to compare", "give --pairs pairs.csv with columns before,after[,name]")
     grp = load_grouping(grouping)

@@ -17,7 +17,7 @@ from pathlib import Path
 from flair_viz.change.compute import ChangeResult, compute_change
 from flair_viz.change.outputs import write_outputs
 from flair_viz.cli import args as shared
-from flair_viz.core import classes
+from flair_viz.core import atomic, classes
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import InvalidInput
 
@@ -25,8 +25,7 @@ from flair_viz.core.errors import InvalidInput
 def run(before: str, after: str, out: Path, catalog: Catalog | None, regions: str | None = None,
         grouping: str | None = None, nomenclature: str = "flair1", region_field: str | None = None) -> ChangeResult:
     """Compute a change and write every output into ``out``."""
-    if out.exists() and not out.is_dir():
-        raise InvalidInput(f"--out {out} is a file", "give a folder (it is created if missing)")
+    atomic.output_folder(out)
     result = compute_change(before, after, catalog=catalog, grouping=grouping, regions=regions,
                             region_name_field=region_field, change_cog=out / "change.tif", nomenclature=nomenclature)
     write_outputs(out, result)

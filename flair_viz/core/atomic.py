@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from flair_viz.core.errors import InvalidInput
+
 
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
@@ -54,3 +56,11 @@ def write_bytes(final: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(final) as tmp:
         tmp.write_bytes(data)
     return Path(final)
+
+
+def output_folder(path: str | os.PathLike[str]) -> Path:
+    """The resolved ``--out`` folder of a command writing several files; a file there is refused before any work."""
+    folder = Path(path).resolve()
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInput(f"--out {folder} is a file", "give a folder (it is created if missing)")
+    return folder

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rasterio.windows import Window
-
 from flair_viz.core import atomic, raster
 from flair_viz.core.errors import FlairVizError, InvalidInput, Misconfigured
 from flair_viz.core.names import safe_name
@@ -275,16 +273,10 @@ def is_complete(output: Path, inputs: dict[str, Any], outputs: Sequence[Path] | 
             return False
         for p in outs:
             if p.suffix.lower() in (".tif", ".tiff"):
-                _check_opens(p)
+                raster.read_last_pixel(raster.describe(p))
     except (OSError, FlairVizError):
         return False
     return True
-
-
-def _check_opens(path: Path) -> None:
-    """Open a raster and read its last pixel (the reader's truncation check), or raise its RasterError."""
-    info = raster.describe(path)
-    raster.read(path, 1, window=Window(info.width - 1, info.height - 1, 1, 1))
 
 
 class Call:

@@ -109,12 +109,17 @@ def band_names_for(count: int) -> tuple[str, ...]:
     return BAND_LAYOUTS[count]
 
 
+def read_last_pixel(info: RasterInfo) -> None:
+    """Read the raster's last pixel: a truncated TIFF has a valid header but not its tail."""
+    read(info.path, 1, window=Window(info.width - 1, info.height - 1, 1, 1))
+
+
 def _check_readable(info: RasterInfo) -> None:
-    """Require georeferencing, and read the last pixel: a truncated TIFF has a valid header but not its tail."""
+    """Require georeferencing, and the whole file to be there."""
     if info.crs is None:
         raise InvalidRaster(f"{info.path.name} has no CRS or georeference",
                           "assign one (e.g. gdal_edit.py -a_srs EPSG:2154 -a_ullr ...) before registering it")
-    read(info.path, 1, window=Window(info.width - 1, info.height - 1, 1, 1))
+    read_last_pixel(info)
 
 
 def check_image(path: str | os.PathLike[str], bands: tuple[str, ...] | None = None) -> RasterInfo:

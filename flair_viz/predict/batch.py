@@ -15,7 +15,7 @@ import rasterio
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from flair_viz.core import classes, cog, raster, vrt
+from flair_viz.core import atomic, classes, cog, raster, vrt
 from flair_viz.core.errors import InvalidInput, InvalidModel, OutsideDataRoot
 from flair_viz.core.jobs import (
     DEFAULT_BLOCK_PX,
@@ -261,9 +261,7 @@ def batch_predict(scenes: Sequence[Scene], model: str | ModelCard, out_dir: str 
     """
     card = get_card(model) if isinstance(model, str) else model
     _, checksum = resolve_checkpoint(card)
-    out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InvalidInput(f"--out {out_dir} is a file", "give a folder (it is created if missing)")
+    out_dir = atomic.output_folder(out_dir)
     if not scenes:
         raise InvalidInput("No scenes to predict", "give folders, globs, files or catalog IDs")
     if mosaic and catalog_file is not None:

@@ -18,7 +18,6 @@ import os
 import queue
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from rio_tiler.io import Reader
 from flair_viz.core import atomic, config, raster, uncertainty
 from flair_viz.core.catalog import Dataset
 from flair_viz.core.errors import InvalidInput
+from flair_viz.core.lru import LRU
 from flair_viz.core.stamps import file_stamp
 from flair_viz.predict import cards, inference, models
 
@@ -106,33 +106,6 @@ BATCHER = TileBatcher(max_wait_s=float(os.environ.get("FLAIR_VIZ_TILE_WAIT_MS", 
 
 
 # -- caches -------------------------------------------------------------------------------------
-class LRU:
-    """A small thread-safe LRU: tiles are requested again on every pan, so recent ones stay in memory."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._d: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            if key in self._d:
-                self._d.move_to_end(key)
-                return self._d[key]
-        return None
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._d[key] = value
-            self._d.move_to_end(key)
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._d.clear()
-
-
 RESULTS = LRU(2048)  # TileResult per (checksum, dataset, file version, tms, z, x, y)
 
 

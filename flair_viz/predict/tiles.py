@@ -24,13 +24,14 @@ from flair_viz.core import classes
 from flair_viz.core.catalog import Catalog, Dataset
 from flair_viz.core.classtile import read_class_tile
 from flair_viz.core.errors import NotFound
+from flair_viz.core.lru import LRU
 from flair_viz.predict import cards, live, models
 from flair_viz.predict.live import TILE, TileResult
 
 ERROR_RGBA = (230, 0, 0, 255)
 UNCERTAINTY_CMAP = "magma"
 Layer = Literal["class", "entropy", "margin", "error"]
-PNGS = live.LRU(4096)  # rendered PNG bytes per (model checksum, dataset, file version, tile, layer, truth)
+PNGS = LRU(4096)  # rendered PNG bytes per (model checksum, dataset, file version, tile, layer, truth)
 
 
 # -- rendering ----------------------------------------------------------------------------------
