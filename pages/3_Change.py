@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import streamlit as st
@@ -11,8 +14,9 @@ from flair_viz import change
 from flair_viz.change import outputs as change_outputs
 from flair_viz.change import views
 from flair_viz.core.catalog import Catalog
+from flair_viz.core.config import user_data_dir
 from flair_viz.core.errors import FlairVizError
-from flair_viz.web import change_map, charts
+from flair_viz.web import change_map, change_trend, charts
 from flair_viz.web import maps as webmap
 from ui import common
 
@@ -28,6 +32,139 @@ if not rasters:
     common.footer()
     st.stop()
 
+VIEWS = {"pair": "Two vintages", "series": "Series (time slider)", "predictions": "From predictions (model)"}
+with st.sidebar:
+    view = st.radio("Compare", [v for v in VIEWS if v != "series" or cat.series_names()], format_func=VIEWS.get,
+                    key="change_view")
+
+
+def map_options() -> tuple[str, float]:
+    """The sidebar's map options (change layer colours, class layer opacity)."""
+    with st.sidebar:
+        st.header("Map")
+        mode = st.radio("Change layer colours", ["flow", "class"], horizontal=True,
+                        format_func=lambda m: {"flow": "ZAN flow", "class": "New class"}[m])
+        return mode, st.slider("Class layer opacity", 0.0, 1.0, 0.6, 0.05)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Counting each interval of the series…")
+def compute_series(name: str, catalog_version: float) -> change.Trend:
+    """One trend per series; the catalog version invalidates it when the file changes."""
+    c: Catalog = common.catalog()
+    return change.compute_trend([d.id for d in change.catalog_series(c, name)], catalog=c)
+
+
+def series_view() -> None:
+    """A time slider over the vintages of a series: the map shows the interval ending at the chosen
+    vintage, the chart every interval's ZAN flows (the chosen one opaque) and the cumulated net."""
+    with st.sidebar:
+        st.header("Series")
+        name = st.selectbox("Series", cat.series_names(), key="change_series")
+    mode, opacity = map_options()
+    trend = common.guarded(lambda: compute_series(name, common.catalog_version()))
+    if trend is None:
+        return
+    vintages = [s.vintage or s.name for s in trend.sources]
+    st.subheader(f"Series {name}: {len(vintages)} vintages, {' · '.join(vintages)}")
+    if trend.simulated:
+        st.warning("**SIMULATED vintages in this series:** " + ", ".join(
+            f"{s.vintage} ({s.name})" for s in trend.sources if s.simulated) + " were made by "
+            "`scripts/make_simulated_vintage.py`, not observed by IGN. Their intervals show how the tool works, "
+            "not what happened on the ground.", icon="⚠️")
+    stop = st.select_slider("Time: the interval ending at", options=change_trend.slider_options(vintages),
+                            value=vintages[1], key="change_time")
+    i = vintages.index(stop)
+    res = trend.intervals[i - 1]
+    before, after = cat.get(res.before.dataset_id), cat.get(res.after.dataset_id)
+    st.caption(f"Interval {i}: **{before.label}** ({res.before.kind}) → **{after.label}** ({res.after.kind})")
+    z, table = res.zan(), trend.table()
+    whole = table[table["region"] == "(all)"]
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Artificialisation", f"{z['artificialisation_ha']:.4f} ha")
+    c2.metric("De-artificialisation", f"{z['deartificialisation_ha']:.4f} ha")
+    c3.metric("Net since the first vintage", f"{whole['cumulative_net_ha'].iloc[i - 1]:.4f} ha")
+    chart_col, map_col = st.columns([2, 3])
+    with chart_col:
+        st.plotly_chart(change_trend.trend_figure(table, i), use_container_width=True, key=f"trend-{i}")
+    with map_col:
+        m = common.guarded(lambda: change_map.pair_map(cat, before, after, base, mode, opacity))
+        if m is not None:
+            common.render_map(m, key=f"series-{before.id}-{after.id}-{mode}", height=420)
+        st.html(change_map.flow_legend_html() if mode == "flow" else webmap.legend_html(views.changed_to(res)))
+    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.download_button("Download trend.csv", table.to_csv(index=False, float_format="%.17g"), file_name="trend.csv",
+                       mime="text/csv")
+    st.caption(f"Same figures from the command line: `flair-viz trend --series {name} --out DIR` "
+               f"(or `flair-viz trend {' '.join(s.name for s in trend.sources)} --out DIR`)")
+
+
+def predictions_view() -> None:
+    """Change between a model's predictions of two image vintages, with the uncertain change counted apart.
+
+    Streamlit never imports torch: the page runs `flair-viz change --model` in a subprocess (which predicts
+    once per image and model, cached) and shows the files it wrote; a result already on disk is shown at once.
+    """
+    images = [d for d in cat.by_role("image")]
+    ids = [d.id for d in images]
+    cards = common.guarded(lambda: common.server_models(base)) or []
+    with st.sidebar:
+        st.header("Images and model")
+        a_default = ids.index("IMG_000473") if "IMG_000473" in ids else 0
+        b_default = ids.index("IMG_000473_SIM2024") if "IMG_000473_SIM2024" in ids else min(1, len(ids) - 1)
+        a_id = st.selectbox("Earlier image", ids, index=a_default, format_func=lambda i: cat.get(i).label)
+        b_id = st.selectbox("Later image", ids, index=b_default, format_func=lambda i: cat.get(i).label)
+        model = st.selectbox("Model", [c["id"] for c in cards] or ["demo-unet-r18"],
+                             format_func=lambda m: m + (" (DEMO)" if any(c["id"] == m and c.get("demo") for c in cards) else ""))
+        threshold = st.slider("Low margin below (top-1 − top-2 probability)", 0.05, 0.9,
+                              change.DEFAULT_MARGIN_THRESHOLD, 0.05,
+                              help="A changed pixel is uncertain where either prediction's top-1 minus top-2 "
+                                   "probability gap is below this value.")
+    a, b = cat.get(a_id), cat.get(b_id)
+    st.subheader("Change from predictions")
+    if a.simulated or b.simulated:
+        st.warning("**SIMULATED image vintage.** " + ", ".join(d.id for d in (a, b) if d.simulated) + " was made by "
+                   "`scripts/make_simulated_vintage.py` (real pixels repainted where a simulated change was drawn), "
+                   "not photographed by IGN.", icon="⚠️")
+    key = hashlib.sha256(f"{model}|{a.path}|{b.path}|{threshold:.4f}|{cat.source}".encode()).hexdigest()[:16]
+    out = user_data_dir() / "change" / "from_predictions" / key
+    cmd = [sys.executable, "-m", "flair_viz", "change", "--model", model, a_id, b_id, "--out", str(out),
+           "--margin-threshold", f"{threshold:.4f}", "--catalog", str(cat.source)]
+    done = (out / "uncertainty.json").exists()
+    if st.button("Predict both images and compare" if not done else "Recompute", key="change_predict"):
+        with st.spinner(f"{model} predicts {a_id} and {b_id} (once per image; cached)…"):
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.splitlines() if ln.startswith(("error:", "fix:"))]
+            st.error("\n\n".join(lines) or "the prediction failed; run the command below to see why")
+            st.code(" ".join(cmd[2:]).replace("flair_viz", "flair-viz", 1))
+            return
+        done = True
+    if not done:
+        st.info("Not computed yet for these images, model and threshold. The button runs the command below.")
+        st.code("flair-viz " + " ".join(cmd[3:]))
+        return
+    u = json.loads((out / "uncertainty.json").read_text(encoding="utf-8"))
+    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Changed", f"{u['changed_ha']:.4f} ha")
+    c2.metric("Sure change", f"{u['sure_changed_ha']:.4f} ha")
+    c3.metric("Uncertain change", f"{u['uncertain_changed_ha']:.4f} ha", help=u["rule"])
+    c4.metric("Artificialisation (sure)", f"{s['zan']['artificialisation_ha']:.4f} ha "
+              f"({u['zan_sure']['artificialisation_ha']:.4f})")
+    st.image(change.confidence_rgba(out / "confidence.tif"), caption="Changed pixels: red = sure change, "
+             "amber = uncertain change (low margin in either prediction)", width=512)
+    st.caption(f"Files (COGs with QGIS styles, tables) in `{out}`. Same figures: `flair-viz {' '.join(cmd[3:])}`")
+
+
+if view == "series":
+    series_view()
+    common.footer()
+    st.stop()
+if view == "predictions":
+    predictions_view()
+    common.footer()
+    st.stop()
+
 CUSTOM = "__custom__"
 with st.sidebar:
     st.header("Pair")
@@ -40,10 +177,8 @@ with st.sidebar:
         after_id = st.selectbox("After (later)", ids, index=min(1, len(ids) - 1), format_func=lambda i: cat.get(i).label)
     else:
         before_id, after_id = pairs[choice].before.id, pairs[choice].after.id
-    st.header("Map")
-    mode = st.radio("Change layer colours", ["flow", "class"], horizontal=True,
-                    format_func=lambda m: {"flow": "ZAN flow", "class": "New class"}[m])
-    opacity = st.slider("Class layer opacity", 0.0, 1.0, 0.6, 0.05)
+mode, opacity = map_options()
+with st.sidebar:
     st.header("Options")
     grouping_file = st.file_uploader("ZAN grouping (TOML)", type=["toml"],
                                      help="Leave empty for the default grouping (flair_viz/change/zan_grouping.toml).")

@@ -21,6 +21,17 @@ the Change page offers these pairs. Catalog entries go between two marker lines 
 ``data/demo/catalog.toml`` and replace what a previous run wrote there; nothing else is touched.
 
 Usage: ``.venv/bin/python scripts/make_simulated_vintage.py [--seed 2154] [--catalog data/demo/catalog.toml]``
+
+``--series`` writes instead (in a block of its own, leaving the block above as it is):
+
+* the **Gers series** ``gers``: the real 2016 and 2019 ODEON vintages followed by two SIMULATED later
+  vintages, 2022 (simulated from 2019) and 2025 (simulated from 2022), both in FLAIR-1 values, so the
+  series also mixes nomenclatures (both map to FLAIR-1); the real entries keep their own lines and get
+  ``series = "gers"`` by hand in the catalog;
+* a **SIMULATED later image** of patch 000473 (``IMG_000473_SIM2024``): the real image where the
+  SIMULATED 2024 ground truth changed class, those pixels repainted with real pixels of the new class
+  sampled from the demo images (impervious surface where no demo image has the class), so a model's
+  predictions of both image vintages give a "change from predictions" to show.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ import tomli_w
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flair_viz.change import compute_change, source_from_dataset  # noqa: E402
-from flair_viz.core import atomic, classes, config  # noqa: E402
+from flair_viz.core import atomic, classes, config, raster  # noqa: E402
 from flair_viz.core.catalog import Catalog, Dataset  # noqa: E402
 
 YEARS_LATER = 3
@@ -156,13 +167,96 @@ def write_catalog_block(catalog_file: Path, entries: list[Dataset], root: Path) 
     atomic.write_text(catalog_file, text)
 
 
+SERIES_BEGIN = "# --- BEGIN simulated series (written by scripts/make_simulated_vintage.py --series; do not edit by hand) ---"
+SERIES_END = "# --- END simulated series ---"
+GERS_SERIES = "gers"
+
+
+def gers_series(cat: Catalog, out_dir: Path, seed: int) -> list[Dataset]:
+    """SIMULATED 2022 and 2025 vintages after the real Gers 2019 labels (FLAIR-1 values, same grid)."""
+    ds = cat.get("GERS_NAF_2019")
+    with rasterio.open(ds.path) as src:
+        codes = classes.to_flair1(src.read(1), ds.nomenclature, src.nodata)
+    entries, prev_id = [], ds.id
+    for year in (2022, 2025):
+        codes, made = simulate(codes, np.random.default_rng([seed, year]))
+        path = out_dir / f"GERS_flair1_simulated_{year}.tif"
+        with rasterio.open(ds.path) as src:
+            profile = {**src.profile, "nodata": 0}
+        with atomic.atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(codes, 1)
+        print(f"{path.relative_to(cat.root)}: " + ("; ".join(made) or "no eligible land, unchanged"))
+        entries.append(Dataset(id=f"GERS_SIM{year}", path=path, role="truth", vintage=str(year), domain=ds.domain,
+                               zone=ds.zone, patch=ds.patch, simulated=True, series=GERS_SERIES,
+                               title=f"SIMULATED Gers land cover {year} (FLAIR-1 values)",
+                               extra={"simulated_from": prev_id, "made_by": "scripts/make_simulated_vintage.py",
+                                      "seed": str(seed)}))
+        prev_id = entries[-1].id
+    return entries
+
+
+def simulated_image(cat: Catalog, out_dir: Path, seed: int) -> list[Dataset]:
+    """IMG_000473 where its SIMULATED 2024 truth changed, repainted with real pixels of the new class."""
+    img, before, after = cat.get("IMG_000473"), cat.get("MSK_000473"), cat.get("MSK_000473_SIM2024")
+    with rasterio.open(img.path) as src:
+        pixels, profile = src.read(), src.profile
+    b, a = (classes.to_flair1(raster.read(d.path, 1), d.nomenclature) for d in (before, after))
+    pools: dict[int, list[np.ndarray]] = {}
+    for im in cat.by_role("image"):
+        truth = cat.truth_of(im)
+        if truth is None or truth.simulated or not im.patch:
+            continue
+        with rasterio.open(im.path) as s_img, rasterio.open(truth.path) as s_msk:
+            if s_img.count != pixels.shape[0]:
+                continue
+            p, t = s_img.read(), classes.to_flair1(s_msk.read(1), truth.nomenclature)
+        for v in np.unique(t[t > 0]):
+            pools.setdefault(int(v), []).append(p[:, t == v])
+    rng = np.random.default_rng([seed, 473])
+    out = pixels.copy()
+    changed = (a != b) & (a > 0)
+    for v in np.unique(a[changed]):
+        pool = np.concatenate(pools.get(int(v)) or pools[V["impervious"]], axis=1)
+        where = changed & (a == v)
+        out[:, where] = pool[:, rng.integers(0, pool.shape[1], int(where.sum()))]
+    path = out_dir / "IMG_000473_simulated_2024.tif"
+    with atomic.atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(out)
+    print(f"{path.relative_to(cat.root)}: {int(changed.sum())} px repainted where MSK_000473_SIM2024 changed")
+    return [Dataset(id="IMG_000473_SIM2024", path=path, role="image", vintage=after.vintage, domain=img.domain,
+                    zone=img.zone, patch=None, bands=img.bands, simulated=True,
+                    title="SIMULATED aerial image 000473 (2024): real 2021 pixels, repainted where the simulated "
+                          "2024 truth changed",
+                    extra={"simulated_from": img.id, "truth": after.id, "made_by": "scripts/make_simulated_vintage.py",
+                           "seed": str(seed)})]
+
+
+def write_block(catalog_file: Path, entries: list[Dataset], root: Path, begin: str, end: str) -> None:
+    """Replace one marked block of the catalog TOML (or append it), leaving every other line as it is."""
+    text = catalog_file.read_text(encoding="utf-8")
+    block = begin + "\n" + tomli_w.dumps({"dataset": [d.to_toml(root) for d in entries]}) + end + "\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    atomic.write_text(catalog_file, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--catalog", type=Path, default=config.DEMO_CATALOG)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    ap.add_argument("--series", action="store_true",
+                    help="write only the SIMULATED series block (Gers 2022/2025, image 000473 2024)")
     args = ap.parse_args(argv)
     cat = Catalog.load(args.catalog)
     out_dir = cat.root / OUT_DIR
+    if args.series:
+        entries = gers_series(cat, out_dir, args.seed) + simulated_image(cat, out_dir, args.seed)
+        write_block(args.catalog, entries, cat.root, SERIES_BEGIN, SERIES_END)
+        print(f"registered {len(entries)} simulated series datasets in {args.catalog}")
+        return 0
     # mapped nomenclatures (the real Gers pair, raw ODEON codes) are left out: it has a real later vintage,
     # and simulate() writes FLAIR-1/FLAIR-HUB values only
     originals = [d for d in cat if d.role in ("truth", "prediction") and not d.simulated and d.patch

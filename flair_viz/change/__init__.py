@@ -7,6 +7,8 @@ This package is a facade; the code lives in submodules named by job:
 * ``regions``: polygons to break a change down by;
 * ``compute``: :func:`compute_change`, :class:`ChangeResult` and the change COG;
 * ``masks``: how many changed pixels of a real change mask a result counts as changed;
+* ``trend``: a series of N vintages, ZAN flows per interval and cumulated; ``gpkg``: per-region
+  GeoPackages; ``qml``: QGIS styles beside exported COGs;
 * ``pairs``: what the Change page offers to compare; ``uploads``: files uploaded there;
 * ``outputs``: the CSV/JSON files of a result; ``tiles``: the change tile layer; ``batch``: many
   pairs on Dask; ``cli``: ``flair-viz change``.
@@ -41,7 +43,14 @@ from flair_viz.change.grouping import (
 )
 from flair_viz.change.masks import MaskAgreement, catalog_mask_agreements, mask_agreement, pair_masks
 from flair_viz.change.pairs import Pair, class_rasters, list_pairs
+from flair_viz.change.predicted import (
+    DEFAULT_MARGIN_THRESHOLD,
+    PredictedChange,
+    confidence_rgba,
+    predictions_change,
+)
 from flair_viz.change.regions import Regions, load_regions, rasterize_regions
+from flair_viz.change.trend import Trend, catalog_series, check_series, compute_trend
 from flair_viz.change.uploads import store_upload
 
 __all__ = [
@@ -49,5 +58,6 @@ __all__ = [
     "FLOW_NAMES", "FLOW_OTHER", "GROUPS", "M2_PER_HA", "N", "NODATA_CODE",
     "Alignment", "ChangeResult", "ClassSource", "MaskAgreement", "Pair", "PairReader", "Regions", "ZanGrouping",
     "align", "catalog_mask_agreements", "change_codes", "class_rasters", "compute_change", "iter_windows", "list_pairs", "load_grouping",
-    "load_regions", "mask_agreement", "pair_masks", "rasterize_regions", "resolve", "source_from_dataset", "store_upload", "zan_flows",
+    "load_regions", "mask_agreement", "pair_masks", "rasterize_regions", "resolve", "Trend", "catalog_series", "DEFAULT_MARGIN_THRESHOLD", "PredictedChange", "confidence_rgba",
+    "predictions_change", "check_series", "compute_trend", "source_from_dataset", "store_upload", "zan_flows",
 ]

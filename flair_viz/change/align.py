@@ -42,14 +42,20 @@ class ClassSource:
     vintage: str | None = None
     simulated: bool = False
     title: str = ""
+    role: str | None = None  # truth or prediction for a catalog dataset; None for a plain file
 
     @property
     def name(self) -> str:
         return self.dataset_id or self.path.name
 
+    @property
+    def kind(self) -> str:
+        """What this date is, as a trend row says it: ``simulated``, ``truth``, ``prediction`` or ``file``."""
+        return "simulated" if self.simulated else (self.role or "file")
+
     def as_dict(self) -> dict[str, Any]:
         return {"dataset_id": self.dataset_id, "path": str(self.path), "nomenclature": self.nomenclature,
-                "vintage": self.vintage, "simulated": self.simulated, "title": self.title}
+                "vintage": self.vintage, "simulated": self.simulated, "title": self.title, "kind": self.kind}
 
 
 def source_from_dataset(ds: Dataset) -> ClassSource:
@@ -58,7 +64,7 @@ def source_from_dataset(ds: Dataset) -> ClassSource:
         raise InvalidInput(f"Dataset {ds.id} has role {ds.role!r}; a change needs class rasters (role truth or prediction)",
                            "pick a ground truth (MSK_...) or a prediction for both dates")
     return ClassSource(path=ds.path, nomenclature=ds.nomenclature, dataset_id=ds.id, vintage=ds.vintage,
-                       simulated=ds.simulated, title=ds.title)
+                       simulated=ds.simulated, title=ds.title, role=ds.role)
 
 
 def resolve(ref: str | os.PathLike[str] | Dataset | ClassSource, catalog: Catalog | None = None,

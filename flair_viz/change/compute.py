@@ -22,7 +22,7 @@ import rasterio.windows
 from rasterio.windows import Window
 
 from flair_viz.change.align import M2_PER_HA, Alignment, ClassSource, PairReader, align, iter_windows, resolve
-from flair_viz.change.grouping import N, ZanGrouping, load_grouping, zan_flows
+from flair_viz.change.grouping import FLOW_COLORS, N, ZanGrouping, load_grouping, zan_flows
 from flair_viz.change.regions import Regions, load_regions, rasterize_regions
 from flair_viz.core import classes
 from flair_viz.core.catalog import Catalog, Dataset
@@ -132,11 +132,12 @@ def compute_change(before: str | os.PathLike[str] | Dataset | ClassSource,
                    grouping: ZanGrouping | str | os.PathLike[str] | None = None,
                    regions: str | os.PathLike[str] | Regions | None = None, region_name_field: str | None = None,
                    change_cog: str | os.PathLike[str] | None = None, block_size: int = DEFAULT_BLOCK,
-                   nomenclature: str = "flair1") -> ChangeResult:
+                   nomenclature: str = "flair1", flow_cog: str | os.PathLike[str] | None = None) -> ChangeResult:
     """Count every (before, after) class pair over the overlap, block by block.
 
-    ``change_cog``, when given, is written (atomically) in the same pass, so the counts and the map
-    always come from the very same pixels.
+    ``change_cog`` (the after class where it changed) and ``flow_cog`` (the ZAN flow code: 1
+    artificialisation, 2 de-artificialisation, 3 other change, 0 none), when given, are written
+    (atomically) in the same pass, so the counts and the maps always come from the very same pixels.
     """
     b_src, a_src = resolve(before, catalog, nomenclature), resolve(after, catalog, nomenclature)
     grp = grouping if isinstance(grouping, ZanGrouping) else load_grouping(grouping)
@@ -146,7 +147,9 @@ def compute_change(before: str | os.PathLike[str] | Dataset | ClassSource,
     n_reg = len(regs.names) + 1 if regs else 0
     raw_counts = np.zeros(256 * 256, dtype=np.int64)
     reg_counts = np.zeros(n_reg * N * N, dtype=np.int64) if regs else None
-    with PairReader(b_src, a_src, al) as pair, _change_raster(change_cog, al) as write:
+    flows = grp.flow_matrix()
+    with PairReader(b_src, a_src, al) as pair, _change_raster(change_cog, al) as write, \
+            _change_raster(flow_cog, al, _flow_colormap()) as write_flow:
         for win in iter_windows(al.window, block_size):
             b_raw, a_raw = pair.read(win)
             # histogram the raw value pairs first, map them to classes after: 256² bins are few,
@@ -157,20 +160,32 @@ def compute_change(before: str | os.PathLike[str] | Dataset | ClassSource,
                 region = rasterize_regions(regs, win, al.transform).astype(np.int64)
                 idx = region * (N * N) + pair.pair_lut[pair_idx]
                 reg_counts += np.bincount(idx.ravel(), minlength=n_reg * N * N)
-            if write is not None:
-                write(win, change_codes(*pair.classes(b_raw, a_raw)))
+            if write is not None or write_flow is not None:
+                b_cls, a_cls = pair.classes(b_raw, a_raw)
+                if write is not None:
+                    write(win, change_codes(b_cls, a_cls))
+                if write_flow is not None:
+                    write_flow(win, flows[b_cls, a_cls])
         counts = np.zeros(N * N, dtype=np.int64)
         np.add.at(counts, pair.pair_lut, raw_counts)
     res = ChangeResult(counts=counts.reshape(N, N), before=b_src, after=a_src, alignment=al, grouping=grp,
                        regions=regs, region_counts=reg_counts.reshape(n_reg, N, N) if regs else None)
     if change_cog:
         res.outputs["change_cog"] = str(change_cog)
+    if flow_cog:
+        res.outputs["flow_cog"] = str(flow_cog)
     return res
 
 
+def _flow_colormap() -> dict[int, tuple[int, int, int, int]]:
+    """GeoTIFF colour table of the flow raster: the flow colours of the change tiles, 0 transparent."""
+    return {0: (0, 0, 0, 0), **FLOW_COLORS}
+
+
 @contextmanager
-def _change_raster(final: str | os.PathLike[str] | None, al: Alignment) -> Iterator[BlockWriter | None]:
-    """A block writer of the change COG over the overlap window (None when no COG is asked for)."""
+def _change_raster(final: str | os.PathLike[str] | None, al: Alignment,
+                   colormap: dict[int, tuple[int, int, int, int]] | None = None) -> Iterator[BlockWriter | None]:
+    """A block writer of a change or flow COG over the overlap window (None when no COG is asked for)."""
     if not final:
         yield None
         return
@@ -178,7 +193,7 @@ def _change_raster(final: str | os.PathLike[str] | None, al: Alignment) -> Itera
     profile = {"width": int(w.width), "height": int(w.height), "count": 1, "dtype": "uint8", "crs": al.crs,
                "nodata": 0, "transform": rasterio.windows.transform(w, al.transform)}
     with cog_writer(final, profile) as dst:
-        dst.write_colormap(1, classes.colormap())  # must precede pixel writes in GeoTIFF
+        dst.write_colormap(1, colormap or classes.colormap())  # must precede pixel writes in GeoTIFF
 
         def write(win: Window, data: np.ndarray) -> None:
             dst.write(data, 1, window=Window(win.col_off - w.col_off, win.row_off - w.row_off, win.width, win.height))

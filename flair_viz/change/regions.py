@@ -45,25 +45,68 @@ def load_regions(path: str | os.PathLike[str], crs: Any, name_field: str | None 
         gdf = gpd.read_file(p)
     except Exception as exc:  # pyogrio raises several types for unreadable files
         raise Unreadable(f"Cannot read regions from {p.name}: {str(exc).splitlines()[0][:160]}", fix) from None
-    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
-    if gdf.empty:
-        raise InvalidInput(f"Region file {p.name} holds no geometries", fix)
-    if not gdf.geom_type.isin(["Polygon", "MultiPolygon"]).all():
-        raise InvalidInput(f"Region file {p.name} holds {sorted(set(gdf.geom_type))}; regions must be polygons", fix)
-    if gdf.crs is None:
-        raise InvalidInput(f"Region file {p.name} has no CRS", "save it with its CRS (e.g. EPSG:2154 or EPSG:4326)")
-    notes = []
-    if not gdf.crs.equals(crs):
-        notes.append(f"regions reprojected from {gdf.crs.to_string()} to the raster CRS")
-        gdf = gdf.to_crs(crs)
     if name_field is None:
         name_field = next((c for c in NAME_FIELDS if c in gdf.columns), None)
     if name_field is not None and name_field not in gdf.columns:
         raise InvalidInput(f"Region file {p.name} has no column {name_field!r}",
                            f"use one of {', '.join(c for c in gdf.columns if c != gdf.geometry.name)}")
+    if gdf.empty:
+        raise InvalidInput(f"Region file {p.name} holds no geometries", fix)
     names = [str(v) for v in gdf[name_field]] if name_field else [f"region {i + 1}" for i in range(len(gdf))]
+    gdf, notes = _repair(gdf, names, p.name)
+    if gdf.crs is None:
+        raise InvalidInput(f"Region file {p.name} has no CRS", "save it with its CRS (e.g. EPSG:2154 or EPSG:4326)")
+    if not gdf.crs.equals(crs):
+        notes.append(f"regions reprojected from {gdf.crs.to_string()} to the raster CRS")
+        gdf = gdf.to_crs(crs)
     return Regions(names=tuple(names), geometries=tuple(gdf.geometry), source=str(p), name_field=name_field,
                    notes=tuple(notes))
+
+
+def _names(names: list[str], which: Any) -> str:
+    picked = [names[i] for i in range(len(names)) if which[i]]
+    return ", ".join(picked[:10]) + (f" and {len(picked) - 10} more" if len(picked) > 10 else "")
+
+
+def _repair(gdf: Any, names: list[str], file_name: str) -> tuple[Any, list[str]]:
+    """Invalid polygons repaired with ``make_valid`` (their polygonal part) and reported by name; empty,
+    missing or non-polygon geometries refused by name: a region is never dropped silently."""
+    import shapely
+
+    geoms = gdf.geometry.array
+    missing = gdf.geometry.isna().to_numpy() | gdf.geometry.is_empty.to_numpy()
+    if missing.any():
+        raise InvalidInput(f"Region file {file_name}: regions {_names(names, missing)} have no geometry",
+                           "draw their polygons or delete those rows, then export the layer again")
+    invalid = ~gdf.geometry.is_valid.to_numpy()
+    notes: list[str] = []
+    if invalid.any():
+        fixed = [shapely.make_valid(g) if bad else g for g, bad in zip(geoms, invalid)]
+        # make_valid may return a collection with lines or points beside the polygons: keep the area only
+        fixed = [_polygonal(g) for g in fixed]
+        lost = [g is None for g in fixed]
+        if any(lost):
+            raise InvalidInput(f"Region file {file_name}: regions {_names(names, lost)} have invalid geometries with "
+                               "no area left once repaired", "fix or redraw those polygons (QGIS: Fix geometries)")
+        gdf = gdf.set_geometry(fixed, crs=gdf.crs)
+        notes.append(f"repaired {int(invalid.sum())} invalid region geometries with make_valid: "
+                     f"{_names(names, invalid)}")
+    if not gdf.geom_type.isin(["Polygon", "MultiPolygon"]).all():
+        bad = (~gdf.geom_type.isin(["Polygon", "MultiPolygon"])).to_numpy()
+        raise InvalidInput(f"Region file {file_name}: regions {_names(names, bad)} are "
+                           f"{sorted(set(gdf.geom_type[bad]))}, not polygons",
+                           "give a GeoPackage (.gpkg) or GeoJSON of polygons (e.g. communes) with a CRS")
+    return gdf, notes
+
+
+def _polygonal(g: Any) -> Any:
+    """The polygonal part of a geometry (None when it has no area)."""
+    import shapely
+
+    if g.geom_type in ("Polygon", "MultiPolygon"):
+        return g if not g.is_empty else None
+    parts = [p for p in getattr(g, "geoms", []) if p.geom_type in ("Polygon", "MultiPolygon") and not p.is_empty]
+    return shapely.union_all(parts) if parts else None
 
 
 def rasterize_regions(regions: Regions, win: Window, transform: rasterio.Affine) -> np.ndarray:

@@ -37,3 +37,38 @@ def test_change_page_renders_swipe_change_layer_and_matrix(live_app, page_and_tr
     z = change.compute_change(pair.before.id, pair.after.id, catalog=default_catalog()).zan()
     assert page.get_by_text(f"{z['artificialisation_ha']:.4f} ha").count() >= 1
     assert traffic.foreign() == [], f"requests left the machine: {traffic.foreign()[:5]}"
+
+
+def _title(page) -> str:
+    return page.locator(".js-plotly-plot .gtitle").first.text_content() or ""
+
+
+def test_time_slider_moves_map_and_chart_over_the_series(live_app, page_and_traffic, artifacts_dir):
+    """Move the time slider over the Gers series (2016, 2019, SIMULATED 2022, 2025): each stop loads the
+    change tiles of its own interval on the map and highlights that interval in the trend chart."""
+    page, traffic = page_and_traffic
+    ids = [d.id for d in default_catalog().series("gers")]
+    assert len(ids) >= 4
+    open_map_page(page, f"{live_app['app']}/Change", "Change between vintages")
+    page.get_by_text("Series (time slider)").click()
+    page.get_by_text("Time: the interval ending at").wait_for(timeout=60_000)
+    slider = page.get_by_role("slider", name="Time: the interval ending at")
+    titles = []
+    for stop, (b, a) in enumerate(zip(ids, ids[1:])):
+        if stop:
+            slider.focus()
+            page.keyboard.press("ArrowRight")
+        fragment = f"/change/{b}/{a}/"
+        for _ in range(240):
+            if traffic.good_tiles(fragment) and a[-4:] in _title(page):
+                break
+            page.wait_for_timeout(250)
+        page.wait_for_timeout(1500)  # let Leaflet fade the new tiles in before the picture
+        page.screenshot(path=str(artifacts_dir / f"change_series_{stop + 1}.png"), full_page=True)
+        assert traffic.good_tiles(fragment), f"no change tiles of {b} → {a}; tiles: {traffic.tiles[-5:]}"
+        title = _title(page)
+        assert "selected:" in title and a[-4:] in title, title
+        titles.append(title)
+    assert len(set(titles)) == 3  # the chart changed at every stop
+    assert page.get_by_text("SIMULATED vintages in this series").count() >= 1
+    assert traffic.foreign() == [], f"requests left the machine: {traffic.foreign()[:5]}"
