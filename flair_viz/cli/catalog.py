@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import sys
+import time
 from pathlib import Path
 
+import pandas as pd
+import tomli_w
+
 from flair_viz.cli import args as shared
-from flair_viz.core import config, describe
-from flair_viz.core.catalog import Catalog, Dataset, scan_flair_folder
-from flair_viz.core.errors import FlairVizError
+from flair_viz.core import atomic, config, describe, index, mosaics, raster
+from flair_viz.core.catalog import Catalog
+from flair_viz.core.errors import FlairVizError, OutsideDataRoot, context
+from flair_viz.core.locks import locked
+from flair_viz.core.names import safe_name
 
 
 def _scan_target(args: argparse.Namespace) -> Path:
@@ -17,37 +26,75 @@ def _scan_target(args: argparse.Namespace) -> Path:
     return shared.catalog_file(args, default=config.user_data_dir() / "catalog.toml")
 
 
+BLOCK = "# --- BEGIN index {name} (written by flair-viz catalog scan; do not edit by hand) ---\n{body}# --- END index {name} ---\n"
+BLOCK_RE = r"# --- BEGIN index {name} .*?# --- END index {name} ---\n"
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
-    target = _scan_target(args)
+    """Index a FLAIR tree (headers read in parallel) into Parquet beside the catalog, with zone mosaics.
+
+    The TOML file only gains one marked ``[[index]]`` block, so what a person wrote in it survives.
+    Broken files, duplicate IDs and misaligned masks are listed and left out; the rest is indexed.
+    """
+    target = _scan_target(args).resolve()
     folder = Path(args.dir).resolve()
-    if target.exists():
-        cat = Catalog.load(target)
-    else:
-        cat = Catalog(root=Path(args.root).resolve() if args.root else folder, source=target)
-    found = scan_flair_folder(folder, metadata=args.metadata, root=cat.root)
-    for ds in found:
-        cat.add(ds, replace_existing=True)
-    problems: list[str] = []
-    for ds in found:  # an invalid dataset is reported and left out, never registered
-        found_problems = _problems(cat, ds)
-        if found_problems:
-            cat.remove(ds.id)
-            problems += found_problems
-    for p in problems:
-        print(f"invalid: {p} (not registered)")
-    cat.save(target)
-    print(f"registered {len(found) - len(problems)} of {len(found)} datasets from {folder} into {target}")
-    if target.resolve() != config.catalog_path().resolve():
+    root = Catalog.load(target).root if target.exists() else Path(args.root or folder).resolve()
+    if not folder.is_relative_to(root):
+        raise OutsideDataRoot(f"{folder} is outside the data root {root} of {target}",
+                              "scan a folder under the data root, or use another --catalog (a new one takes --root)")
+    levels = [lv for lv in args.mosaics.split(",") if lv] if args.mosaics != "none" else []
+    mosaics.check_levels(levels)  # a typo fails now, not after reading 100k headers
+    started = time.perf_counter()
+    result = index.scan_tree(folder, root, args.metadata, workers=args.threads)
+    table, errors = result.rows, list(result.errors)
+    if not args.headers_only:
+        table, errors = _check_values(table, root, errors, args.threads)
+    name = safe_name(str(folder.relative_to(root))) if folder != root else "root"
+    idx_dir = target.parent / f"{target.stem}.index"
+    built, mosaic_errors = mosaics.build_mosaics(table, root, idx_dir / name, levels) if levels else (table[:0], [])
+    errors += mosaic_errors
+    full = pd.concat([table, built], ignore_index=True) if len(built) else table
+    index.write_index(full, idx_dir / f"{name}.parquet", index.folder_stamp(folder))
+    entry = {"index": [{"path": os.path.relpath(idx_dir / f"{name}.parquet", target.parent),
+                        "folder": str(folder.relative_to(root)) or "."}]}
+    with locked(target):
+        text = target.read_text(encoding="utf-8") if target.exists() else \
+            f'data_root = "{os.path.relpath(root, target.parent)}"\n'
+        block = BLOCK.format(name=name, body=tomli_w.dumps(entry))
+        pattern = re.compile(BLOCK_RE.format(name=re.escape(name)), re.DOTALL)
+        text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
+        with atomic.atomic_path(target) as tmp, context(f"Cannot add the index to {target.name}"):
+            tmp.write_text(text, encoding="utf-8")
+            Catalog.load(tmp)  # the new text must load before it replaces the file
+    for e in errors:  # stdout lists them with the summary; stderr says each problem and its fix
+        print(f"invalid: {e.message}")
+        print(f"error: {e.problem}\nfix: {e.fix}", file=sys.stderr)
+    n_patches = int((table["role"] == "image").sum())
+    print(f"indexed {len(table)} datasets ({n_patches} patches) and {len(built)} mosaics from {folder} into "
+          f"{idx_dir / (name + '.parquet')} in {time.perf_counter() - started:.1f} s; {len(errors)} problem(s)")
+    if target != config.catalog_path().resolve():
         print(f"to use it: FLAIR_VIZ_CATALOG={target} scripts/run.sh")
-    return 2 if problems else 0
+    return 2 if errors else 0
 
 
-def _problems(cat: Catalog, ds: Dataset) -> list[str]:
-    try:
-        cat.validate(ds, scan_values=True)
-        return []
-    except FlairVizError as exc:
-        return [exc.message]
+def _check_values(table: pd.DataFrame, root: Path, errors: list, threads: int | None) -> tuple[pd.DataFrame, list]:
+    """Read every mask (on threads) and leave out those with values outside FLAIR-1; --headers-only skips it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    masks = table[table["role"] == "truth"]
+
+    def check(row) -> FlairVizError | None:
+        try:
+            with context(f"Dataset {row.id} (left out)"):
+                raster.check_mask(root / row.path, scan_values=True)
+        except FlairVizError as exc:
+            return exc
+        return None
+
+    with ThreadPoolExecutor(max_workers=threads or 8) as pool:
+        found = list(pool.map(check, masks.itertuples()))
+    bad = {row.id for row, e in zip(masks.itertuples(), found) if e is not None}
+    return table[~table["id"].isin(bad)].reset_index(drop=True), errors + [e for e in found if e is not None]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -68,7 +115,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _print_json(cat: Catalog) -> int:
     """The catalog as a JSON array on stdout and nothing else, so scripts can pipe it; bad files carry an error."""
-    print(json.dumps([describe.listing(d) for d in cat], indent=2, ensure_ascii=False))
+    print(json.dumps(describe.catalog_listing(cat), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -87,10 +134,14 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     shared.add_catalog_arg(common, help="catalog TOML file (default: $FLAIR_VIZ_CATALOG, else the demo catalog for "
                                         "list/validate and <user data>/catalog.toml for scan)")
-    s = csub.add_parser("scan", parents=[common], help="register a folder in FLAIR layout <domain>/<zone>/img/IMG_<id>.tif")
+    s = csub.add_parser("scan", parents=[common], help="index a folder in FLAIR layout <domain>/<zone>/img/IMG_<id>.tif (+ zone mosaics)")
     s.add_argument("dir")
     s.add_argument("--metadata", help="FLAIR metadata JSON keyed by IMG_<id> (default: *metadata*.json in DIR)")
     s.add_argument("--root", help="data root for a new catalog (default: DIR)")
+    s.add_argument("--threads", type=int, default=None, help="header-reading threads (default: 4 per CPU, at most 32)")
+    s.add_argument("--mosaics", default="zone", help="mosaics to build: zone, domain, zone,domain or none (default: zone)")
+    s.add_argument("--headers-only", action="store_true",
+                   help="read headers (and each file's last pixel) only, not every mask's values: for 100k-patch trees")
     s.set_defaults(func=cmd_scan)
     l_ = csub.add_parser("list", parents=[common], help="list registered datasets")
     l_.add_argument("--json", action="store_true",

@@ -3,34 +3,37 @@
 The tile server opens rasters *only* through this catalog, by ID, so a request can never name a
 file. Paths must lie under the catalog's data root unless an entry says ``outside_root = true``
 (added explicitly by a person, never by a request).
+
+Scanned FLAIR trees (``[[scan]]`` folders and ``[[index]]`` files written by ``catalog scan``) are held
+as patch index tables (:mod:`flair_viz.core.index`): a 100,000-patch catalog loads in well under a
+second because a row becomes a :class:`Dataset` only when it is asked for.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import pandas as pd
 import tomli_w
 
-from flair_viz.core import atomic, config, raster
+from flair_viz.core import atomic, config, index, raster, scan
 from flair_viz.core.errors import (
     FlairVizError,
     InvalidCatalog,
-    InvalidInput,
     MissingSource,
     OutsideDataRoot,
     UnknownDataset,
     context,
 )
-from flair_viz.core.names import safe_name
 
 ROLES = ("image", "truth", "prediction", "change")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-IMG_RE = re.compile(r"^IMG_(?P<id>.+?)\.tiff?$", re.IGNORECASE)  # any name: real folders hold "IMG_ölé 1.tif"
+IMG_RE = index.IMG_RE
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Dataset:
     simulated: bool = False
     outside_root: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    series: str | None = None  # name of a series: vintages of one area at several dates (the change trend)
 
     @property
     def is_class_raster(self) -> bool:
@@ -95,35 +99,135 @@ class Catalog:
         self.root = Path(root).resolve()
         self.attribution = attribution
         self.source = source
-        self._by_id: dict[str, Dataset] = {}
+        self.sources: list[dict] = []  # the [[scan]] and [[index]] entries, written back by save()
+        self._by_id: dict[str, Dataset] = {}  # datasets added one by one (TOML entries, registrations)
+        self._tables: list[index.PatchIndex] = []  # scanned trees: rows become Datasets only when asked for
+        self._made: dict[str, Dataset] = {}
+        self._removed: set[str] = set()
+        self._lookup: dict[tuple[str, str], list[str]] | None = None  # (patch or mosaic key, role) -> IDs
         for ds in datasets or []:
             self.add(ds)
 
     # -- access -----------------------------------------------------------------------------
-    def __iter__(self):
-        return iter(self._by_id.values())
+    def _locate(self, ds_id: str) -> tuple[int, int] | None:
+        for t, table in enumerate(self._tables):
+            i = table.locate(ds_id)
+            if i is not None:
+                return t, i
+        return None
+
+    def _in_tables(self, ds_id: str) -> bool:
+        return ds_id not in self._removed and self._locate(ds_id) is not None
+
+    def __iter__(self) -> Iterator[Dataset]:
+        for t, table in enumerate(self._tables):
+            for i, row in table.rows():
+                ds_id = row["id"]
+                if ds_id not in self._removed:
+                    yield self._by_id.get(ds_id) or self._made.get(ds_id) or self._make(t, i, row)
+        for ds_id, ds in self._by_id.items():
+            if not self._tables or self._locate(ds_id) is None:
+                yield ds
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        shadowed = sum(1 for i in self._by_id if self._tables and self._locate(i) is not None)
+        return sum(map(len, self._tables)) - len(self._removed) + len(self._by_id) - shadowed
 
     def __contains__(self, ds_id: str) -> bool:
-        return ds_id in self._by_id
+        return ds_id in self._by_id or self._in_tables(ds_id)
 
     def get(self, ds_id: str) -> Dataset:
         """The dataset with this ID, or :class:`UnknownDataset` saying how to list the known ones."""
-        try:
+        if ds_id in self._by_id:
             return self._by_id[ds_id]
-        except KeyError:
-            raise UnknownDataset(f"Unknown dataset ID {ds_id!r}",
-                               "run `flair-viz catalog list` to see registered IDs, or register it with "
-                               "`flair-viz catalog scan DIR`") from None
+        if ds_id not in self._removed and self._tables:
+            if ds_id in self._made:
+                return self._made[ds_id]
+            where = self._locate(ds_id)
+            if where is not None:
+                return self._make(*where)
+        raise UnknownDataset(f"Unknown dataset ID {ds_id!r}",
+                             "run `flair-viz catalog list` to see registered IDs, or register it with "
+                             "`flair-viz catalog scan DIR`")
+
+    def _make(self, t: int, i: int, row: dict | None = None) -> Dataset:
+        """An index row as a Dataset, built once: a 100k-patch catalog never builds them all up front."""
+        r = row or self._tables[t].row(i)
+        rel = r["path"]  # one Path parse per row: pathlib dominates building 200k of them
+        path = Path(rel if rel.startswith("/") else f"{self.root}{os.sep}{rel}")
+        ds = self._made[r["id"]] = Dataset(
+            id=r["id"], path=path, role=r["role"], vintage=r["vintage"],
+            domain=r["domain"], zone=r["zone"], patch=r["patch"], bands=tuple(r["bands"].split(",")) if r["bands"] else (),
+            title=r["title"] or "", outside_root=bool(r["outside_root"]),
+            extra={k: r[k] for k in ("camera", "mosaic") if r[k]})
+        return ds
+
+    def index_tables(self) -> list[pd.DataFrame]:
+        """The patch indexes (one DataFrame per scanned tree), for fast table work such as the overview map."""
+        return [t.df for t in self._tables]
+
+    def explicit_datasets(self) -> list[Dataset]:
+        """Datasets registered one by one rather than through an index."""
+        return list(self._by_id.values())
+
+    def filter(self, role: str | None = None, domain: str | None = None, zone: str | None = None,
+               year: str | None = None, kind: str | None = None) -> list[Dataset]:
+        """Datasets matching every given field (``year`` is the vintage's first 4 characters; ``kind``
+        ``patch`` or ``mosaic``), answered from the index tables without touching the other rows."""
+        out: list[Dataset] = []
+        for t, table in enumerate(self._tables):
+            for i, row in table.rows(table.select(role, domain, zone, year, kind)):
+                ds_id = row["id"]
+                if ds_id not in self._removed:
+                    out.append(self._by_id.get(ds_id) or self._made.get(ds_id) or self._make(t, i, row))
+        for ds in self._by_id.values():
+            if self._tables and self._locate(ds.id) is not None:
+                continue
+            if all(v is None or getattr(ds, k) == v for k, v in (("role", role), ("domain", domain), ("zone", zone))) \
+                    and (year is None or (ds.vintage or "")[:4] == year) \
+                    and (kind is None or (kind == "mosaic") == bool(ds.extra.get("mosaic") or
+                                                                    Path(ds.path).suffix.lower() == ".vrt")):
+                out.append(ds)
+        return out
 
     def by_role(self, role: str) -> list[Dataset]:
-        return [d for d in self if d.role == role]
+        return self.filter(role=role) if self._tables else [d for d in self if d.role == role]
+
+    def _ids_for(self, key: str, role: str) -> list[str]:
+        """IDs of one role for a patch number or a mosaic key, from a lookup built once per change."""
+        if self._lookup is None:
+            lookup: dict[tuple[str, str], list[str]] = {}
+            for df in self.index_tables():
+                keys = df["patch"].where(df["patch"].notna() & (df["patch"] != ""), df["mosaic"])
+                for k, r, i in zip(keys, df["role"], df["id"]):
+                    if k:
+                        lookup.setdefault((k, r), []).append(i)
+            for ds in self._by_id.values():
+                k = ds.patch or ds.extra.get("mosaic")
+                in_tables = self._tables and self._locate(ds.id) is not None
+                if k and not in_tables:
+                    lookup.setdefault((k, ds.role), []).append(ds.id)
+                elif in_tables:  # an explicit entry replacing an index row may move it
+                    for ids in lookup.values():
+                        if ds.id in ids:
+                            ids.remove(ds.id)
+                    if k:
+                        lookup.setdefault((k, ds.role), []).append(ds.id)
+            self._lookup = lookup
+        return [i for i in self._lookup.get((key, role), []) if i in self]
+
+    def series(self, name: str) -> list[Dataset]:
+        """The class rasters of one series, earliest vintage first (catalog order breaks ties)."""
+        return sorted((d for d in self if d.series == name), key=lambda d: d.vintage or "")
+
+    def series_names(self) -> list[str]:
+        """Names of the series in the catalog, in order of first appearance."""
+        return list(dict.fromkeys(d.series for d in self if d.series))
 
     def for_patch(self, patch: str, role: str) -> Dataset | None:
         """The first dataset of ``role`` for one patch (e.g. the image of a mask); for a ground truth use :meth:`truth_of`."""
-        return next((d for d in self if d.patch == patch and d.role == role), None)
+        ids = self._ids_for(patch, role)
+        return self.get(ids[0]) if ids else None
 
     def truth_of(self, ds: Dataset) -> Dataset | None:
         """The ground truth of a patch's image or prediction: the one every score and error layer uses.
@@ -131,9 +235,12 @@ class Catalog:
         A patch can carry simulated later vintages (the change demo), so a real mask of the same
         vintage comes first, then any real mask, then simulated ones; catalog order breaks ties.
         """
-        if not ds.patch:
+        # A zone mosaic image's truth is the mask mosaic of its zone (Explore, the live error layer); a zone
+        # prediction mosaic gets none, so metrics score its patches once, through their own PRED_ entries.
+        key = ds.patch or (ds.extra.get("mosaic") if ds.role == "image" else None)
+        if not key:
             return None
-        truths = [d for d in self.by_role("truth") if d.patch == ds.patch]
+        truths = [self.get(i) for i in self._ids_for(key, "truth")]
         truths.sort(key=lambda d: (d.simulated, bool(ds.vintage) and d.vintage != ds.vintage))
         return truths[0] if truths else None
 
@@ -152,16 +259,45 @@ class Catalog:
                 f"Dataset {ds.id}: {path} is outside the catalog's data root {self.root}",
                 "move the file under the data root, or add it explicitly with outside_root = true",
             )
-        if ds.id in self._by_id and not replace_existing and self._by_id[ds.id].path != path:
-            raise InvalidCatalog(f"Dataset ID {ds.id!r} is already registered for {self._by_id[ds.id].path}",
+        if ds.id in self and not replace_existing and self.get(ds.id).path != path:
+            raise InvalidCatalog(f"Dataset ID {ds.id!r} is already registered for {self.get(ds.id).path}",
                                "choose another ID, or remove the old entry first")
         ds = replace(ds, path=path, bands=tuple(ds.bands))
         self._by_id[ds.id] = ds
+        self._removed.discard(ds.id)
+        self._lookup = None
         return ds
+
+    def add_index(self, table: pd.DataFrame, source: str = "") -> None:
+        """Register a patch index's rows without building a Dataset per row; IDs, roles and paths are
+        checked column-wise, and an ID already held by another index is refused by name."""
+        bad = table[~table["id"].astype(str).str.match(ID_RE.pattern)]
+        if len(bad):
+            raise InvalidCatalog(f"Index {source}: invalid dataset ID {bad['id'].iloc[0]!r}", "rerun `flair-viz catalog scan`")
+        roles = set(table["role"].unique().tolist()) - set(ROLES)
+        if roles:
+            raise InvalidCatalog(f"Index {source}: unknown role(s) {sorted(roles)}", f"use one of {', '.join(ROLES)}")
+        outside = table[table["path"].str.startswith("/") & ~table["outside_root"].astype(bool)]
+        if len(outside) or table["path"].str.contains("..", regex=False).any():
+            p = outside["path"].iloc[0] if len(outside) else table["path"][table["path"].str.contains("..", regex=False)].iloc[0]
+            raise OutsideDataRoot(f"Index {source}: {p} is outside the catalog's data root {self.root}",
+                                  "scan a folder under the data root, or set data_root so that it holds the folder")
+        new = index.PatchIndex(table, source)
+        dup = [] if new.ids.is_unique else table["id"][table["id"].duplicated()].tolist()  # hashes reused by get
+        taken = [i for t in self._tables for i in table["id"][table["id"].isin(t.ids)]] + dup
+        if taken:
+            raise InvalidCatalog(f"Index {source}: {len(taken)} dataset ID(s) appear twice (here or in another index), "
+                                 f"e.g. {', '.join(taken[:3])}", "scan the common parent folder once, or remove one "
+                                 "of the [[index]]/[[scan]] entries")
+        self._tables.append(new)
+        self._lookup = None
 
     def remove(self, ds_id: str) -> None:
         self.get(ds_id)
-        del self._by_id[ds_id]
+        self._by_id.pop(ds_id, None)
+        if self._tables and self._locate(ds_id) is not None:
+            self._removed.add(ds_id)
+        self._lookup = None
 
     # -- validation -------------------------------------------------------------------------
     def validate(self, ds: Dataset, scan_values: bool = False) -> raster.RasterInfo:
@@ -200,9 +336,15 @@ class Catalog:
                                  f"fix the syntax at that line of {path}") from None
         root = (path.parent / doc.get("data_root", ".")).resolve()
         cat = cls(root, attribution=doc.get("attribution", ""), source=path)
-        for scan in doc.get("scan", []):
-            for ds in scan_flair_folder(root / scan["path"], metadata=scan.get("metadata"), root=root):
-                cat.add(ds)
+        for entry in doc.get("scan", []):
+            cat.sources.append({"kind": "scan", **entry})
+            with context(f"Catalog {path.name}, [[scan]] {entry.get('path')}"):
+                cat.add_index(scan.cached_scan(root / entry["path"], root, entry.get("metadata"),
+                                               _levels(entry.get("mosaics", ["zone"]))), entry.get("path", ""))
+        for entry in doc.get("index", []):
+            cat.sources.append({"kind": "index", **entry})
+            with context(f"Catalog {path.name}"):
+                cat.add_index(index.read_index(path.parent / entry["path"]), entry["path"])
         for entry in doc.get("dataset", []):
             try:
                 entry = dict(entry)
@@ -214,82 +356,42 @@ class Catalog:
         return cat
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Write the catalog (all datasets listed explicitly) atomically."""
+        """Write the catalog atomically: its [[scan]]/[[index]] entries and the datasets added one by one."""
         path = Path(path or self.source)
         rel_root = os.path.relpath(self.root, path.parent.resolve())
         doc = {"data_root": rel_root, "attribution": self.attribution,
-               "dataset": [d.to_toml(self.root) for d in self]}
+               **{k: [{f: v for f, v in e.items() if f != "kind"} for e in self.sources if e["kind"] == k]
+                  for k in ("scan", "index") if any(e["kind"] == k for e in self.sources)},
+               "dataset": [d.to_toml(self.root) for d in self._by_id.values()]}
         atomic.write_text(path, tomli_w.dumps(doc))
         self.source = path
         return path
 
 
-def load_metadata(path: Path | None) -> dict[str, dict]:
-    """Read a FLAIR metadata JSON keyed by ``IMG_<id>``; a broken file is a clear error."""
-    if path is None:
-        return {}
-    if not path.exists():
-        raise MissingSource(f"Metadata file not found: {path}",
-                           "give the FLAIR metadata JSON path, or omit it (domain/zone come from folders)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidCatalog(f"Metadata {path.name} is not valid JSON: {exc}",
-                           "fix or remove the metadata file") from None
-    if not isinstance(meta, dict):
-        raise InvalidCatalog(f"Metadata {path.name} must be an object keyed by patch (IMG_<id>)",
-                           "use the FLAIR metadata format: {\"IMG_000473\": {\"domain\": ..., \"date\": ...}}")
-    return meta
+load_metadata = index.load_metadata
 
 
 def scan_flair_folder(folder: str | os.PathLike[str], metadata: str | os.PathLike[str] | None = None,
                       root: Path | None = None) -> list[Dataset]:
-    """Find ``<domain>/<zone>/img/IMG_<id>.tif`` and their ``msk/MSK_<id>.tif`` under ``folder``.
+    """Datasets of every patch of a FLAIR tree ``<domain>/<zone>/img/IMG_<id>.tif`` (+ ``msk/MSK_<id>.tif``).
 
-    Domain and zone come from the folder names, and date/camera from the metadata JSON when given
-    (or when a ``*metadata*.json`` sits in ``folder``).
+    Strict: the first problem found (broken file, duplicate ID, misaligned mask) is raised. ``catalog
+    scan`` uses :func:`flair_viz.core.index.scan_tree` instead, which lists them all and indexes the rest.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise MissingSource(f"Folder not found: {folder}", "give a folder in FLAIR layout <domain>/<zone>/img/IMG_<id>.tif")
-    meta_path = Path(metadata) if metadata else next(iter(sorted(folder.glob("*metadata*.json"))), None)
-    if metadata and not Path(metadata).is_absolute():
-        meta_path = (root or folder) / metadata
-    meta = load_metadata(meta_path)
-    found: list[Dataset] = []
-    seen: dict[str, Path] = {}
-    for img in sorted(folder.glob("**/img/IMG_*.tif*")):
-        m = IMG_RE.match(img.name)
-        if not m:
-            continue
-        name = m.group("id")
-        pid = safe_name(name)
-        if pid in seen:
-            raise InvalidInput(f"{seen[pid]} and {img} would both get the dataset ID IMG_{pid}",
-                               "rename one of them (IDs keep the ASCII letters, digits, '_', '.' and '-' of the file name)")
-        seen[pid] = img
-        zone_dir = img.parent.parent
-        rel = zone_dir.relative_to(folder).parts
-        domain = rel[-2] if len(rel) >= 2 else None
-        zone = rel[-1] if len(rel) >= 1 else None
-        md = meta.get(f"IMG_{name}", {}) if isinstance(meta.get(f"IMG_{name}", {}), dict) else {}
-        domain, zone = md.get("domain", domain), md.get("zone", zone)
-        vintage = md.get("date") or (f"{domain.split('_')[-1]}" if domain and "_" in domain else None)
-        info = raster.check_image(img)
-        common = dict(domain=domain, zone=zone, patch=pid, vintage=vintage)
-        found.append(Dataset(id=f"IMG_{pid}", path=img, role="image", bands=raster.band_names_for(info.count),
-                             title=f"Aerial {name}", extra={"camera": md["camera"]} if md.get("camera") else {},
-                             **common))
-        msk = zone_dir / "msk" / f"MSK_{name}{img.suffix}"
-        if msk.exists():
-            minfo = raster.check_mask(msk, scan_values=False)
-            with context(f"Patch {pid}"):
-                raster.check_same_grid(info, minfo)
-            found.append(Dataset(id=f"MSK_{pid}", path=msk, role="truth", title=f"Ground truth {name}", **common))
-    if not found:
-        raise MissingSource(f"No FLAIR patches found under {folder}",
-                           "expected files like <domain>/<zone>/img/IMG_<id>.tif (with msk/MSK_<id>.tif)")
-    return found
+    root = Path(root).resolve() if root else folder.resolve()
+    result = index.scan_tree(folder, root, metadata)
+    if result.errors:
+        raise result.errors[0]
+    cat = Catalog(root)
+    cat.add_index(result.rows, str(folder))
+    return list(cat)
+
+
+def _levels(value: str | list[str]) -> list[str]:
+    """``mosaics = "zone,domain"`` or ``["zone", "domain"]`` (``"none"`` or ``[]``: no mosaics)."""
+    levels = value.split(",") if isinstance(value, str) else list(value)
+    return [lv.strip() for lv in levels if lv.strip() and lv.strip() != "none"]
 
 
 def default_catalog() -> Catalog:

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rasterio.errors import CRSError, RasterioError
-from rasterio.warp import transform_bounds
-
-from flair_viz.core import raster
-from flair_viz.core.catalog import Dataset
-from flair_viz.core.errors import FlairVizError, InvalidRaster
+from flair_viz.core import index, raster
+from flair_viz.core.catalog import Catalog, Dataset
+from flair_viz.core.errors import FlairVizError
 
 KINDS = ("patch", "mosaic", "scene")
 
@@ -39,23 +36,8 @@ def summary(ds: Dataset) -> dict:
 
 
 def bounds_l93(path: str | Path) -> list[float]:
-    """``[left, bottom, right, top]`` in EPSG:2154, reprojected when the raster is in another CRS.
-
-    FLAIR footprints are compared and indexed in Lambert-93, whatever CRS a user's scene came in.
-    """
-    info = raster.describe(path)
-    if info.crs is None:
-        raise InvalidRaster(f"{info.path.name} has no CRS or georeference, so its footprint in EPSG:2154 is unknown",
-                            "if the file was cut short (a partial copy or download), copy it again; otherwise "
-                            "assign one (gdal_edit.py -a_srs EPSG:2154 -a_ullr ...)")
-    if info.crs == raster.LAMBERT93:
-        return [float(v) for v in info.bounds]
-    try:
-        return [float(v) for v in transform_bounds(info.crs, raster.LAMBERT93, *info.bounds)]
-    except (CRSError, RasterioError, ValueError) as exc:
-        raise InvalidRaster(f"{info.path.name}: its bounds cannot be reprojected from {info.crs} to EPSG:2154 "
-                            f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})",
-                            "reproject the raster to EPSG:2154 (gdalwarp -t_srs EPSG:2154)") from None
+    """``[left, bottom, right, top]`` in EPSG:2154 (see :func:`flair_viz.core.index.l93_bounds`)."""
+    return index.l93_bounds(raster.describe(path))
 
 
 def listing(ds: Dataset) -> dict:
@@ -69,4 +51,19 @@ def listing(ds: Dataset) -> dict:
     except FlairVizError as exc:
         out["bounds"] = None
         out["error"] = exc.with_context(f"Dataset {ds.id}").message
+    return out
+
+
+def catalog_listing(cat: Catalog) -> list[dict]:
+    """:func:`listing` of every dataset; rows of a patch index take their bounds from it (no file opened)."""
+    bounds = {}
+    for t in cat.index_tables():
+        bounds.update(zip(t["id"], zip(t["left"], t["bottom"], t["right"], t["top"])))
+    explicit = {d.id for d in cat.explicit_datasets()}
+    out = []
+    for ds in cat:
+        if ds.id in bounds and ds.id not in explicit:
+            out.append({**summary(ds), "bounds": [float(v) for v in bounds[ds.id]]})
+        else:
+            out.append(listing(ds))
     return out

@@ -1,4 +1,4 @@
-"""VRT files written as XML: a mosaic over class rasters, and a window of a big scene.
+"""VRT files written as XML: a mosaic over class rasters or images (a zone), and a window of a big scene.
 
 ``gdalbuildvrt`` is not guaranteed on a user's machine and rasterio cannot build VRTs, but for
 rasters on one CRS and pixel size a VRT is a few lines of XML. Nothing here knows about models:
@@ -18,24 +18,38 @@ from flair_viz.core import atomic, classes, raster
 from flair_viz.core.errors import AlignmentError, InvalidInput, InvalidRaster
 
 
-def _check_class_rasters(infos: Sequence[raster.RasterInfo]) -> None:
-    """One VRT needs single-band uint8 rasters on one north-up CRS and pixel size."""
+def check_mosaic_grids(infos: Sequence[raster.RasterInfo]) -> None:
+    """One VRT needs rasters on one north-up CRS and pixel size, with one band layout: else say which differs."""
     ref = infos[0]
     for info in infos:
-        if info.count != 1 or np.dtype(info.dtype) != np.uint8:
-            raise InvalidRaster(f"{info.path.name} has {info.count} band(s) of {info.dtype}; a class mosaic needs "
-                                "single-band uint8 rasters", "mosaic the class COGs (PRED_*.tif), not probabilities")
         if info.crs != ref.crs:
-            raise AlignmentError(f"{info.path.name} is in {info.crs} but {ref.path.name} is in {ref.crs}; one VRT "
-                                 "needs one CRS", "reproject the scenes to one CRS before predicting, or mosaic "
-                                 "each CRS separately")
+            raise AlignmentError(f"{info.path.name} is in {info.crs} but {ref.path.name} is in {ref.crs}; one mosaic "
+                                 "(VRT) needs one CRS", "reproject the rasters to one CRS (FLAIR uses EPSG:2154), "
+                                 "or mosaic each CRS separately")
         t = info.transform
         if t.b != 0 or t.d != 0 or t.e >= 0:
             raise AlignmentError(f"{info.path.name} is rotated or not north-up", "warp it to a north-up grid first")
         if not (np.isclose(t.a, ref.transform.a, rtol=1e-9) and np.isclose(t.e, ref.transform.e, rtol=1e-9)):
             raise AlignmentError(f"{info.path.name} has {t.a:g} m pixels but {ref.path.name} has "
-                                 f"{ref.transform.a:g} m", "resample the scenes to one resolution, or mosaic "
+                                 f"{ref.transform.a:g} m", "resample the rasters to one resolution, or mosaic "
                                  "each resolution separately")
+        if (info.count, np.dtype(info.dtype)) != (ref.count, np.dtype(ref.dtype)):
+            raise InvalidRaster(f"{info.path.name} has {info.count} band(s) of {info.dtype} but {ref.path.name} has "
+                                f"{ref.count} of {ref.dtype}; one mosaic needs one band layout",
+                                "mosaic rasters of one layout (e.g. all 5-band FLAIR images) together")
+
+
+def _check_class_rasters(infos: Sequence[raster.RasterInfo]) -> None:
+    """A class mosaic needs single-band uint8 rasters on one grid."""
+    for info in infos:
+        if info.count != 1 or np.dtype(info.dtype) != np.uint8:
+            raise InvalidRaster(f"{info.path.name} has {info.count} band(s) of {info.dtype}; a class mosaic needs "
+                                "single-band uint8 rasters", "mosaic the class COGs (PRED_*.tif), not probabilities")
+    check_mosaic_grids(infos)
+
+
+GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32", "int32": "Int32",
+              "float32": "Float32", "float64": "Float64"}
 
 
 def write_vrt(sources: Sequence[Path], vrt_path: str | os.PathLike[str]) -> Path:
@@ -45,11 +59,29 @@ def write_vrt(sources: Sequence[Path], vrt_path: str | os.PathLike[str]) -> Path
     that share a CRS and a pixel size the VRT is just the union extent plus one source rectangle per
     file. Sources are referenced relative to the VRT, so the folder can be moved or mounted elsewhere.
     """
-    vrt_path = Path(vrt_path)
     if not sources:
         raise InvalidInput("A mosaic needs at least one raster", "predict some scenes first")
     infos = [raster.describe(p) for p in sources]
     _check_class_rasters(infos)
+    return _write(infos, Path(vrt_path), palette=True)
+
+
+def write_mosaic(sources: Sequence[Path] | Sequence[raster.RasterInfo], vrt_path: str | os.PathLike[str],
+                 palette: bool = False) -> Path:
+    """A VRT over rasters of any one band layout (e.g. a zone of 5-band FLAIR images), written atomically.
+
+    ``sources`` may be headers already read (a scan has them), so a zone mosaic opens no file twice.
+    Rasters in different CRSs, pixel sizes or band layouts are refused with the reason.
+    """
+    if not sources:
+        raise InvalidInput("A mosaic needs at least one raster", "give the rasters of at least one patch")
+    infos = [s if isinstance(s, raster.RasterInfo) else raster.describe(s) for s in sources]
+    (_check_class_rasters if palette else check_mosaic_grids)(infos)
+    return _write(infos, Path(vrt_path), palette=palette)
+
+
+def _write(infos: Sequence[raster.RasterInfo], vrt_path: Path, palette: bool) -> Path:
+    """The union extent, virtual overviews and one source rectangle per file, per band."""
     ref = infos[0]
     rx, ry = ref.transform.a, -ref.transform.e
     minx = min(i.bounds[0] for i in infos)
@@ -57,6 +89,7 @@ def write_vrt(sources: Sequence[Path], vrt_path: str | os.PathLike[str]) -> Path
     width = max(int(round((i.bounds[2] - minx) / rx)) for i in infos)
     height = max(int(round((maxy - i.bounds[1]) / ry)) for i in infos)
     wkt = ref.crs.to_wkt() if ref.crs is not None else ""
+    gdal_type = GDAL_TYPES.get(str(np.dtype(ref.dtype)), "Byte")
     lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
     if wkt:
         lines.append(f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(wkt)}</SRS>')
@@ -67,29 +100,41 @@ def write_vrt(sources: Sequence[Path], vrt_path: str | os.PathLike[str]) -> Path
     while max(width, height) / factors[-1] > 256:
         factors.append(factors[-1] * 2)
     lines += [f"  <GeoTransform>{minx!r}, {rx!r}, 0.0, {maxy!r}, 0.0, {-ry!r}</GeoTransform>",
-              f'  <OverviewList resampling="nearest">{" ".join(map(str, factors))}</OverviewList>',
-              '  <VRTRasterBand dataType="Byte" band="1">', "    <NoDataValue>0</NoDataValue>",
-              "    <ColorInterp>Palette</ColorInterp>", "    <ColorTable>"]
-    cmap = classes.colormap()
-    for v in range(256):
-        r, g, b, a = cmap.get(v, (0, 0, 0, 0))
-        lines.append(f'      <Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>')
-    lines.append("    </ColorTable>")
+              f'  <OverviewList resampling="nearest">{" ".join(map(str, factors))}</OverviewList>']
+    nodata = 0 if palette else ref.nodata
+    rects = []
     for info in infos:
         xoff = (info.bounds[0] - minx) / rx
         yoff = (maxy - info.bounds[3]) / ry
         xoff, yoff = (round(xoff) if abs(xoff - round(xoff)) < 1e-6 else xoff), \
                      (round(yoff) if abs(yoff - round(yoff)) < 1e-6 else yoff)
         rel = os.path.relpath(Path(info.path).resolve(), vrt_path.parent.resolve())
-        lines += ["    <ComplexSource>",
-                  f'      <SourceFilename relativeToVRT="1">{escape(rel)}</SourceFilename>',
-                  "      <SourceBand>1</SourceBand>",
-                  f'      <SourceProperties RasterXSize="{info.width}" RasterYSize="{info.height}" '
-                  'DataType="Byte" BlockXSize="256" BlockYSize="256"/>',
-                  f'      <SrcRect xOff="0" yOff="0" xSize="{info.width}" ySize="{info.height}"/>',
-                  f'      <DstRect xOff="{xoff}" yOff="{yoff}" xSize="{info.width}" ySize="{info.height}"/>',
-                  "      <NODATA>0</NODATA>", "    </ComplexSource>"]
-    lines += ["  </VRTRasterBand>", "</VRTDataset>", ""]
+        rects.append((info, escape(rel), xoff, yoff))
+    for band in range(1, ref.count + 1):
+        lines.append(f'  <VRTRasterBand dataType="{gdal_type}" band="{band}">')
+        if nodata is not None:
+            lines.append(f"    <NoDataValue>{nodata!r}</NoDataValue>")
+        if palette:
+            lines += ["    <ColorInterp>Palette</ColorInterp>", "    <ColorTable>"]
+            cmap = classes.colormap()
+            for v in range(256):
+                r, g, b, a = cmap.get(v, (0, 0, 0, 0))
+                lines.append(f'      <Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>')
+            lines.append("    </ColorTable>")
+        for info, rel, xoff, yoff in rects:
+            lines += ["    <ComplexSource>" if nodata is not None else "    <SimpleSource>",
+                      f'      <SourceFilename relativeToVRT="1">{rel}</SourceFilename>',
+                      f"      <SourceBand>{band}</SourceBand>",
+                      f'      <SourceProperties RasterXSize="{info.width}" RasterYSize="{info.height}" '
+                      f'DataType="{gdal_type}" BlockXSize="256" BlockYSize="256"/>',
+                      f'      <SrcRect xOff="0" yOff="0" xSize="{info.width}" ySize="{info.height}"/>',
+                      f'      <DstRect xOff="{xoff}" yOff="{yoff}" xSize="{info.width}" ySize="{info.height}"/>']
+            if nodata is not None:
+                lines += [f"      <NODATA>{nodata!r}</NODATA>", "    </ComplexSource>"]
+            else:
+                lines.append("    </SimpleSource>")
+        lines.append("  </VRTRasterBand>")
+    lines += ["</VRTDataset>", ""]
     return atomic.write_text(vrt_path, "\n".join(lines))
 
 

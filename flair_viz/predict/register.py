@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flair_viz.core import atomic, errors
+from flair_viz.core import atomic, errors, mosaics
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import OutsideDataRoot
 from flair_viz.core.locks import locked
 from flair_viz.core.names import safe_name
 from flair_viz.core.scenes import Scene
+from flair_viz.core.vrt import write_vrt
 from flair_viz.predict.cards import ModelCard
 
 BLOCK_RE = r"# --- BEGIN batch {id} .*?# --- END batch {id} ---\n"
@@ -30,7 +31,7 @@ def register_mosaic(catalog_file: str | os.PathLike[str], vrt: Path, card: Model
 
     Scenes that are FLAIR patches also get an entry ``PRED_<patch>_<model>`` linked to their patch,
     so the Explore page shows them over their image and ``flair-viz evaluate`` pairs them with their
-    ground truth. Outputs outside the catalog's data root are refused unless ``outside_root``.
+    ground truth, and each zone with two or more of them a zone mosaic (:func:`zone_mosaics`). Outputs outside the catalog's data root are refused unless ``outside_root``.
     """
     import tomli_w
 
@@ -47,6 +48,7 @@ def register_mosaic(catalog_file: str | os.PathLike[str], vrt: Path, card: Model
             entries.append({"id": f"PRED_{safe_name(scene.patch)}_{safe_name(card.id)}", "path": Path(out),
                             "role": "prediction", **meta, "title": f"Prediction {card.id} {scene.patch}",
                             "extra": dict(made_by)})
+    entries += zone_mosaics(vrt, card, outputs, made_by)
     if not outside_root:
         check_under_root(catalog_file, vrt, ds_id)
     with locked(catalog_file):
@@ -66,6 +68,29 @@ def register_mosaic(catalog_file: str | os.PathLike[str], vrt: Path, card: Model
             tmp.write_text(text, encoding="utf-8")
             Catalog.load(tmp)  # the new text must load as a catalog before it replaces the file
     return ds_id
+
+
+def zone_mosaics(vrt: Path, card: ModelCard, outputs: Sequence[tuple[Scene, Path]],
+                 made_by: dict[str, str]) -> list[dict[str, Any]]:
+    """One prediction VRT per FLAIR zone with two or more predicted patches, beside the batch mosaic.
+
+    Each carries the zone's mosaic key (``<domain>/<zone>``, as the scan's zone mosaics do), so Explore
+    shows it over the zone's image mosaic; the VRTs share the batch mosaic's CRS, checked when it was built.
+    """
+    zones: dict[tuple[str, str], list[Path]] = {}
+    for scene, out in outputs:
+        if scene.patch and scene.domain and scene.zone:
+            zones.setdefault((scene.domain, scene.zone), []).append(Path(out))
+    entries = []
+    for (domain, zone), paths in sorted(zones.items()):
+        if len(paths) < 2:
+            continue
+        zone_id = f"{mosaics.mosaic_id((domain, zone), 'image')}_PRED_{safe_name(card.id)}"
+        path = write_vrt(paths, Path(vrt).parent / f"{zone_id}.vrt")
+        entries.append({"id": zone_id, "path": path, "role": "prediction", "domain": domain, "zone": zone,
+                        "title": f"Prediction {card.id} zone {domain}/{zone} ({len(paths)} patches)",
+                        "extra": made_by | {"mosaic": f"{domain}/{zone}"}})
+    return entries
 
 
 def data_root(catalog_file: str | os.PathLike[str]) -> Path:

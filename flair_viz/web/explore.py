@@ -12,6 +12,7 @@ from typing import Any
 
 from flair_viz.core.catalog import Catalog, Dataset
 from flair_viz.core.classes import BY_VALUE, protocol_names
+from flair_viz.core.describe import kind_of
 from flair_viz.core.raster import PRESET_BANDS, describe
 from flair_viz.web.maps import Bounds, dataset_bounds_wgs84, dataset_tile_url
 from flair_viz.web.urls import tile_url
@@ -39,6 +40,11 @@ class Scene:
     def label(self) -> str:
         return self.image.label
 
+    @property
+    def kind(self) -> str:
+        """``patch``, ``mosaic`` (a zone or domain: pan across it) or ``scene``."""
+        return kind_of(self.image)
+
 
 @dataclass
 class SceneLayers:
@@ -47,11 +53,15 @@ class SceneLayers:
     class_layers: list[tuple[str, str]] = field(default_factory=list)  # (name, url template)
 
 
-def _overlaps(a: Dataset, b: Dataset) -> bool:
-    """Do two datasets' footprints intersect (compared in ``a``'s CRS)?"""
+def _overlaps(a: Dataset, b: Dataset, headers: dict | None = None) -> bool:
+    """Do two datasets' footprints intersect (compared in ``a``'s CRS)? ``headers`` memoises the reads."""
     from rasterio.warp import transform_bounds
 
-    ia, ib = describe(a.path), describe(b.path)
+    headers = {} if headers is None else headers
+    for d in (a, b):
+        if d.id not in headers:
+            headers[d.id] = describe(d.path)
+    ia, ib = headers[a.id], headers[b.id]
     bb = ib.bounds if ia.crs == ib.crs else transform_bounds(ib.crs, ia.crs, *ib.bounds)
     return ia.bounds[0] < bb[2] and bb[0] < ia.bounds[2] and ia.bounds[1] < bb[3] and bb[1] < ia.bounds[3]
 
@@ -59,19 +69,28 @@ def _overlaps(a: Dataset, b: Dataset) -> bool:
 def list_scenes(cat: Catalog) -> list[Scene]:
     """Every aerial image with its ground truth and stored predictions.
 
-    Predictions of a patch match by patch ID; patch-less ones (a batch VRT mosaic over many scenes)
+    A zone mosaic (kind ``mosaic``) is a scene too, listed first in its zone, with the mask mosaic as its
+    truth and its zone's prediction mosaics. Predictions of a patch match by patch ID; patch-less ones (a batch VRT mosaic over many scenes)
     match every image whose footprint they cover, unless the image already has a per-patch prediction of
     the same model, so batch results show up on the map once.
     """
-    scenes = []
-    mosaics = [d for d in cat.by_role("prediction") if not d.patch]
+    scenes, headers = [], {}
+    linked: dict[str, list[Dataset]] = {}  # patch number or zone mosaic key -> its predictions, in catalog order
+    mosaics = []
+    for d in cat.by_role("prediction"):
+        if d.patch:
+            linked.setdefault(d.patch, []).append(d)
+        else:
+            mosaics.append(d)
+            if d.extra.get("mosaic"):
+                linked.setdefault(d.extra["mosaic"], []).append(d)
     for img in cat.by_role("image"):
         truth = cat.truth_of(img)
-        preds = [d for d in cat.by_role("prediction") if img.patch and d.patch == img.patch]
+        preds = list(linked.get(img.patch or img.extra.get("mosaic") or "", []))  # a zone: its prediction mosaics
         models = {p.extra.get("model") for p in preds} - {None}
-        preds += [m for m in mosaics if m.extra.get("model") not in models and _overlaps(img, m)]
+        preds += [m for m in mosaics if m.extra.get("model") not in models and _overlaps(img, m, headers)]
         scenes.append(Scene(img, truth, tuple(preds)))
-    return sorted(scenes, key=lambda s: (s.domain or "~", s.zone or "", s.image.id))
+    return sorted(scenes, key=lambda s: (s.domain or "~", s.zone or "", s.kind != "mosaic", s.image.id))
 
 
 def find_scene(scenes: list[Scene], patch_or_id: str | None) -> Scene | None:
