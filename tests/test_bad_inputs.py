@@ -123,8 +123,6 @@ CASES = [
      ("text.tif", "not a readable GeoTIFF"), "m.parquet"),
     ("wrong-band-count", ["predict", "--model", DEMO_MODEL, "{img3}", "{out}/pred.tif", "--quiet"],
      ("img3.tif", "3 band(s)", "needs 5", "NIR"), "pred.tif"),
-    ("crs-mismatch-scan", ["catalog", "scan", "{crs_folder}", "--catalog", "{out}/cat.toml"],
-     ("EPSG:2154", "EPSG:32631", "reproject"), "cat.toml"),
     ("crs-mismatch-evaluate", ["evaluate", "--truth", "{mask}", "--pred", "{mask_utm}", "--out", "{out}/m.parquet"],
      ("EPSG:2154", "EPSG:32631"), "m.parquet"),
     ("no-overlap-change", ["change", "{mask}", "{mask_far}", "--out", "{out}/chg"],
@@ -177,6 +175,16 @@ def test_cli_error_names_problem_and_fix_and_keeps_previous_output(bad, bad_mode
     else:
         assert final.read_bytes() == before
         assert sorted(p.name for p in final.parent.iterdir()) == [final.name]  # nothing else written beside it
+    assert not partials(tmp_path)
+
+
+def test_scan_reports_a_mask_in_another_crs_by_name_and_indexes_the_rest(bad, tmp_path, capsys):
+    """Issue 12: a scan lists the bad file (with the fix) and still indexes the good ones."""
+    cat_file = tmp_path / "out" / "cat.toml"
+    rc = main(["catalog", "scan", str(bad["crs_folder"]), "--catalog", str(cat_file)])
+    assert_clean_error(rc, capsys.readouterr().err, ("MSK_000001", "EPSG:2154", "EPSG:32631", "reproject"))
+    cat = Catalog.load(cat_file)
+    assert "IMG_000001" in cat and "MSK_000001" not in cat  # the image is indexed, the misaligned mask is not
     assert not partials(tmp_path)
 
 
