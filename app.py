@@ -14,6 +14,7 @@ PAGES = [  # (file, title, icon, one-line pitch)
     ("pages/2_Metrics.py", "Metrics", ":material/bar_chart:", "Per-class confusion, FLAIR-protocol mIoU, click to the map."),
     ("pages/3_Change.py", "Change", ":material/compare:", "What changed between two vintages, in hectares (ZAN flows)."),
     ("pages/4_Annotate.py", "Annotate", ":material/edit_location_alt:", "Rank uncertain places, select regions, export for annotators."),
+    ("pages/5_Overview.py", "Overview", ":material/public:", "Every patch on one map, coloured by domain, date or score."),
 ]
 HERE = Path(__file__).resolve().parent
 

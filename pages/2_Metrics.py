@@ -75,8 +75,9 @@ def filters(table: metrics.MetricsTable, models: list[str]) -> tuple[str, dict]:
 def headline(sc: metrics.Scores, model: str, table: metrics.MetricsTable, mask: np.ndarray, protocol: str) -> None:
     st.caption(f"Model **{model}** · {int(mask.sum())} patch(es) · {PROTOCOL_LABELS[protocol]}")
     if is_demo(model):
-        st.warning(f"**{model}** is the demo model, trained on these very patches: its scores show how the page "
-                   "works, they are not an evaluation.", icon=":material/info:")
+        st.warning(f"**{model}** is the demo model, trained for a few minutes on other zones (its card names them): "
+                   "these patches are unseen, but the scores show how the page works, not a real model's accuracy.",
+                   icon=":material/info:")
     shown = views.headline(sc)
     c1, c2, c3, c4 = st.columns(4)
     c1.metric(f"mIoU · {'FLAIR-1 protocol' if protocol == 'flair1' else 'full 19 classes'}", shown["miou"])

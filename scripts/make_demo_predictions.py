@@ -1,8 +1,9 @@
 """Predict the demo FLAIR patches with the demo model and register the results in the demo catalog.
 
 The metrics and change pages need predictions that exist before anyone opens the app; these are
-them. They come from the DEMO model, which was trained on these same patches: they show how the
-tools work, not how good a model is.
+them. The DEMO model was trained on zones Z4_UU and Z5_UA of Hérault only (its card says so), so every
+patch predicted here is unseen: the 25 patches of zone Z6_NU (data/demo/flair1/) and the 4 FLAIR-2 patches
+of other départements. Their scores are honest, and they are still the scores of a demo model.
 
     .venv/bin/python scripts/make_demo_predictions.py
 """
@@ -52,17 +53,22 @@ def main() -> int:
     cat = Catalog.load(cat_path)
     out_dir = cat.root / "predictions"
     entries = []
+    trained_on = {str(z) for z in card.training.get("train_zones", [])}
     for img in sorted(cat.by_role("image"), key=lambda d: d.id):
         if not img.patch or cat.truth_of(img) is None:
             continue  # only FLAIR patches with a ground truth: that is what predictions are compared with
+        if img.zone in trained_on:  # zone names repeat across domains: refusing a namesake is the safe side
+            raise SystemExit(f"{img.id} is in zone {img.zone}, a training zone of {card.id}: its score would "
+                             "measure memorisation; remove it from the demo or retrain without that zone")
         out = out_dir / f"PRED_{img.patch}_demo.tif"
         inference.predict_file(loaded, img.path, out, progress=False, bands=img.bands or None)
         entry = {"id": prediction_id(img.patch, card.id), "path": str(out.relative_to(cat.root)),
                  "role": "prediction", "vintage": img.vintage, "domain": img.domain, "zone": img.zone,
                  "patch": img.patch,
-                 "title": f"Demo model prediction {img.patch} ({card.id}; trained on this patch, not for evaluation)",
+                 "title": f"Demo model prediction {img.patch} ({card.id}; DEMO model, patch unseen in training)",
                  "extra": {"model": card.id, "model_sha256": loaded.checksum, "demo_model": "true",
-                           "made_by": "scripts/make_demo_predictions.py", "image": img.id}}
+                           "made_by": "scripts/make_demo_predictions.py", "image": img.id,
+                           "model_train_zones": " ".join(sorted(trained_on))}}
         entries.append({k: v for k, v in entry.items() if v is not None})
         print(f"{img.id} -> {out.relative_to(REPO)}")
     atomic.write_text(cat_path, update_catalog_text(cat_path.read_text(encoding="utf-8"), entries))

@@ -67,8 +67,13 @@ def tmp_catalog(tmp_path) -> Path:
 
 def test_demo_catalog_lists_every_dataset_with_its_header_bounds(capsys):
     rows = list_json(capsys, DEMO_CATALOG)
-    assert len(rows) == 24 and all(FIELDS <= set(r) and "error" not in r for r in rows)
+    from flair_viz.core.catalog import Catalog
+
+    assert len(rows) == len(list(Catalog.load(DEMO_CATALOG))) and all(FIELDS <= set(r) and "error" not in r for r in rows)
     by_id = {r["id"]: r for r in rows}
+    zone = [r for r in rows if r["kind"] == "patch" and (r["domain"], r["zone"]) == ("D034_2021", "Z6_NU")
+            and r["role"] == "image"]
+    assert len(zone) == 25  # the real FLAIR-1 demo zone (data/demo/flair1)
     assert by_id["IMG_000473"]["kind"] == "patch" and by_id["BDORTHO_RGB"]["kind"] == "scene"
     assert (by_id["IMG_000473"]["domain"], by_id["IMG_000473"]["zone"]) == ("D004_2021", "Z6_NU")
     with rasterio.open(FLAIR_PATCH_DIR / "img" / "IMG_000473.tif") as ds:

@@ -28,6 +28,7 @@ from flair_viz.core import config, describe
 from flair_viz.core.catalog import Catalog, CatalogStore, Dataset
 from flair_viz.core.errors import FlairVizError, InvalidInput, UnreadableRaster, status_code
 from flair_viz.metrics.tiles import ConfusionExtension
+from flair_viz.overview.tiles import OverviewRouter
 from flair_viz.predict.tiles import LivePredictionExtension, ModelsRouter
 from flair_viz.server.factory import DatasetTilerFactory, get_catalog
 
@@ -128,6 +129,7 @@ def create_app(catalog_path: str | os.PathLike[str] | None = None, token: str | 
 
     app.include_router(ModelsRouter().router, tags=["predict"])
     app.include_router(ChangeTilerFactory(catalog_dependency=get_catalog).router, tags=["change"])
+    app.include_router(OverviewRouter(catalog_dependency=get_catalog).router, tags=["overview"])
     factory = DatasetTilerFactory(router_prefix="/datasets/{dataset_id}",
                                   extensions=[LivePredictionExtension(), ConfusionExtension(), CandidatesExtension()])
     app.include_router(factory.router, prefix="/datasets/{dataset_id}", tags=["datasets"])

@@ -2,7 +2,9 @@
 
 Four steps: why (ZAN), the aerial image, what the model sees (with mIoU), what changed (hectares).
 Each step names the page to open and the deep link to apply there, so the home page stays a thin
-list of buttons and the browser test can walk the same steps.
+list of buttons and the browser test can walk the same steps. The story opens on the demo zone
+(:data:`DEMO_ZONE`, 25 real adjacent FLAIR-1 patches) as one mosaic when the catalog has it, and its
+mIoU is the demo model's on that zone, which the model never saw in training.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from flair_viz.core.catalog import Catalog
 
+DEMO_ZONE = ("D034_2021", "Z6_NU")  # Hérault, 512 m: quarry and forest; not a training zone of the demo model
 
 @dataclass(frozen=True)
 class Step:
@@ -35,17 +38,21 @@ class DemoFigures:
     change_pair_index: int | None
     change_simulated: bool
     why_patch: str | None  # the patch with the most sealed land in its ground truth
+    zone_mosaic: str | None = None  # the demo zone's image mosaic (catalog ID), when the catalog has one
+    scored_patches: int = 0  # how many patches the mIoU is over
+    scored_zone: str | None = None  # "D034_2021/Z6_NU" when the mIoU is the demo zone's, else None (all pairs)
 
 
-def _most_artificial_patch(cat: Catalog) -> str | None:
-    """The patch whose ground truth holds the most building/impervious pixels: the best 'why' picture."""
+def _most_artificial_patch(cat: Catalog, zone: tuple[str, str] | None = None) -> str | None:
+    """The patch whose ground truth holds the most building/impervious pixels: the best 'why' picture
+    (only patches of ``zone`` = (domain, zone) when given and the zone has any)."""
     from flair_viz.core import classes, raster
 
     sealed = (classes.BY_KEY["building"].value, classes.BY_KEY["impervious"].value)
+    truths = [t for t in cat.by_role("truth") if not t.simulated and t.patch]
+    in_zone = [t for t in truths if zone and (t.domain, t.zone) == zone]
     best, best_n = None, -1
-    for truth in cat.by_role("truth"):
-        if truth.simulated or not truth.patch:
-            continue
+    for truth in in_zone or truths:
         data = classes.to_flair1(raster.read(truth.path, 1), truth.nomenclature)
         n = int(np.isin(data, sealed).sum())
         if n > best_n:
@@ -53,19 +60,28 @@ def _most_artificial_patch(cat: Catalog) -> str | None:
     return best
 
 
+def zone_mosaic(cat: Catalog, zone: tuple[str, str] = DEMO_ZONE) -> str | None:
+    """The image mosaic of a (domain, zone), registered by the catalog scan, or None."""
+    return next((d.id for d in cat.by_role("image") if d.extra.get("mosaic") == "/".join(zone)), None)
+
+
 def demo_figures(cat: Catalog) -> DemoFigures:
-    """mIoU of the stored predictions (FLAIR-1 protocol), the ZAN hectares of the first change pair of two ground
-    truths (real pairs come before SIMULATED ones) and the 'why' patch: everything that reads rasters, computed
-    once (the home page caches the result)."""
+    """mIoU of the stored predictions on the demo zone (FLAIR-1 protocol; all pairs if the zone has none), the ZAN
+    hectares of the first change pair of two ground truths (real pairs come before SIMULATED ones) and the 'why'
+    patch: everything that reads rasters, computed once (the home page caches the result)."""
     from flair_viz import change, metrics
 
     pairs = metrics.catalog_pairs(cat)
-    model = miou = oa = None
+    model = miou = oa = scored_zone = None
+    n_scored = 0
     if pairs:
         model = pairs[0].model
-        run = metrics.evaluate([p for p in pairs if p.model == model])
+        mine = [p for p in pairs if p.model == model]
+        in_zone = [p for p in mine if (p.domain, p.zone) == DEMO_ZONE]
+        run = metrics.evaluate(in_zone or mine)
         sc = metrics.scores(run.table.total(), "flair1")
-        miou, oa = sc.miou, sc.oa
+        miou, oa, n_scored = sc.miou, sc.oa, len(run.table)
+        scored_zone = "/".join(DEMO_ZONE) if in_zone else None
     art = deart = idx = None
     simulated = False
     cpairs = change.list_pairs(cat)
@@ -75,31 +91,39 @@ def demo_figures(cat: Catalog) -> DemoFigures:
         res = change.compute_change(cpairs[idx].before.id, cpairs[idx].after.id, catalog=cat)
         z = res.zan()
         art, deart, simulated = z["artificialisation_ha"], z["deartificialisation_ha"], res.simulated
-    return DemoFigures(model, miou, oa, "flair1", art, deart, idx, simulated, _most_artificial_patch(cat))
+    return DemoFigures(model, miou, oa, "flair1", art, deart, idx, simulated, _most_artificial_patch(cat, DEMO_ZONE),
+                       zone_mosaic(cat), n_scored, scored_zone)
 
 
 def steps(cat: Catalog, figures: DemoFigures, model_ids: list[str]) -> list[Step]:
-    """The four steps, with where each 'show me' goes."""
+    """The four steps, with where each 'show me' goes: the demo zone's mosaic first, when there is one."""
     images = [d for d in cat.by_role("image") if d.patch]
     why_patch = figures.why_patch or (images[0].patch if images else None)
-    aerial_patch = next((d.patch for d in images if d.patch != why_patch), why_patch)
+    zone = figures.zone_mosaic
+    aerial = zone or next((d.patch for d in images if d.patch != why_patch), why_patch)
     model = model_ids[0] if model_ids else None
-    miou = (f"mIoU {figures.miou:.2f} · OA {figures.oa:.2f} (FLAIR-1 protocol, demo model on its own training patches)"
+    where = (f"on zone {figures.scored_zone}: {figures.scored_patches} real patches the DEMO model never saw"
+             if figures.scored_zone else f"on {figures.scored_patches} stored demo predictions")
+    miou = (f"mIoU {figures.miou:.2f} · OA {figures.oa:.2f} {where} (FLAIR-1 protocol)"
             if figures.miou is not None else None)
     ha = None
     if figures.artificialised_ha is not None:
         ha = (f"{figures.artificialised_ha:.3f} ha artificialised, {figures.deartificialised_ha:.3f} ha returned to "
               f"nature{' (SIMULATED later vintage)' if figures.change_simulated else ' (real IGN labels of two vintages)'}")
+    zone_text = (" This is a real FLAIR-1 zone of Hérault: 25 adjacent patches, 512 m across, shown as one map."
+                 if zone else "")
     return [
         Step("why", "1 · Why", "France artificialises 20–30 thousand hectares a year. The ZAN law wants that halved by "
-             "2031 and stopped by 2050 — which needs land cover of the whole country, mapped often. Here is what "
-             "sealed land looks like in IGN's ground truth: buildings in pink, impervious surfaces in red.",
-             "pages/1_Explore.py", {"patch": why_patch, "models": [], "opacity": 0.75, "view": "Swipe"}),
+             "2031 and stopped by 2050 — which needs land cover of the whole country, mapped often. Here is land "
+             "cover in IGN's ground truth: buildings in pink, impervious surfaces in red, forests in green."
+             + zone_text,
+             "pages/1_Explore.py", {"patch": zone or why_patch, "models": [], "opacity": 0.75, "view": "Swipe"}),
         Step("aerial", "2 · The aerial image", "IGN photographs France at 20 cm per pixel, in colour and near-infrared, "
              "with a surface elevation band. Vegetation glows red in the infrared view.",
-             "pages/1_Explore.py", {"patch": aerial_patch, "models": [], "preset": "irc", "opacity": 0.0}),
+             "pages/1_Explore.py", {"patch": aerial, "models": [], "preset": "irc", "opacity": 0.0}),
         Step("model", "3 · What the model sees", "A segmentation network labels every pixel with one of 19 classes. "
-             "Swipe between the ground truth and the live prediction to see where it is right and wrong.",
+             "Swipe between the ground truth and the live prediction to see where it is right and wrong. The demo "
+             "model was trained on two other zones of Hérault for a few minutes: a DEMO, scored on patches it never saw.",
              "pages/1_Explore.py", {"patch": why_patch, "models": [model] if model else [], "opacity": 0.7,
                                     "view": "Swipe", "live_layer": "class"}, miou),
         Step("change", "4 · What changed", "Comparing two vintages pixel by pixel gives hectares of natural, "

@@ -25,7 +25,7 @@ def test_story_walks_four_steps(live_app, page_and_traffic, artifacts_dir):
     page.screenshot(path=str(artifacts_dir / "story-0-home.png"), full_page=True)
 
     expectations = [
-        ("1-why", "/datasets/MSK_", None),
+        ("1-why", "/datasets/ZONE_D034_2021_Z6_NU_MSK/", None),  # the story opens on the real demo zone
         ("2-aerial", "preset=irc", None),
         ("3-model", "/predict/", "is a DEMO model"),
         ("4-change", "/change/", "ha"),

@@ -1,0 +1,105 @@
+"""What the Overview page shows, decided without Streamlit: colour choices, the tile URL, views, clicks, legend.
+
+The page draws one tile layer of the tile server's ``/overview`` route (all footprints, rasterised), so a
+100,000-patch catalog costs the browser no more than a four-patch one. A click gives a lon/lat; the
+patch under it is looked up in the footprints' EPSG:2154 bounds and becomes an Explore deep link.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from html import escape
+
+import folium
+import numpy as np
+
+from flair_viz.core.catalog import Catalog
+from flair_viz.overview.colours import COLOR_BY, Legend
+from flair_viz.overview.footprints import Footprints, patch_at
+from flair_viz.overview.render import DOT_PX
+from flair_viz.web.maps import MAX_ZOOM, Bounds, make_map
+from flair_viz.web.urls import tile_url
+
+COLOR_LABELS = {"domain": "Domain", "date": "Date (year)", "miou": "mIoU per patch", "oa": "Overall accuracy",
+                "iou": "IoU of one class", "confusion": "Pixels of one confusion (truth → predicted)"}
+ALL = "All patches"
+EARTH_M_PER_PX_Z0 = 156543.03392  # Web Mercator metres per 256 px tile pixel at zoom 0, at the equator
+assert set(COLOR_LABELS) == set(COLOR_BY)
+
+
+def overview_url(base: str, color_by: str = "domain", model: str | None = None, protocol: str = "flair1",
+                 cls: int | None = None, truth_class: int | None = None, pred_class: int | None = None) -> str:
+    """Leaflet URL template of the overview tiles for one colouring (only the parameters it uses)."""
+    params: dict = {"color_by": color_by}
+    if color_by not in ("domain", "date"):
+        params |= {"model": model, "protocol": protocol}
+    if color_by == "iou":
+        params["cls"] = cls
+    if color_by == "confusion":
+        params |= {"truth_class": truth_class, "pred_class": pred_class}
+    return tile_url("/overview", base, **params)
+
+
+def scored_models(cat: Catalog) -> list[str]:
+    """Models with stored predictions paired with a ground truth in the catalog: those a score can colour."""
+    from flair_viz.metrics.pairs import catalog_pairs
+
+    return sorted({p.model for p in catalog_pairs(cat) if p.model})
+
+
+def view_choices(fp: Footprints) -> list[str]:
+    """``All patches``, then each domain, then each ``domain / zone``: what the map can zoom to."""
+    t = fp.table
+    domains = sorted({d for d in t["domain"] if d})
+    zones = sorted({f"{d} / {z}" for d, z in zip(t["domain"], t["zone"]) if d and z})
+    return [ALL, *domains, *zones]
+
+
+def view_bounds(fp: Footprints, choice: str | None) -> Bounds | None:
+    """WGS84 bounds of the chosen view (all footprints when the choice is unknown)."""
+    t = fp.table
+    if choice and choice != ALL:
+        domain, _, zone = choice.partition(" / ")
+        rows = (t["domain"] == domain).to_numpy() & ((t["zone"] == zone).to_numpy() if zone else True)
+        if rows.any():
+            return fp.bounds_wgs84(np.flatnonzero(rows))
+    return fp.bounds_wgs84()
+
+
+def metres_per_pixel(lat: float, zoom: float) -> float:
+    return EARTH_M_PER_PX_Z0 * math.cos(math.radians(lat)) / 2 ** zoom
+
+
+def clicked_patch(fp: Footprints, click: Mapping | None, zoom: float | None) -> dict | None:
+    """The Explore deep link of the patch under a map click (``{"patch": IMG_id}``), or None.
+
+    A patch drawn as a dot is found within the dot's size at the click's zoom.
+    """
+    if not click or click.get("lat") is None or click.get("lng") is None:
+        return None
+    lat, lon = float(click["lat"]), float(click["lng"])
+    tolerance = DOT_PX * metres_per_pixel(lat, zoom) if zoom is not None else 0.0
+    row = patch_at(fp, lon, lat, tolerance)
+    if row is None:
+        return None
+    return {"patch": str(fp.table["id"].iloc[row])}
+
+
+def overview_map(bounds: Bounds, url: str, name: str) -> folium.Map:
+    """A local-assets Leaflet map fitted to ``bounds`` with the overview tile layer (any zoom: tiles are drawn)."""
+    m = make_map(bounds)
+    folium.raster_layers.TileLayer(tiles=url, name=name, attr="IGN – FLAIR, Licence Ouverte 2.0", overlay=True,
+                                   control=False, max_zoom=MAX_ZOOM, max_native_zoom=MAX_ZOOM, min_zoom=0,
+                                   tile_size=256).add_to(m)
+    return m
+
+
+def legend_html(legend: Legend) -> str:
+    """The legend as HTML swatches (title, one row per colour, the note)."""
+    rows = "".join(
+        f'<div style="display:flex;align-items:center;gap:6px;font-size:0.8rem;line-height:1.4">'
+        f'<span style="display:inline-block;width:14px;height:14px;background:{c};border:1px solid #888"></span>'
+        f"{escape(label)}</div>" for label, c in legend.entries)
+    note = f'<div style="font-size:0.75rem;color:#666">{escape(legend.note)}</div>' if legend.note else ""
+    return f'<div class="flair-overview-legend"><b>{escape(legend.title)}</b>{rows}{note}</div>'
