@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flair_viz.core.catalog import IMG_RE, Catalog, Dataset
+from flair_viz.core.describe import kind_of
 from flair_viz.core.errors import InvalidInput, NotFound
 
 CATALOG_PREFIX = "catalog:"
@@ -75,14 +76,18 @@ def _folder(folder: Path) -> list[Scene]:
 
 def catalog_selection(catalog: Catalog, role: str = "image", domain: str | None = None,
                       zone: str | None = None, ids: Iterable[str] | None = None) -> list[Scene]:
-    """Images of the catalog, optionally only some IDs, one domain or one zone."""
+    """Images of the catalog, optionally only some IDs, one domain or one zone.
+
+    Zone and domain mosaics are left out unless asked for by ID: they are views over patches that
+    are already selected, and predicting both would do the same work twice.
+    """
     wanted = set(ids) if ids is not None else None
     if wanted:
         for ds_id in wanted:
             catalog.get(ds_id)  # unknown IDs fail with the catalog's own message
     out = [_from_dataset(d) for d in catalog.by_role(role)
            if (wanted is None or d.id in wanted) and (domain is None or d.domain == domain)
-           and (zone is None or d.zone == zone)]
+           and (zone is None or d.zone == zone) and (wanted is not None or kind_of(d) != "mosaic")]
     return out
 
 
