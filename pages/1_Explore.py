@@ -8,6 +8,7 @@ from flair_viz.core import config
 from flair_viz.web import explore
 from flair_viz.web import maps as webmap
 from ui import common
+from ui import corrections as correct_panel
 
 common.setup("Explore")
 st.title("Explore")
@@ -64,10 +65,15 @@ with st.sidebar:
                           help="Errors need a ground truth for the patch.")
     device_slot = st.empty()  # filled after the map: asking the server loads torch there, which takes seconds
 
+    st.header("Correct")
+    correcting = st.toggle("Paint corrections", key="explore_correct",
+                           help="Draw the right class over wrong predictions (Swipe view), then fine-tune on them.")
+    paint_class = correct_panel.class_picker() if correcting else None
+
 for mid in model_ids:
     if card_by_id[mid].get("demo"):
-        st.warning(f"**{card_by_id[mid]['title']}** is a DEMO model, trained on a handful of patches (the same ones "
-                   "shown here). Its predictions show how the tool works, not how good a real model is.",
+        st.warning(f"**{card_by_id[mid]['title']}** is a DEMO model, trained for a few minutes on other zones (its "
+                   "card names them). Its predictions show how the tool works, not how good a real model is.",
                    icon=":material/science:")
 if live_layer == "error" and not scene.truth:
     st.info("This patch has no ground truth, so there is no error layer; showing predictions instead.")
@@ -77,6 +83,8 @@ layers = explore.scene_layers(scene, cat, base, preset=preset, models=model_ids,
                               deep_link=link)
 bounds = layers.bounds
 caption = scene.label + (f" · ground truth `{scene.truth.id}`" if scene.truth else " · no ground truth")
+if scene.kind == "mosaic":  # a whole zone (or domain) as one map; its patches stay in the list
+    caption += " · a mosaic of adjacent patches: pan across it, or pick one patch in the list"
 if model_ids:
     caption += " · live predictions are computed tile by tile as you pan; the first view takes a few seconds"
 st.caption(caption)
@@ -95,10 +103,18 @@ if view == "Swipe":
         webmap.tile_layer(pair[0][1], pair[0][0], bounds, opacity).add_to(m)
     for name, url in layers.class_layers[2:]:
         webmap.tile_layer(url, name, bounds, opacity).add_to(m)
+    if correcting:  # corrections in class colours, and the draw tools
+        correct_panel.add_to_map(m, scene)
     webmap.add_layer_control(m)
     webmap.add_tile_progress(m)
-    common.render_map(m, key=f"swipe-{scene.image.id}-{len(layers.class_layers)}")
+    drawn = common.render_map(m, key=f"swipe-{scene.image.id}-{len(layers.class_layers)}"
+                              + (f"-c{st.session_state.get('corr_round', 0)}" if correcting else ""),
+                              returned_objects=["all_drawings"] if correcting else None)
+    if correcting:
+        correct_panel.after_map(drawn, paint_class, scene, model_ids, card_by_id, bounds)
 else:
+    if correcting:
+        st.info("Switch the view to Swipe to paint corrections.")
     panels = [(f"Aerial {preset.upper()}", None)] + layers.class_layers
     for row_start in range(0, len(panels), 3):
         cols = st.columns(3)

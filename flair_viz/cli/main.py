@@ -22,10 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     from flair_viz.change import cli as change_cli
     from flair_viz.cli import catalog as catalog_cli
     from flair_viz.cli import serve as serve_cli
+    from flair_viz.correct import cli as correct_cli
     from flair_viz.metrics import cli as metrics_cli
     from flair_viz.predict import cli as predict_cli
 
-    for module in (catalog_cli, serve_cli, metrics_cli, change_cli, annotate_cli, predict_cli):
+    for module in (catalog_cli, serve_cli, metrics_cli, change_cli, annotate_cli, predict_cli, correct_cli):
         module.add_cli(sub)
     return parser
 

@@ -76,9 +76,10 @@ class ModelCard:
 
 
 def model_dirs() -> list[Path]:
-    """Folders searched for cards: ``$FLAIR_VIZ_MODELS`` entries first, then the repo's ``models/``."""
+    """Folders searched for cards: ``$FLAIR_VIZ_MODELS`` entries first, then the repo's ``models/``, then
+    ``models/`` in the user data folder, where ``flair-viz finetune`` writes fine-tuned models."""
     extra = [Path(p) for p in os.environ.get("FLAIR_VIZ_MODELS", "").split(os.pathsep) if p.strip()]
-    return [*extra, config.MODELS_DIR]
+    return [*extra, config.MODELS_DIR, config.user_data_dir() / "models"]
 
 
 # -- parsing -------------------------------------------------------------------------------------
