@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Issue 3 GPU goals, in one short run on a GPU machine (H100 targets):
+# Issue 3/14 GPU goals, in one short run on a GPU machine (H100/H200 targets):
 #   1. a 9x7 viewport (63 tiles) of live z18 prediction tiles loaded concurrently from a running
 #      tile server                                                          goal <= 1 s
 #   2. a 5000x5000 px synthetic ortho predicted in batch (flair-viz predict)  goal <= 5 s
+#   3. bf16/fp16 autocast vs fp32 argmax agreement; 4. the OOM fallback on a real OOM (card filled
+#      but ~3 GiB); 5. batch size vs latency. Live tiles form one region per viewport (predict/viewport.py),
+#      REGION_MPX input megapixels per forward pass (default 16 here: a GPU has the memory).
 # Model: full FLAIR U-Net ResNet34 (5 bands, 19 classes), random weights (timing only).
 # Usage: benchmarks/gpu.sh            (env: SIZE=5000 COLS=9 ROWS=7 DEVICE=cuda BATCH=16 PORT=8799)
 # A CPU smoke run: SIZE=1200 COLS=2 ROWS=2 DEVICE=cpu BATCH=4 benchmarks/gpu.sh
@@ -12,7 +15,7 @@ PY=${PY:-.venv/bin/python}
 SIZE=${SIZE:-5000} COLS=${COLS:-9} ROWS=${ROWS:-7} DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-16} PORT=${PORT:-8799}
 WORK=$(mktemp -d /tmp/flair-viz-gpu-bench.XXXXXX)
 export FLAIR_VIZ_MODELS=$WORK/models FLAIR_VIZ_CACHE=$WORK/cache FLAIR_VIZ_DATA=$WORK/data FLAIR_VIZ_DEVICE=$DEVICE
-export FLAIR_VIZ_TILE_BATCH=$BATCH
+export FLAIR_VIZ_TILE_BATCH=$BATCH FLAIR_VIZ_REGION_MPX=${REGION_MPX:-16}
 SERVER_PID=""
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -54,6 +57,49 @@ t0=$EPOCHREALTIME
 $PY -m flair_viz predict --model bench-unet-r34 "$WORK/ortho.tif" "$WORK/pred_cli.tif" --device "$DEVICE" \
     --batch-size "$BATCH" --quiet
 echo "flair-viz predict end to end (process start, model load, predict, COG): $(awk "BEGIN{printf \"%.2f\", $EPOCHREALTIME - $t0}") s"
+
+# -- 3. autocast (bf16/fp16) vs fp32 agreement, 5. batch size vs latency, 4. a real OOM ------------
+WORK=$WORK DEVICE=$DEVICE $PY - <<'EOF'
+import os, time
+import numpy as np, torch
+from flair_viz.predict import inference, models
+loaded = models.load_model("bench-unet-r34", os.environ["DEVICE"])
+if loaded.device.type != "cuda":
+    print("autocast / batch / OOM checks: skipped (no CUDA device)"); raise SystemExit(0)
+rng = np.random.default_rng(0)
+x = rng.normal(size=(16, 5, 512, 512)).astype(np.float32)
+fwd = inference.Forward(loaded, 16)
+amp = fwd(x)  # the production path: autocast in bf16 (or fp16 where bf16 is unsupported)
+with torch.inference_mode():  # same module on the same GPU, plain fp32
+    fp32 = torch.softmax(loaded.module(torch.from_numpy(x).to(loaded.device)).float(), 1).cpu().numpy()
+agree = (amp.argmax(1) == fp32.argmax(1)).mean()
+print(f"autocast {fwd._amp} vs fp32 (random weights, 16 windows): argmax agreement {100 * agree:.3f} %, "
+      f"max |dp| {np.abs(amp - fp32).max():.4f}")
+for bs in (1, 2, 4, 8, 16, 32, 64):
+    f = inference.Forward(loaded, bs)
+    xb = rng.normal(size=(bs, 5, 512, 512)).astype(np.float32)
+    f(xb); torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(3):
+        f(xb)
+    torch.cuda.synchronize()
+    dt = (time.perf_counter() - t) / 3
+    print(f"batch {bs:3d}: {dt * 1000:7.1f} ms per batch, {bs / dt:7.1f} windows/s, "
+          f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+# a real OOM: fill the card but ~3 GiB, then ask for a batch that cannot fit; Forward must halve and finish
+torch.cuda.empty_cache()
+free, total = torch.cuda.mem_get_info()
+filler = torch.empty(max(0, free - 3 * 2**30), dtype=torch.uint8, device=loaded.device)
+f = inference.Forward(loaded, 64)
+xb = rng.normal(size=(64, 5, 512, 512)).astype(np.float32)
+t = time.perf_counter()
+out = f(xb)
+one = inference.Forward(loaded, 1)(xb[:2])
+print(f"OOM fallback: asked batch 64 with {(free - filler.numel()) / 2**30:.1f} GiB free -> ran at batch "
+      f"{f.batch_size}, {time.perf_counter() - t:.1f} s, output {out.shape}; argmax = batch-1 result on "
+      f"{100 * (out[:2].argmax(1) == one.argmax(1)).mean():.3f} % of 2 windows")
+del filler
+EOF
 
 # -- 1. 63-tile viewport from a running server ---------------------------------------------------
 $PY -m flair_viz serve --catalog "$WORK/catalog.toml" --port "$PORT" >"$WORK/server.log" 2>&1 &

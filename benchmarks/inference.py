@@ -86,6 +86,7 @@ def main() -> int:
     os.environ["FLAIR_VIZ_MODELS"] = str(tmp / "models")
     os.environ["FLAIR_VIZ_CACHE"] = str(tmp / "cache")
     os.environ["FLAIR_VIZ_DATA"] = str(tmp / "data")
+    os.environ.setdefault("FLAIR_VIZ_ENGINE", "torch")  # the issue-3 ratios are the torch path; engines.py compares
     import morecantile
     import torch
     from fastapi.testclient import TestClient
@@ -99,7 +100,7 @@ def main() -> int:
     if (args.device or "cpu") == "cpu":
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     model_id = write_model(tmp / "models")
-    loaded = models.load_model(model_id, args.device)
+    loaded = models.load_model(model_id, args.device, "torch")  # its ratios are about the torch pipeline
     dev = loaded.device
     print(f"device: {models.device_name(args.device)}; torch threads {torch.get_num_threads()}; "
           f"{os.cpu_count()} CPUs; model {model_id} (smp Unet resnet34, 5 in, 19 classes, random weights)")

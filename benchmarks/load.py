@@ -188,6 +188,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=900)
     ap.add_argument("--warm", action="store_true", help="keep the user's prediction cache instead of an empty one")
     ap.add_argument("--json", help="also write the results as JSON to this file")
+    ap.add_argument("--engine", help="the server's engine (flair-viz serve --engine): auto, torch, onnx, onnx-int8")
     args = ap.parse_args()
     zooms = [int(z) for z in args.zooms.split(",")]
     plan = tile_plan(Catalog.load(args.catalog), zooms)
@@ -198,7 +199,8 @@ def main() -> None:
             env |= {"FLAIR_VIZ_DATA": str(Path(tmp) / "data"), "FLAIR_VIZ_CACHE": str(Path(tmp) / "cache")}
         port = free_port()
         base = f"http://127.0.0.1:{port}"  # loopback only, always
-        server = start([python(), "-m", "flair_viz", "serve", "--port", str(port), "--catalog", args.catalog],
+        engine = ["--engine", args.engine] if args.engine else []
+        server = start([python(), "-m", "flair_viz", "serve", "--port", str(port), "--catalog", args.catalog, *engine],
                        f"{base}/healthz", env={**env, "FLAIR_VIZ_TOKEN": ""})
         sampler = RssSampler(server.pid)
         try:
@@ -219,12 +221,15 @@ def main() -> None:
     first = [b for t, b in sampler.samples if t <= t_mid] or [rss_start]
     second = [b for t, b in sampler.samples if t > t_mid] or [rss_end]
     res |= {"clients": args.clients, "requests_per_client": args.requests, "zooms": zooms,
-            "unique_tiles": {k: len(set(v)) for k, v in plan.items()}, "cache": "warm" if args.warm else "empty at start",
+            "unique_tiles": {k: len(set(v)) for k, v in plan.items()},
+            "engine": args.engine or os.environ.get("FLAIR_VIZ_ENGINE") or "auto",
+            "ort_arena": os.environ.get("FLAIR_VIZ_ORT_ARENA", "0"), "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"), "cache": "warm" if args.warm else "empty at start",
             "rss_start_mb": rss_start * mb, "rss_peak_mb": max(first + second + [rss_start, rss_end]) * mb,
             "rss_peak_first_half_mb": max(first) * mb, "rss_peak_second_half_mb": max(second) * mb,
             "rss_end_mb": rss_end * mb, "rss_samples_mb": [b * mb for _, b in sampler.samples], "machine": f"{psutil.cpu_count()} CPU(s), {psutil.virtual_memory().total * mb / 1024:.0f} GiB"}
     print(f"{res['clients']} clients x {res['requests_per_client']} requests, z{min(zooms)}-z{max(zooms)}, "
-          f"tiles per kind (unique): {res['unique_tiles']}, prediction cache {res['cache']}, {res['machine']}")
+          f"tiles per kind (unique): {res['unique_tiles']}, prediction cache {res['cache']}, {res['machine']}, "
+          f"engine {res['engine']}, ORT arena {res['ort_arena']}, MALLOC_ARENA_MAX {res['malloc_arena_max']}")
     print(f"requests {res['requests']}  ok {res['ok']}  errors {res['errors']}  ok per kind {res['per_kind_ok']}")
     print(f"latency p50 {res['p50_ms']:.1f} ms  p95 {res['p95_ms']:.1f} ms  p99 {res['p99_ms']:.1f} ms  "
           f"throughput {res['tiles_per_s']:.1f} tiles/s over {res['wall_s']:.1f} s")

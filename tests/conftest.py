@@ -10,6 +10,10 @@ import pytest
 
 from tests.helpers import DEMO_CATALOG, REPO, app_client, start_server, stop_server
 
+# Most tests compare torch results exactly with a reference; the ONNX engines (the CPU default, "auto")
+# have their own tests (tests/test_engines.py), which ask for them by name. Servers started here inherit it.
+os.environ.setdefault("FLAIR_VIZ_ENGINE", "torch")
+
 
 @pytest.fixture(autouse=True)
 def _isolated_user_data(tmp_path_factory, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from flair_viz.cli import args as shared
 from flair_viz.core import config
@@ -10,6 +11,8 @@ from flair_viz.server.run import serve
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.engine:  # read by predict.engines in this process and in uvicorn's workers
+        os.environ["FLAIR_VIZ_ENGINE"] = args.engine
     serve(str(shared.catalog_file(args)), args.host, args.port, args.workers, args.token)
     return 0
 
@@ -21,4 +24,6 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=config.tile_port())
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     p.add_argument("--token", default=None, help="require this token on every request (or FLAIR_VIZ_TOKEN)")
+    p.add_argument("--engine", choices=("auto", "torch", "onnx", "onnx-int8"), default=None,
+                   help="live-prediction engine (sets FLAIR_VIZ_ENGINE; default auto: onnxruntime on a CPU)")
     p.set_defaults(func=cmd_serve)

@@ -36,7 +36,7 @@ from flair_viz.core.jobs import (
 )
 from flair_viz.core.names import safe_name
 from flair_viz.core.scenes import Scene
-from flair_viz.predict import inference, models, register
+from flair_viz.predict import engines, inference, models, register
 from flair_viz.predict.cards import ModelCard, get_card, resolve_checkpoint
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class PredictJob:
     proba: bool = False
     batch_size: int = 4
     device: str | None = None
+    engine: str | None = None  # torch, onnx, onnx-int8, auto; None: $FLAIR_VIZ_ENGINE on the worker, else auto
     local_gpus: int = 0
     workers_per_host: dict[str, int] = field(default_factory=dict)
 
@@ -75,7 +76,8 @@ class PredictJob:
         except FileNotFoundError:
             stamp = {"path": str(scene.path), "missing": True}
         return {"image": stamp, "bands": list(scene.bands) if scene.bands else None,
-                "model": {"id": self.card.id, "sha256": self.checksum}, "proba": self.proba}
+                "model": {"id": self.card.id, "sha256": self.checksum}, "proba": self.proba,
+                **({"engine": self.engine} if self.engine else {})}
 
 
 def _worker_model(job: PredictJob) -> tuple[models.LoadedModel, str]:
@@ -86,7 +88,7 @@ def _worker_model(job: PredictJob) -> tuple[models.LoadedModel, str]:
         device = f"cuda:{int(name) % job.local_gpus}" if name.isdigit() else "cuda"
     if device is None or device == "cpu":
         share_cpus(job.workers_per_host)
-    loaded = models.load_model(job.card, device)
+    loaded = models.load_model(job.card, device, job.engine)
     if loaded.checksum != job.checksum:
         raise InvalidModel(f"{job.card.label}: the weights changed while the job ran (sha256 {loaded.checksum[:12]}… "
                            f"instead of {job.checksum[:12]}…)", "rerun the job once the weights stop changing")
@@ -247,7 +249,7 @@ def batch_predict(scenes: Sequence[Scene], model: str | ModelCard, out_dir: str 
                   client: Client, proba: bool = False, batch_size: int = 4, device: str | None = None,
                   retries: int = DEFAULT_RETRIES, progress: bool = True, mosaic: bool = True,
                   catalog_file: str | os.PathLike[str] | None = None, outside_root: bool = False,
-                  block_px: int = DEFAULT_BLOCK_PX) -> PredictResult:
+                  block_px: int = DEFAULT_BLOCK_PX, engine: str | None = None) -> PredictResult:
     """One class COG per scene in ``out_dir`` (``PRED_<scene>.tif``), then a VRT mosaic over all of them.
 
     A scene larger than ``block_px`` (and predicted without probabilities) is split into blocks of
@@ -261,6 +263,7 @@ def batch_predict(scenes: Sequence[Scene], model: str | ModelCard, out_dir: str 
     """
     card = get_card(model) if isinstance(model, str) else model
     _, checksum = resolve_checkpoint(card)
+    engine = engines.requested(engine) if engine else None  # a typo fails here, not on every worker
     out_dir = atomic.output_folder(out_dir)
     if not scenes:
         raise InvalidInput("No scenes to predict", "give folders, globs, files or catalog IDs")
@@ -269,7 +272,7 @@ def batch_predict(scenes: Sequence[Scene], model: str | ModelCard, out_dir: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     resources, per_host, local_gpus = cluster_plan(client)
     job = PredictJob(card=card, checksum=checksum, out_dir=out_dir, proba=proba, batch_size=batch_size,
-                     device=device, local_gpus=local_gpus, workers_per_host=per_host)
+                     device=device, engine=engine, local_gpus=local_gpus, workers_per_host=per_host)
     todo, skipped = [], []
     for s in scenes:
         (skipped if is_complete(job.output(s), job.inputs(s), job.outputs(s)) else todo).append(s)

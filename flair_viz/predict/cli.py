@@ -48,11 +48,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     args.input, args.output = args.inputs
     card = cards.get_card(args.model)
     bands = tuple(b.strip() for b in args.bands.split(",")) if args.bands else None
-    out = inference.predict_file(card, args.input, args.output, proba_path=args.proba, device=args.device,
+    loaded = models.load_model(card, args.device, args.engine)
+    out = inference.predict_file(loaded, args.input, args.output, proba_path=args.proba,
                                  batch_size=args.batch_size, progress=not args.quiet, bands=bands)
     note = " (DEMO model: not for evaluation)" if card.demo else ""
     print(f"wrote {out}" + (f" and {args.proba}" if args.proba else "") +
-          f" with {card.id} on {models.device_name(args.device)}{note}")
+          f" with {card.id} on {models.device_name(args.device)} ({loaded.engine} engine){note}")
     return 0
 
 
@@ -94,7 +95,7 @@ def cmd_predict_many(args: argparse.Namespace) -> int:
         found = [replace(s, bands=bands) for s in found]
     with shared.client(args) as client:
         res = batch.batch_predict(found, card, args.out, client, proba=args.with_proba, batch_size=args.batch_size,
-                                  device=args.device, retries=args.retries, progress=not args.quiet,
+                                  device=args.device, engine=args.engine, retries=args.retries, progress=not args.quiet,
                                   catalog_file=None if args.no_register else cat_file,
                                   outside_root=args.outside_root, block_px=args.block_px)
     note = " (DEMO model: not for evaluation)" if card.demo else ""
@@ -120,6 +121,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proba", metavar="PROBA.tif", help="also write per-class probabilities (19 bands, 0..255)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (halved on GPU OOM)")
+    p.add_argument("--engine", choices=("auto", "torch", "onnx", "onnx-int8"), default=None,
+                   help="inference engine (default: $FLAIR_VIZ_ENGINE or auto: onnxruntime on a CPU, torch on a GPU; "
+                        "onnx-int8 when its measured agreement with torch is >= 98%%)")
     p.add_argument("--bands", help="the input's band names in order when not the FLAIR layout, e.g. NIR,R,G")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_predict_args(p)

@@ -27,6 +27,7 @@ from rasterio.windows import Window
 
 from flair_viz.core import classes, cog, raster
 from flair_viz.core.errors import InvalidInput, InvalidRaster, Misconfigured
+from flair_viz.predict.bands import band_indexes, normalise
 from flair_viz.predict.cards import ModelCard, get_card
 from flair_viz.predict.models import LoadedModel, load_model
 
@@ -76,28 +77,6 @@ def tiles_for(height: int, width: int) -> list[Tile]:
     return [Tile(r, c, rs, re_, cs, ce) for r, rs, re_ in window_plan(height) for c, cs, ce in window_plan(width)]
 
 
-# -- bands and normalisation --------------------------------------------------------------------
-def band_indexes(card: ModelCard, file_bands: tuple[str, ...], source: str) -> list[int]:
-    """1-based indexes of the card's bands in a file, or an InvalidRaster naming card, file and fix."""
-    missing = [b for b in card.in_bands if b not in file_bands]
-    if missing:
-        raise InvalidRaster(
-            f"{source} has {len(file_bands)} band(s) ({', '.join(file_bands)}) but model {card.id} "
-            f"({card.card_path.name}) needs {len(card.in_bands)}: {', '.join(card.in_bands)} "
-            f"(missing {', '.join(missing)})",
-            "give an image with those bands (FLAIR patches have R, G, B, NIR, elevation), declare the file's "
-            "bands correctly, or choose a model whose in_bands the image has",
-        )
-    return [file_bands.index(b) + 1 for b in card.in_bands]
-
-
-def normalise(card: ModelCard, image: np.ndarray) -> np.ndarray:
-    """(x − mean) / std per band, exactly as the card says the model was trained."""
-    mean = np.asarray(card.mean, dtype=np.float32)[:, None, None]
-    std = np.asarray(card.std, dtype=np.float32)[:, None, None]
-    return (image.astype(np.float32) - mean) / std
-
-
 # -- forward with OOM back-off ------------------------------------------------------------------
 class Forward:
     """Softmax probabilities for normalised batches; on CUDA OOM it halves its batch size and retries.
@@ -107,19 +86,33 @@ class Forward:
     """
 
     def __init__(self, loaded: LoadedModel, batch_size: int = 4) -> None:
-        import torch
-
         if batch_size < 1:
             raise InvalidInput(f"Batch size must be at least 1 (got {batch_size})", "use --batch-size 1 or more")
         self.loaded = loaded
         self.batch_size = batch_size
         self.values = loaded.card.output_values()
         self._identity = loaded.card.nomenclature == "flair1" and loaded.card.classes == K
-        dev = loaded.device
-        self._cuda = dev.type == "cuda"
-        self._amp = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if self._cuda else None
+        self._cuda = loaded.device.type == "cuda"
+        self._amp = None
+        if self._cuda:
+            import torch
+
+            self._amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _onnx(self, batch: np.ndarray) -> np.ndarray:
+        """The ONNX engines' path, numpy only: a CPU server that serves them never imports torch."""
+        logits = self.loaded.runner(batch)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        proba = e / e.sum(axis=1, keepdims=True)
+        if self._identity:
+            return proba
+        full = np.zeros((proba.shape[0], K, *proba.shape[2:]), dtype=proba.dtype)
+        full[:, self.values.astype(np.int64) - 1] = proba
+        return full
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
+        if self.loaded.runner is not None:
+            return self._onnx(batch)
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(batch))
@@ -139,6 +132,9 @@ class Forward:
             return proba.cpu().numpy()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.loaded.runner is not None:  # CPU only: no OOM back-off to do
+            out = [self._forward(batch[i:i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
+            return np.concatenate(out) if len(out) > 1 else out[0]
         import torch
 
         out = []

@@ -5,8 +5,10 @@ model on those *native* pixels, and reprojects the result onto the tile (nearest
 blended). At coarser zooms the model would have to see resampled pixels, which it was not trained on,
 so the tile is cut from a batch prediction of the whole scene (IGN sliding window, cached as a COG).
 
-Tiles that arrive together are batched into one forward pass (a queue with a short maximum wait),
-which is what keeps a GPU busy while a map viewport loads. Results are cached in memory (LRU) and on
+Live tiles that arrive together (a viewport loading) are predicted as one region that shares its
+context margin (:mod:`flair_viz.predict.viewport`), answered tile by tile as their pixels are done;
+:class:`TileBatcher` batches same-shaped inputs into one forward pass for callers that have them.
+Scene predictions run one at a time per process, so the server's memory is bounded. Results are cached in memory (LRU) and on
 disk, keyed by model checksum, dataset, file stamp and tile. The router is :mod:`flair_viz.predict.tiles`.
 """
 
@@ -24,24 +26,23 @@ from pathlib import Path
 
 import numpy as np
 from morecantile import tms as default_tms
-from rasterio.enums import Resampling
-from rasterio.transform import from_bounds
-from rasterio.warp import reproject, transform_bounds
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
 from rio_tiler.io import Reader
 
-from flair_viz.core import atomic, config, raster, uncertainty
+from flair_viz.core import atomic, config, raster
 from flair_viz.core.catalog import Dataset
 from flair_viz.core.errors import InvalidInput
 from flair_viz.core.lru import LRU
 from flair_viz.core.stamps import file_stamp
-from flair_viz.predict import cards, inference, models
+from flair_viz.predict import cards, inference, models, viewport
+from flair_viz.predict.viewport import TILE, uncertainties
 
-TILE = 256
+_uncertainties = uncertainties  # the name callers used before the viewport module held it
+
 LIVE_MAX_RATIO = 3.0  # tile pixel / raster pixel (ground size): up to this, run the model on native pixels
 CONTEXT_PX = inference.MARGIN  # source pixels of context read around a live tile, as in zone detection
-ALIGN = 32  # U-Net input sizes must be divisible by the encoder's total stride
+ALIGN = viewport.ALIGN
 
 
 # -- batching -----------------------------------------------------------------------------------
@@ -130,24 +131,10 @@ class TileResult:
             return cls(z["classes"], z["entropy"], z["margin"], bool(z["live"]))
 
 
-def _code(u: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Uncertainty 0..1 as uint8 1..255 with 0 kept for "no data", so nearest resampling stays exact."""
-    out = (1 + np.rint(np.clip(u, 0, 1) * 254)).astype(np.uint8)
-    out[~valid] = 0
-    return out
-
-
 def file_version(path: Path) -> str:
     """``size.mtime_ns`` of the file's stamp: in every cache key, so a replaced file never serves old tiles."""
     stamp = file_stamp(path)
     return f"{stamp['size']}.{stamp['mtime_ns']}"
-
-
-def _uncertainties(proba: np.ndarray, n_classes: int, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Entropy and margin codes from the one uncertainty module, normalised by the model's class count,
-    so the map shows what the annotation ranking scores."""
-    stats = uncertainty.pixel_stats(proba, n_classes)
-    return _code(stats.entropy, valid), _code(1 - stats.margin, valid)
 
 
 def _empty() -> TileResult:
@@ -182,53 +169,14 @@ def live_window(info: raster.RasterInfo, src_bounds: tuple) -> Window:
     return Window(col0, row0, w, h)
 
 
-def _warp(src: np.ndarray, src_transform, src_crs, dst_transform, dst_crs) -> np.ndarray:
-    out = np.zeros((TILE, TILE), np.uint8)
-    reproject(src, out, src_transform=src_transform, src_crs=src_crs, src_nodata=0, dst_transform=dst_transform,
-              dst_crs=dst_crs, dst_nodata=0, resampling=Resampling.nearest)
-    return out
-
-
-def _read_live(ds: Dataset, info: raster.RasterInfo, indexes: list[int], win: Window) -> tuple[np.ndarray, np.ndarray]:
-    """The window's pixels (zero where invalid, as the model saw them in batch) and their validity."""
-    nodata = info.nodata
-    data = raster.read(ds.path, indexes, window=win, boundless=True, fill_value=nodata if nodata is not None else 0)
-    valid = np.zeros(data.shape[1:], bool)
-    r0, c0 = max(0, -int(win.row_off)), max(0, -int(win.col_off))
-    r1 = min(data.shape[1], info.height - int(win.row_off))
-    c1 = min(data.shape[2], info.width - int(win.col_off))
-    valid[r0:r1, c0:c1] = True
-    if nodata is not None:
-        valid &= ~np.all(data == nodata, axis=0)
-    data[:, ~valid] = 0
-    return data, valid
-
-
-def _live(loaded: models.LoadedModel, ds: Dataset, info: raster.RasterInfo, indexes: list[int], tile_crs,
-          tile_bounds: tuple, src_bounds: tuple) -> TileResult:
-    """Run the model on the native pixels under the tile (+ context), then crop/reproject onto the tile."""
-    win = live_window(info, src_bounds)
-    data, valid = _read_live(ds, info, indexes, win)
-    proba = BATCHER.submit(loaded, inference.normalise(loaded.card, data))
-    # keep the centre: drop the context margin, as zone detection does
-    m = CONTEXT_PX
-    proba, valid = proba[:, m:-m, m:-m], valid[m:-m, m:-m]
-    inner = Window(win.col_off + m, win.row_off + m, win.width - 2 * m, win.height - 2 * m)
-    src_transform = window_transform(inner, info.transform)
-    dst_transform = from_bounds(*tile_bounds, TILE, TILE)
-    cls = inference.classes_from_proba(proba, valid)
-    ent, mar = _uncertainties(proba, loaded.card.classes, valid)
-    return TileResult(*(_warp(a, src_transform, info.crs, dst_transform, tile_crs) for a in (cls, ent, mar)),
-                      live=True)
-
-
 _scene_locks: dict[tuple[str, str], threading.Lock] = {}
 _scene_locks_lock = threading.Lock()
+_scene_gate = threading.Lock()  # one scene prediction at a time in a server: its memory is bounded by one
 
 
 def scene_prediction(loaded: models.LoadedModel, ds: Dataset) -> tuple[Path, Path]:
     """The batch prediction COGs (classes, probabilities) of a scene in the cache, computed once."""
-    folder = config.cache_dir() / "predictions" / loaded.checksum[:16]
+    folder = config.cache_dir() / "predictions" / loaded.results_tag
     stem = f"{ds.id}.{file_version(ds.path)}"
     cls_path, proba_path = folder / f"{stem}.tif", folder / f"{stem}.proba.tif"
     key = (loaded.checksum, str(cls_path))
@@ -236,8 +184,10 @@ def scene_prediction(loaded: models.LoadedModel, ds: Dataset) -> tuple[Path, Pat
         lock = _scene_locks.setdefault(key, threading.Lock())
     with lock:
         if not (cls_path.exists() and proba_path.exists()):
-            inference.predict_file(loaded, ds.path, cls_path, proba_path=proba_path, progress=False,
-                                   bands=ds.bands or None)
+            with _scene_gate:
+                if not (cls_path.exists() and proba_path.exists()):
+                    inference.predict_file(loaded, ds.path, cls_path, proba_path=proba_path, progress=False,
+                                           bands=ds.bands or None)
     return cls_path, proba_path
 
 
@@ -251,7 +201,7 @@ def _coarse(loaded: models.LoadedModel, ds: Dataset, tms_id: str, z: int, x: int
     cls[~(np.asarray(img.mask) > 0)] = 0
     with Reader(str(proba_path), tms=tms) as src:
         pimg = src.tile(x, y, z, tilesize=TILE, resampling_method="nearest", reproject_method="nearest")
-    ent, mar = _uncertainties(np.asarray(pimg.data).astype(np.uint8), loaded.card.classes, cls > 0)
+    ent, mar = uncertainties(np.asarray(pimg.data).astype(np.uint8), loaded.card.classes, cls > 0)
     return TileResult(cls, ent, mar, live=False)
 
 
@@ -279,8 +229,8 @@ def prediction(ds: Dataset, model_id: str, z: int, x: int, y: int, tms_id: str =
     indexes = inference.band_indexes(card, tuple(bands), ds.id)
     loaded = models.load_model(card)
     version = file_version(ds.path)
-    key = (loaded.checksum, ds.id, version, tms_id, z, x, y)
-    disk = (config.cache_dir() / "predict-tiles" / loaded.checksum[:16] / f"{ds.id}.{version}"
+    key = (loaded.checksum, loaded.engine, ds.id, version, tms_id, z, x, y)
+    disk = (config.cache_dir() / "predict-tiles" / loaded.results_tag / f"{ds.id}.{version}"
             / tms_id / str(z) / str(x) / f"{y}.npz")
     result = _cached(key, disk)
     if result is not None:
@@ -289,7 +239,9 @@ def prediction(ds: Dataset, model_id: str, z: int, x: int, y: int, tms_id: str =
     if not _intersects(src_bounds, info.bounds):
         result = _empty()
     elif ratio <= LIVE_MAX_RATIO:
-        result = _live(loaded, ds, info, indexes, tile_crs, tile_bounds, src_bounds)
+        job = viewport.TileJob(loaded, ds, info, indexes, (loaded.key, ds.id, version, tms_id, z), x, y, tile_crs,
+                               tile_bounds, viewport.inner_window(info, src_bounds), Future())
+        result = TileResult(*viewport.REGIONS.submit(job), live=True)
     else:
         result = _coarse(loaded, ds, tms_id, z, x, y)
     atomic.write_bytes(disk, result.to_bytes())

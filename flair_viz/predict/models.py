@@ -17,6 +17,32 @@ from flair_viz.core.errors import InvalidInput, InvalidModel, Misconfigured
 from flair_viz.predict.cards import ModelCard, check_arch, get_card, resolve_checkpoint
 
 
+@dataclass(frozen=True)
+class CpuDevice:
+    """The CPU, named without importing torch: what an ONNX model served torch-free runs on."""
+
+    type: str = "cpu"
+
+    def __str__(self) -> str:
+        return "cpu"
+
+
+def cpu_only(name: str | None = None) -> bool:
+    """Whether the device is surely the CPU, decided without importing torch.
+
+    Asked for (``cpu``, or ``$FLAIR_VIZ_DEVICE=cpu``), or nothing asked and no CUDA driver on this
+    machine (no ``libcuda``, no ``/dev/nvidiactl``, not macOS, where MPS may exist): torch could not
+    see a GPU either.
+    """
+    import ctypes.util
+    import sys
+
+    name = name or os.environ.get("FLAIR_VIZ_DEVICE") or None
+    if name:
+        return name == "cpu"
+    return sys.platform != "darwin" and not os.path.exists("/dev/nvidiactl") and ctypes.util.find_library("cuda") is None
+
+
 def select_device(name: str | None = None):
     """cuda, then mps, then cpu, unless ``name`` (or ``$FLAIR_VIZ_DEVICE``) overrides it."""
     import torch
@@ -42,6 +68,8 @@ def select_device(name: str | None = None):
 
 def device_name(device: str | None = None) -> str:
     """What the sidebar shows: the GPU's name, "Apple MPS", or "CPU"."""
+    if cpu_only(device):
+        return "CPU"
     import torch
 
     dev = select_device(device)
@@ -52,18 +80,35 @@ def device_name(device: str | None = None) -> str:
     return "CPU"
 
 
+def warm_up() -> None:
+    """Import what the first live tile needs, in the background at server start: onnxruntime for the
+    ONNX engines on a CPU (torch is then never imported), else torch."""
+    from flair_viz.predict import engines, onnx_engine
+
+    if cpu_only() and engines.requested() != "torch" and onnx_engine.available():
+        return
+    device_name()
+
+
 @dataclass
 class LoadedModel:
     """A network ready for inference, with what inference needs from its card."""
 
     card: ModelCard
-    module: Any  # torch.nn.Module
+    module: Any  # torch.nn.Module (kept with the ONNX engines too: it validated the checkpoint, and measures agreement)
     device: Any  # torch.device
     checksum: str
+    engine: str = "torch"  # torch, onnx or onnx-int8 (flair_viz.predict.engines)
+    runner: Any = None  # the onnxruntime session of an ONNX engine: logits for a normalised float32 batch
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.card.id, self.checksum, str(self.device))
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.card.id, self.checksum, str(self.device), self.engine)
+
+    @property
+    def results_tag(self) -> str:
+        """The checksum prefix in cache paths, plus the engine when not torch: engines never share cached results."""
+        return self.checksum[:16] + ("" if self.engine == "torch" else f".{self.engine}")
 
 
 def build_module(card: ModelCard):
@@ -81,28 +126,90 @@ def build_module(card: ModelCard):
                            "check arch, encoder and arch_params against segmentation_models_pytorch 0.6") from None
 
 
-_model_cache: dict[tuple[str, str, str], LoadedModel] = {}
+_model_cache: dict[tuple[str, str, str, str], LoadedModel] = {}
 _model_lock = threading.Lock()
+_build_locks: dict[tuple[str, str, str, str], threading.Lock] = {}  # one ONNX build at a time per model
 
 
-def load_model(card: ModelCard | str, device: str | None = None) -> LoadedModel:
-    """Build and load a model once per (card id, checksum, device); later calls reuse it."""
-    from flair_viz.predict import checkpoints
+def load_model(card: ModelCard | str, device: str | None = None, engine: str | None = None) -> LoadedModel:
+    """Build and load a model once per (card id, checksum, device, engine); later calls reuse it.
+
+    ``engine`` is torch, onnx, onnx-int8 or auto (default: ``$FLAIR_VIZ_ENGINE``, else auto), see
+    :mod:`flair_viz.predict.engines`; the ONNX engines export (and quantise) on first use, cached on disk.
+    """
+    from flair_viz.predict import engines
 
     card = get_card(card) if isinstance(card, str) else card
-    dev = select_device(device)
     path, digest = resolve_checkpoint(card)
-    key = (card.id, digest, str(dev))
+    asked = engines.requested(engine)
+    if cpu_only(device):  # decided without torch: an ONNX engine then never imports it
+        dev: Any = CpuDevice()
+        chosen = engines.choose(card, digest, "cpu", asked)
+        key = (card.id, digest, "cpu", chosen)
+        if chosen != "torch":
+            with _model_lock:
+                if key in _model_cache:
+                    return _model_cache[key]
+                build_lock = _build_locks.setdefault(key, threading.Lock())
+            with build_lock:  # a child build takes seconds: other models (and cached ones) do not wait for it
+                with _model_lock:
+                    if key in _model_cache:
+                        return _model_cache[key]
+                runner = engines.torch_free_runner(card, digest, chosen, asked)  # None: build with torch below
+                if runner is not None:
+                    loaded = LoadedModel(card=card, module=None, device=dev, checksum=digest, engine=chosen,
+                                         runner=runner)
+                    with _model_lock:
+                        _model_cache[key] = loaded
+            if runner is not None:
+                if asked == engines.AUTO and chosen == "onnx" and engines.int8_wanted(card, digest):
+                    _build_int8_later(card, device)
+                return loaded
+    from flair_viz.predict import checkpoints  # imports torch
+
+    dev = select_device(device)
+    chosen = engines.choose(card, digest, dev.type, asked)
+    key = (card.id, digest, str(dev), chosen)
     with _model_lock:
         if key in _model_cache:
             return _model_cache[key]
         module = build_module(card)
         checkpoints.load_strict(module, checkpoints.read_state_dict(path, card.label), card.label)
         module.eval().to(dev)
+        used, runner = engines.attach(card, module, digest, chosen, asked)
         if dev.type == "cuda":
             import torch
 
             module = module.to(memory_format=torch.channels_last)
-        loaded = LoadedModel(card=card, module=module, device=dev, checksum=digest)
+        loaded = LoadedModel(card=card, module=module, device=dev, checksum=digest, engine=used, runner=runner)
         _model_cache[key] = loaded
-        return loaded
+    if asked == engines.AUTO and used == "onnx" and engines.int8_wanted(card, digest):
+        _build_int8_later(card, device)
+    return loaded
+
+
+int8_builds: dict[tuple[str, str], threading.Thread] = {}  # (card id, checksum) -> background int8 build
+
+
+def _build_int8_later(card: ModelCard, device: str | None) -> None:
+    """Build the int8 model and its agreement record in the background, once per checkpoint.
+
+    ``auto`` then switches to int8 for this card on later loads if the record shows >= 98 % agreement
+    with torch, so users get the fastest engine that keeps torch's classes without knowing about it.
+    """
+    import warnings
+
+    from flair_viz.predict import engines
+
+    def build() -> None:
+        try:
+            load_model(card, device, "onnx-int8")
+        except Exception as exc:  # noqa: BLE001 - a background build never breaks serving; fp32 onnx stays
+            warnings.warn(f"int8 build of {card.id} failed, auto keeps onnx fp32: {exc}", stacklevel=1)
+
+    with _model_lock:
+        key = (card.id, resolve_checkpoint(card)[1])
+        if key in int8_builds or not engines.int8_wanted(card, key[1]):
+            return
+        int8_builds[key] = threading.Thread(target=build, name=f"int8-build-{card.id}", daemon=True)
+        int8_builds[key].start()

@@ -71,8 +71,8 @@ def prediction_png(catalog: Catalog, ds: Dataset, model_id: str, z: int, x: int,
     if layer == "error" and truth is None:
         raise NotFound(f"Dataset {ds.id} has no ground truth in the catalog, so there is no error layer",
                        "register the ground truth (role truth, same patch) or use layer=class")
-    _, checksum = cards.resolve_checkpoint(card)  # cached by file size and mtime: cheap
-    pkey = (checksum, ds.id, live.file_version(ds.path), tms_id, z, x, y, layer, truth.id if truth else None)
+    loaded = models.load_model(card)  # cached per card, checksum, device and engine: cheap after the first
+    pkey = (loaded.checksum, loaded.engine, ds.id, live.file_version(ds.path), tms_id, z, x, y, layer, truth.id if truth else None)
     png = PNGS.get(pkey)
     if png is not None:
         return png
@@ -97,13 +97,13 @@ def clear_caches() -> None:
 class ModelsRouter:
     """``GET /models`` and ``GET /device``: what the UI needs to offer live predictions.
 
-    Importing torch takes seconds; a background thread does it as the server starts, so the first
-    live tile (and ``/device``) does not pay for it while the analyst waits.
+    Importing torch (or onnxruntime, for the ONNX engines on a CPU: torch is then never imported) takes
+    time; a background thread does it as the server starts, so the first live tile does not pay for it.
     """
 
     def __init__(self) -> None:
         self.router = APIRouter()
-        threading.Thread(target=models.device_name, name="torch-warm-up", daemon=True).start()
+        threading.Thread(target=models.warm_up, name="engine-warm-up", daemon=True).start()
 
         @self.router.get("/models")
         def list_models() -> list[dict]:

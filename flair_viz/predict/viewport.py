@@ -1,0 +1,260 @@
+"""A viewport's live tiles as one region: tiles requested together share their context margin.
+
+A live tile alone reads its native pixels plus a 128 px margin on every side, so a z18 tile of about
+550 px runs the model on about 830² px, more than twice its own area. Tiles that arrive together (a map
+viewport loading) are gathered for a few milliseconds, grouped by model, dataset and zoom, split into
+groups of touching tiles, and each group is predicted as one region: the union of its tiles' pixels
+plus one margin around the whole, cut into a few large chunks (each with its own margin, because
+memory is bounded per forward pass: ``FLAIR_VIZ_REGION_MPX`` input megapixels, default 5). No tile pays its margin twice, and tiles are answered as soon
+as the chunks under them are done, so the first rows of a viewport appear before the last ones.
+
+One worker thread runs one region at a time: memory is bounded by one chunk's forward pass plus the
+region's class and uncertainty codes (3 bytes per pixel), never by the number of tiles asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+from rasterio.enums import Resampling
+from rasterio.transform import from_bounds
+from rasterio.warp import reproject
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+
+from flair_viz.core import raster, uncertainty
+from flair_viz.core.catalog import Dataset
+from flair_viz.predict import inference, models
+
+TILE = 256
+ALIGN = 32  # U-Net input sizes must be divisible by the encoder's total stride
+CONTEXT_PX = inference.MARGIN
+
+
+@dataclass
+class TileJob:
+    """One live tile to predict: where it is and what it needs; ``done`` receives its codes (cls, ent, mar)."""
+
+    loaded: models.LoadedModel
+    ds: Dataset
+    info: raster.RasterInfo
+    indexes: list[int]
+    group: tuple  # (model key, dataset id, file version, tms, z): tiles that can share a region
+    x: int
+    y: int
+    tile_crs: object
+    tile_bounds: tuple
+    inner: tuple[int, int, int, int]  # (row0, col0, row1, col1) native pixels under the tile, no margin
+    done: Future
+
+
+def inner_window(info: raster.RasterInfo, src_bounds: tuple) -> tuple[int, int, int, int]:
+    """Native pixels under a tile (row0, col0, row1, col1), outward-rounded, before any context."""
+    inv = ~info.transform
+    c0, r0 = inv @ (src_bounds[0], src_bounds[3])
+    c1, r1 = inv @ (src_bounds[2], src_bounds[1])
+    return (math.floor(min(r0, r1)), math.floor(min(c0, c1)), math.ceil(max(r0, r1)), math.ceil(max(c0, c1)))
+
+
+def components(jobs: list[TileJob]) -> list[list[TileJob]]:
+    """Groups of tiles that touch (8-neighbourhood), so a region never spans empty tiles between two areas."""
+    left = {(j.x, j.y): j for j in jobs}
+    out = []
+    while left:
+        seed = next(iter(left))
+        stack, comp = [seed], []
+        while stack:
+            k = stack.pop()
+            if k not in left:
+                continue
+            comp.append(left.pop(k))
+            stack += [(k[0] + dx, k[1] + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx or dy)]
+        out.append(comp)
+    return out
+
+
+def _pieces(start: int, stop: int, n: int) -> list[tuple[int, int]]:
+    """[start, stop) cut into ``n`` near-equal pieces."""
+    edges = [start + round(i * (stop - start) / n) for i in range(n + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def region_mpx() -> float:
+    """Input megapixels one forward pass may take (``FLAIR_VIZ_REGION_MPX``, default 5): the memory bound."""
+    return float(os.environ.get("FLAIR_VIZ_REGION_MPX", "5"))
+
+
+def _padded(n: int) -> int:
+    return -(-(n + 2 * CONTEXT_PX) // ALIGN) * ALIGN
+
+
+def chunk_grid(height: int, width: int, mpx: float | None = None) -> tuple[int, int]:
+    """(rows, cols) of chunks for a region: fewest input pixels in all, each chunk under the budget."""
+    budget = (region_mpx() if mpx is None else mpx) * 1e6
+    best: tuple[float, int, int] | None = None
+    for nr in range(1, 33):
+        for nc in range(1, 33):
+            h, w = _padded(-(-height // nr)), _padded(-(-width // nc))
+            if h * w <= budget or (nr, nc) == (32, 32):
+                total = nr * nc * h * w
+                if best is None or total < best[0]:
+                    best = (total, nr, nc)
+    assert best is not None
+    return best[1], best[2]
+
+
+def predict_region(jobs: list[TileJob], forward: inference.Forward) -> None:
+    """Predict one group of touching tiles as a region, resolving each tile's future when its chunks are done."""
+    first = jobs[0]
+    loaded, ds, info, indexes = first.loaded, first.ds, first.info, first.indexes
+    r0, c0 = min(j.inner[0] for j in jobs), min(j.inner[1] for j in jobs)
+    r1, c1 = max(j.inner[2] for j in jobs), max(j.inner[3] for j in jobs)
+    cls = np.zeros((r1 - r0, c1 - c0), np.uint8)
+    ent, mar = np.zeros_like(cls), np.zeros_like(cls)
+    nr, nc = chunk_grid(r1 - r0, c1 - c0)
+    chunks = [(a, b, c, d) for a, b in _pieces(r0, r1, nr) for c, d in _pieces(c0, c1, nc)]
+    pending = list(jobs)
+    done_chunks: list[tuple[int, int, int, int]] = []
+    m = CONTEXT_PX
+    for a, b, c, d in chunks:
+        h, w = -(-(b - a + 2 * m) // ALIGN) * ALIGN, -(-(d - c + 2 * m) // ALIGN) * ALIGN
+        data, valid = read_live(ds, info, indexes, Window(c - m, a - m, w, h))
+        proba = forward(inference.normalise(loaded.card, data)[None])[0]
+        proba, valid = proba[:, m:m + b - a, m:m + d - c], valid[m:m + b - a, m:m + d - c]
+        sl = np.s_[a - r0:b - r0, c - c0:d - c0]
+        cls[sl] = inference.classes_from_proba(proba, valid)
+        ent[sl], mar[sl] = uncertainties(proba, loaded.card.classes, valid)
+        del proba, data
+        done_chunks.append((a, b, c, d))
+        ready = [j for j in pending if _covered(j.inner, done_chunks)]
+        for j in ready:
+            pending.remove(j)
+            _resolve(j, (cls, ent, mar), (r0, c0))
+    for j in pending:  # cannot happen (the chunks cover the union), but never leave a request waiting
+        _resolve(j, (cls, ent, mar), (r0, c0))
+
+
+def _covered(inner: tuple, chunks: list[tuple[int, int, int, int]]) -> bool:
+    """Whether the done chunks cover a tile's pixels (chunks tile the region, so area decides)."""
+    area = 0
+    for a, b, c, d in chunks:
+        area += max(0, min(b, inner[2]) - max(a, inner[0])) * max(0, min(d, inner[3]) - max(c, inner[1]))
+    return area >= (inner[2] - inner[0]) * (inner[3] - inner[1])
+
+
+def _resolve(job: TileJob, codes: tuple[np.ndarray, ...], origin: tuple[int, int]) -> None:
+    r0, c0, r1, c1 = job.inner
+    sl = np.s_[r0 - origin[0]:r1 - origin[0], c0 - origin[1]:c1 - origin[1]]
+    src_transform = window_transform(Window(c0, r0, c1 - c0, r1 - r0), job.info.transform)
+    dst_transform = from_bounds(*job.tile_bounds, TILE, TILE)
+    if not job.done.done():
+        job.done.set_result(tuple(warp(np.ascontiguousarray(a[sl]), src_transform, job.info.crs, dst_transform,
+                                       job.tile_crs) for a in codes))
+
+
+# -- reading and coding (shared with the coarse path in live.py) --------------------------------
+def code(u: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Uncertainty 0..1 as uint8 1..255 with 0 kept for "no data", so nearest resampling stays exact."""
+    out = (1 + np.rint(np.clip(u, 0, 1) * 254)).astype(np.uint8)
+    out[~valid] = 0
+    return out
+
+
+def uncertainties(proba: np.ndarray, n_classes: int, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy and margin codes from the one uncertainty module, normalised by the model's class count,
+    so the map shows what the annotation ranking scores."""
+    stats = uncertainty.pixel_stats(proba, n_classes)
+    return code(stats.entropy, valid), code(1 - stats.margin, valid)
+
+
+def warp(src: np.ndarray, src_transform, src_crs, dst_transform, dst_crs) -> np.ndarray:
+    """A code raster onto the tile grid, nearest: classes are never blended."""
+    out = np.zeros((TILE, TILE), np.uint8)
+    reproject(src, out, src_transform=src_transform, src_crs=src_crs, src_nodata=0, dst_transform=dst_transform,
+              dst_crs=dst_crs, dst_nodata=0, resampling=Resampling.nearest)
+    return out
+
+
+def read_live(ds: Dataset, info: raster.RasterInfo, indexes: list[int], win: Window) -> tuple[np.ndarray, np.ndarray]:
+    """The window's pixels (zero where invalid, as the model saw them in batch) and their validity."""
+    nodata = info.nodata
+    data = raster.read(ds.path, indexes, window=win, boundless=True, fill_value=nodata if nodata is not None else 0)
+    valid = np.zeros(data.shape[1:], bool)
+    r0, c0 = max(0, -int(win.row_off)), max(0, -int(win.col_off))
+    r1 = min(data.shape[1], info.height - int(win.row_off))
+    c1 = min(data.shape[2], info.width - int(win.col_off))
+    valid[r0:r1, c0:c1] = True
+    if nodata is not None:
+        valid &= ~np.all(data == nodata, axis=0)
+    data[:, ~valid] = 0
+    return data, valid
+
+
+
+class RegionBatcher:
+    """One worker thread: gathers tile jobs for ``max_wait_s``, then predicts each group of touching tiles.
+
+    ``regions`` records the number of tiles of each region run (for tests and benchmarks).
+    """
+
+    def __init__(self, max_wait_s: float = 0.03, max_tiles: int = 64) -> None:
+        self.max_wait_s = max_wait_s
+        self.max_tiles = max_tiles
+        self.regions: list[int] = []
+        self._q: queue.Queue = queue.Queue()
+        self._forwards: dict[tuple, inference.Forward] = {}
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, job: TileJob) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tile's (classes, entropy, margin) codes on the tile grid; blocks until its chunks are done."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="flair-viz-region-batcher", daemon=True)
+                self._thread.start()
+        self._q.put(job)
+        return job.done.result()
+
+    def _gather(self) -> list[TileJob]:
+        """The first job, then every job that follows within ``max_wait_s`` of the previous one (a burst of
+        tile requests, however long it takes to arrive), for at most ``10 × max_wait_s`` in all."""
+        jobs = [self._q.get()]
+        start = time.monotonic()
+        while len(jobs) < self.max_tiles:
+            left = min(self.max_wait_s, start + 10 * self.max_wait_s - time.monotonic())
+            if left <= 0:
+                break
+            try:
+                jobs.append(self._q.get(timeout=left))
+            except queue.Empty:
+                break
+        return jobs
+
+    def _run(self) -> None:
+        while True:
+            jobs = self._gather()
+            groups: dict[tuple, list[TileJob]] = {}
+            for j in jobs:
+                groups.setdefault(j.group, []).append(j)
+            for group in groups.values():
+                for comp in components(group):
+                    try:
+                        loaded = comp[0].loaded
+                        fwd = self._forwards.setdefault(loaded.key, inference.Forward(loaded, 1))
+                        predict_region(comp, fwd)
+                        self.regions.append(len(comp))
+                    except BaseException as exc:  # noqa: BLE001 - hand every error to the waiting requests
+                        for j in comp:
+                            if not j.done.done():
+                                j.done.set_exception(exc)
+
+
+# a burst of tile requests (a viewport) arrives over tens of ms on a busy CPU: 100 ms gaps, 1 s at most
+REGIONS = RegionBatcher(max_wait_s=float(os.environ.get("FLAIR_VIZ_REGION_WAIT_MS", "100")) / 1000)

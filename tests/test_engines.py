@@ -1,0 +1,203 @@
+"""The ONNX engines against torch fp32: same classes on real demo patches, caching, the automatic choice,
+and clear errors (or a fallback, for ``auto``) when onnxruntime is missing or the export fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from flair_viz.cli import main as cli
+from flair_viz.core import config, raster
+from flair_viz.core.catalog import Catalog
+from flair_viz.core.errors import InvalidInput, InvalidModel, Misconfigured
+from flair_viz.predict import cards, engines, inference, live, models, onnx_engine
+from flair_viz.predict import tiles as predict_tiles
+from tests.helpers import DEMO_CATALOG, REPO, centre_tile
+from tests.model_fixtures import make_model
+
+torch.set_num_threads(1)
+DEMO = "demo-unet-r18"
+PATCH = "IMG_050549"  # a real FLAIR patch of the demo (data/demo/flair), not used for int8 calibration
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch):
+    """No engine from the environment and no model loaded by an earlier test (the cache is per process)."""
+    monkeypatch.delenv("FLAIR_VIZ_ENGINE", raising=False)
+    monkeypatch.setenv("FLAIR_VIZ_INT8_BUILD", "0")  # no background int8 build unless a test asks for it
+    monkeypatch.setattr(models, "_model_cache", {})
+    monkeypatch.setattr(models, "int8_builds", {})
+    predict_tiles.clear_caches()
+    yield
+    predict_tiles.clear_caches()
+
+
+def _patch():
+    return Catalog.load(DEMO_CATALOG).get(PATCH)
+
+
+def test_cli_predict_onnx_gives_torch_classes_on_a_real_patch(tmp_path, capsys):
+    src = _patch().path
+    for engine in ("torch", "onnx"):
+        assert cli.main(["predict", "--model", DEMO, "--engine", engine, "--quiet", str(src),
+                         str(tmp_path / f"{engine}.tif")]) == 0
+        assert f"({engine} engine)" in capsys.readouterr().out
+    with rasterio.open(tmp_path / "torch.tif") as a, rasterio.open(tmp_path / "onnx.tif") as b:
+        ref, got = a.read(1), b.read(1)
+    assert ref.shape == (512, 512) and len(np.unique(ref)) >= 3  # a real prediction a wrong engine would change
+    assert (ref == got).mean() >= 0.995
+
+
+def test_live_tiles_with_onnx_give_torch_classes(monkeypatch):
+    ds = _patch()
+    t = centre_tile(ds.path, 19)
+    got = {}
+    for engine in ("torch", "onnx"):
+        monkeypatch.setenv("FLAIR_VIZ_ENGINE", engine)  # what `flair-viz serve --engine` sets
+        got[engine] = live.prediction(ds, DEMO, t.z, t.x, t.y)
+        assert models.load_model(DEMO).engine == engine
+    ref, onnx = got["torch"].classes, got["onnx"].classes
+    valid = ref > 0
+    assert valid.mean() > 0.9 and got["onnx"].live
+    assert (ref[valid] == onnx[valid]).mean() >= 0.995
+    # the engines never share cached tiles: one disk cache folder each
+    tag = models.load_model(DEMO, engine="torch").checksum[:16]
+    assert {p.name for p in (config.cache_dir() / "predict-tiles").iterdir()} == {tag, f"{tag}.onnx"}
+
+
+def test_int8_records_its_agreement_and_auto_follows_it(monkeypatch):
+    loaded = models.load_model(DEMO, "cpu", "onnx-int8")
+    assert loaded.engine == "onnx-int8" and loaded.runner is not None
+    record = engines.agreement_record(loaded.card, loaded.checksum)
+    calib, held, names = engines.split_windows(loaded.card)
+    assert record["held_out"] == names and len(calib) == engines.CALIBRATION_WINDOWS and held
+    # the recorded figure is the plain argmax agreement with torch fp32 on the held-out patches
+    same = [(loaded.runner(w[None]).argmax(1) == engines.torch_logits(loaded.module, w[None]).argmax(1)).mean()
+            for w in held]
+    assert record["agreement"] == pytest.approx(np.mean(same), abs=1e-9)
+    path = onnx_engine.model_path(loaded.card, loaded.checksum, "int8").with_suffix(".agreement.json")
+    for value, want in ((0.5, "onnx"), (0.99, "onnx-int8")):
+        path.write_text(json.dumps({**record, "agreement": value}))
+        assert engines.choose(loaded.card, loaded.checksum, "cpu") == want
+
+
+def test_auto_builds_int8_in_the_background_then_uses_it_if_it_agrees(monkeypatch):
+    monkeypatch.setenv("FLAIR_VIZ_INT8_BUILD", "1")
+    first = models.load_model(DEMO, "cpu")
+    assert first.engine == "onnx"  # nothing measured yet: fp32
+    build = models.int8_builds[(DEMO, first.checksum)]
+    build.join(300)
+    assert not build.is_alive()
+    record = engines.agreement_record(first.card, first.checksum)
+    assert record is not None and 0.5 < record["agreement"] <= 1.0
+    want = "onnx-int8" if record["agreement"] >= engines.INT8_MIN_AGREEMENT else "onnx"
+    assert models.load_model(DEMO, "cpu").engine == want
+    models.load_model(DEMO, "cpu")
+    assert len(models.int8_builds) == 1  # once per checkpoint
+
+
+def test_export_is_cached_by_checksum_and_settings(model_dir, monkeypatch):
+    make_model(model_dir, "tiny", "safetensors")
+    card = cards.get_card("tiny")
+    first = models.load_model(card, "cpu", "onnx")
+    path = onnx_engine.model_path(card, first.checksum, "fp32")
+    assert path.exists() and first.checksum[:16] in path.name and first.runner.path == path
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: pytest.fail("exported twice"))
+    monkeypatch.setattr(models, "_model_cache", {})
+    again = models.load_model(card, "cpu", "onnx")
+    assert again.runner.path == path
+    x = np.random.default_rng(0).normal(size=(2, 5, 96, 128)).astype(np.float32)  # any aligned shape
+    np.testing.assert_allclose(again.runner(x), engines.torch_logits(first.module, x), atol=1e-4)
+
+
+def test_auto_is_onnx_on_cpu_and_torch_on_gpu(model_dir):
+    make_model(model_dir, "tiny", "safetensors")
+    loaded = models.load_model("tiny", "cpu")
+    assert loaded.engine == "onnx"
+    assert engines.choose(loaded.card, loaded.checksum, "cuda") == "torch"
+    with pytest.raises(InvalidInput) as ei:
+        engines.choose(loaded.card, loaded.checksum, "cuda", "onnx")
+    assert "--engine torch" in ei.value.fix
+    with pytest.raises(InvalidInput) as ei:
+        engines.requested("tensorrt")
+    assert "onnx-int8" in ei.value.fix
+    img = np.random.default_rng(1).integers(0, 255, (5, 200, 300), dtype=np.uint8)
+    torch_model = models.load_model("tiny", "cpu", "torch")
+    a = inference.predict_proba_array(torch_model, img)
+    b = inference.predict_proba_array(loaded, img)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_missing_onnxruntime_names_the_fix_and_auto_falls_back(model_dir, monkeypatch):
+    make_model(model_dir, "tiny", "safetensors")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    with pytest.raises(Misconfigured) as ei:
+        models.load_model("tiny", "cpu", "onnx")
+    assert "onnxruntime" in ei.value.problem and "pip install onnxruntime==" in ei.value.fix
+    with pytest.warns(UserWarning, match="onnxruntime is not installed"):
+        assert models.load_model("tiny", "cpu").engine == "torch"
+
+
+def test_failed_export_names_the_fix_and_auto_falls_back(model_dir, monkeypatch):
+    make_model(model_dir, "tiny", "safetensors")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(InvalidModel) as ei:
+        models.load_model("tiny", "cpu", "onnx")
+    assert "unsupported operator" in ei.value.problem and "--engine torch" in ei.value.fix
+    with pytest.warns(UserWarning, match="running tiny on torch"):
+        loaded = models.load_model("tiny", "cpu")
+    assert loaded.engine == "torch" and loaded.runner is None
+    assert not list((onnx_engine.model_path(loaded.card, loaded.checksum, "fp32").parent).glob("*"))  # no debris
+
+
+def test_cli_rejects_unknown_engine(capsys):
+    with pytest.raises(SystemExit) as ei:
+        cli.main(["predict", "--model", DEMO, "--engine", "tensorrt", "a.tif", "b.tif"])
+    assert ei.value.code == 2 and "onnx-int8" in capsys.readouterr().err
+
+
+def test_calibration_images_are_real_demo_patches():
+    found = engines.calibration_images()
+    assert len(found) >= 3 and all(p.name.startswith("IMG_") for p in found)
+    card = cards.get_card(DEMO)
+    w = engines.read_window(card, found[0])
+    np.testing.assert_allclose(w, inference.normalise(card, raster.read(found[0])[:, :512, :512]), rtol=1e-6)
+
+
+def test_cpu_process_serves_onnx_without_importing_torch(tmp_path):
+    """A fresh process (like a CPU tile server) with an empty cache: the export runs in a child, and the
+    process itself predicts a real patch without ever importing torch, with torch's classes."""
+    code = ("import sys, numpy as np\nfrom flair_viz.core import raster\nfrom flair_viz.predict import inference, models\n"
+            "m = models.load_model('demo-unet-r18')\n"
+            "np.save(sys.argv[2], inference.predict_proba_array(m, raster.read(sys.argv[1])).argmax(0))\n"
+            "print(m.engine, 'torch' in sys.modules)\n")
+    env = {**os.environ, "FLAIR_VIZ_ENGINE": "onnx", "FLAIR_VIZ_DEVICE": "cpu", "FLAIR_VIZ_INT8_BUILD": "0"}
+    src = _patch().path
+    proc = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "onnx.npy")], capture_output=True,
+                          text=True, env=env, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["onnx", "False"]
+    ref = inference.predict_proba_array(models.load_model(DEMO, "cpu", "torch"), raster.read(src)).argmax(0)
+    assert (np.load(tmp_path / "onnx.npy") == ref).mean() >= 0.995
+
+
+def test_serve_engine_option_sets_the_server_setting(monkeypatch):
+    from flair_viz.cli import serve as serve_cli
+
+    seen = {}
+    monkeypatch.setattr(serve_cli, "serve", lambda *a, **k: seen.setdefault("engine", os.environ.get("FLAIR_VIZ_ENGINE")))
+    assert cli.main(["serve", "--engine", "onnx-int8"]) == 0
+    assert seen["engine"] == "onnx-int8" and engines.requested() == "onnx-int8"
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--engine", "fast"])
