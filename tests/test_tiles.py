@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from flair_viz.core import classes
-from tests.helpers import app_client, centre_tile, decode_png, start_server, stop_server, tile_to_raster
+from flair_viz.core import classes, raster
+from tests.helpers import REPO, app_client, centre_tile, decode_png, start_server, stop_server, tile_to_raster
 
 
 def source_values_at_tile_pixels(path, tile, band_indexes, cols, rows):
@@ -61,6 +61,26 @@ def test_mask_tile_uses_class_palette_at_same_map_coordinate(client):
     pal = classes.palette_rgba()
     matches = sum((img[rows[i], cols[i]] == pal[data[0, r, c]]).all() for i, r, c in inside)
     assert len(inside) > 50 and matches / len(inside) > 0.9
+
+
+def test_flair1_local_cs_mask_tiles_answer_on_the_image_grid(client):
+    """FLAIR-1 masks write Lambert-93 as LOCAL_CS, which PROJ cannot take to Web Mercator: served as EPSG:2154."""
+    zone = REPO / "data/demo/flair1/D034_2021/Z6_NU"
+    msk, img = zone / "msk/MSK_025663.tif", zone / "img/IMG_025663.tif"
+    with rasterio.open(msk) as ds:
+        assert ds.crs.to_epsg() is None  # the quirk is really there
+    assert raster.tile_source(msk).startswith("vrt://") and raster.tile_source(img) == str(img)
+    tile = centre_tile(img, 20)  # geometry from the image, which has the same grid and a real EPSG:2154
+    resp = client.get(f"/datasets/MSK_025663/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png")
+    assert resp.status_code == 200, resp.text
+    got = decode_png(resp)
+    fc, fr = tile_to_raster(tile, img)
+    with rasterio.open(msk) as ds:
+        data = ds.read(1)
+    rows, cols = np.floor(fr).astype(int), np.floor(fc).astype(int)
+    inside = (rows >= 1) & (rows < 511) & (cols >= 1) & (cols < 511)
+    want = classes.palette_rgba()[data[rows[inside], cols[inside]]]
+    assert inside.sum() > 10_000 and (got[inside] == want).all(axis=1).mean() > 0.9
 
 
 def test_elevation_preset_and_missing_band(client):

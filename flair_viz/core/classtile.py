@@ -18,6 +18,7 @@ from rio_tiler.io import Reader
 from flair_viz.core import classes
 from flair_viz.core.catalog import Dataset
 from flair_viz.core.errors import RasterNotFound, UnreadableRaster
+from flair_viz.core.raster import tile_source
 
 TILE_SIZE = 256
 
@@ -28,7 +29,7 @@ def read_class_tile(ds: Dataset, tms_id: str, z: int, x: int, y: int, size: int 
         raise RasterNotFound(f"Dataset {ds.id}: file not found: {ds.path}",
                              "restore the file, or rescan the catalog if it moved")
     try:
-        with Reader(str(ds.path), tms=default_tms.get(tms_id)) as src:
+        with Reader(tile_source(ds.path), tms=default_tms.get(tms_id)) as src:
             img = src.tile(x, y, z, tilesize=size, indexes=1, resampling_method="nearest",
                            reproject_method="nearest")
             nodata = src.dataset.nodata

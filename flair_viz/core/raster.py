@@ -6,6 +6,7 @@ or a mismatched grid produce the same clear error (a :class:`RasterError` leaf) 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,34 @@ def _normalise_crs(crs: CRS | None) -> CRS | None:
     if "Lambert-93" in wkt or "EPSG:2154" in wkt or ("RGF93" in wkt and "Lambert" in wkt):
         return LAMBERT93
     return crs
+
+
+def tile_source(path: str | os.PathLike[str]) -> str:
+    """What tile readers (titiler, rio-tiler) should open for ``path``.
+
+    FLAIR-1 masks write Lambert-93 as a ``LOCAL_CS`` (an engineering CRS) that PROJ cannot transform to
+    Web Mercator, so every map tile of them fails. For such a file this is GDAL's ``vrt://`` connection
+    string with ``a_srs=EPSG:2154``: the same pixels, read in place, with the CRS they really have.
+    The answer is cached per file stamp, so a tile request pays no extra header read.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return str(p)  # the reader then names the missing file
+    return _tile_source(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _tile_source(path: str, size: int, mtime_ns: int) -> str:
+    try:
+        with rasterio.open(path) as ds:
+            crs = ds.crs
+    except RasterioIOError:
+        return path  # unreadable: the tile reader raises the error that names the file
+    if crs is not None and crs.to_epsg() is None and _normalise_crs(crs) == LAMBERT93 and not crs.is_projected:
+        return f"vrt://{path}?a_srs=EPSG:2154"
+    return path
 
 
 def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:

@@ -21,7 +21,7 @@ from titiler.core.factory import TilerFactory
 from flair_viz.core import classes
 from flair_viz.core.catalog import ID_RE, Catalog, Dataset
 from flair_viz.core.errors import InvalidInput
-from flair_viz.core.raster import PRESET_BANDS
+from flair_viz.core.raster import PRESET_BANDS, tile_source
 
 Preset = Literal["rgb", "irc", "elevation"]
 ELEVATION_RESCALE = "0,60"  # nDSM in FLAIR is metres-ish uint8; most relief sits below 60
@@ -40,8 +40,11 @@ def get_dataset(dataset_id: DatasetId, request: Request) -> Dataset:
 
 
 def dataset_path(dataset: Annotated[Dataset, Depends(get_dataset)]) -> str:
-    """titiler path dependency: the file path comes from the catalog, never from the request."""
-    return str(dataset.path)
+    """titiler path dependency: the file path comes from the catalog, never from the request.
+
+    FLAIR-1 masks' ``LOCAL_CS`` CRS is given its real EPSG:2154 here (:func:`raster.tile_source`).
+    """
+    return tile_source(dataset.path)
 
 
 def preset_indexes(ds: Dataset, preset: str | None) -> list[int]:
