@@ -52,8 +52,11 @@ def test_tile_plan_only_holds_tiles_over_the_data():
             fy = [ds.bounds.bottom + f * (ds.bounds.top - ds.bounds.bottom) for f in (0.05, 0.5, 0.95)]
             lons, lats = warp_transform(ds.crs, "EPSG:4326", [a for a in fx for _ in fy], [b for _ in fx for b in fy])
         assert (x, y) in {(t.x, t.y) for t in (tms.tile(lon, lat, z) for lon, lat in zip(lons, lats))}, path
-    for kind in ("truth", "prediction", "change"):
+    for kind in ("truth", "prediction"):
         assert len(plan[kind]) == len(plan["aerial"])
+    aerial_zxy = {p.split("/tiles/WebMercatorQuad/")[1].split(".png")[0] for p in plan["aerial"]}
+    assert all(p.split("/tiles/WebMercatorQuad/")[1].split(".png")[0] in aerial_zxy for p in plan["change"])
+    assert len(plan["change"]) <= len(plan["aerial"])  # only patches with two vintages have change tiles
 
 
 def test_linear_percentile_matches_hand_values():

@@ -41,3 +41,15 @@ def test_is_demo_follows_the_card_and_is_false_for_unknown_ids(model_dir):
     assert cards.is_demo("no-such-model") is False
     (model_dir / "broken.toml").write_text('id = "broken"\n')  # an invalid card is no demo model either
     assert cards.is_demo("broken") is False
+
+
+def test_cards_come_in_folder_order_so_fine_tuned_ones_never_become_the_default(model_dir, _isolated_user_data):
+    """$FLAIR_VIZ_MODELS, then the repo's models/, then the user's fine-tuned models, whatever their paths sort as."""
+    write_card(model_dir, "zz-given", "a.pth")
+    user_models = _isolated_user_data / "models"  # where `flair-viz finetune` writes
+    user_models.mkdir(exist_ok=True)
+    write_card(user_models, "aa-finetuned", "b.pth")
+    ids = [c.id for c in cards.scan_cards()[0]]
+    repo_ids = sorted(p.stem for p in (REPO / "models").glob("*.toml"))
+    assert ids[0] == "zz-given" and ids[-1] == "aa-finetuned" and "demo-unet-r18" in ids
+    assert ids.index("demo-unet-r18") < ids.index("aa-finetuned") and len(ids) == 2 + len(repo_ids)

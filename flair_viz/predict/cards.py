@@ -185,7 +185,8 @@ _scan_cache: tuple[tuple, tuple[list[ModelCard], list[str]]] | None = None
 def scan_cards() -> tuple[list[ModelCard], list[str]]:
     """All valid cards and one message per invalid card, so one broken user card never hides the others."""
     global _scan_cache
-    files = sorted({p.resolve() for d in model_dirs() if d.is_dir() for p in d.glob("*.toml")})
+    # folder order, then name: the shipped and user-given cards come before fine-tuned ones, whatever the paths
+    files = list(dict.fromkeys(p.resolve() for d in model_dirs() if d.is_dir() for p in sorted(d.glob("*.toml"))))
     key = tuple((str(p), p.stat().st_mtime_ns) for p in files)
     with _scan_lock:
         if _scan_cache is not None and _scan_cache[0] == key:
