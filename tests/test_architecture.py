@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "flair_viz"
 MAX_LINES = 450
-FEATURES = ("predict", "metrics", "change", "annotate")
+FEATURES = ("predict", "metrics", "change", "annotate", "correct", "overview")
 # Entry points: they wire features together, so features must not import them.
 ENTRY_POINTS = ("flair_viz.server", "flair_viz.cli")
 FAMILY_OR_BASE = {"FlairVizError", "RasterError", "CatalogError", "ModelError"}
