@@ -37,9 +37,9 @@ with st.sidebar:
     wanted = explore.find_scene(scenes, link.pop("patch", None))
     if wanted is not None and wanted.image.id in ids:
         st.session_state["explore_scene"] = wanted.image.id
-    scene_id = st.selectbox("Patch", ids, key="explore_scene",
-                            format_func=lambda i: next(s.label for s in scenes if s.image.id == i))
-    scene = next(s for s in scenes if s.image.id == scene_id)
+    scene_by_id = {s.image.id: s for s in scenes}  # one lookup per option, not a scan: zones hold thousands
+    scene_id = st.selectbox("Patch", ids, key="explore_scene", format_func=lambda i: scene_by_id[i].label)
+    scene = scene_by_id[scene_id]
     link = explore.keep_link_for(st.session_state, link, scene.image.id)  # another patch: the link no longer applies
 
     st.header("Layers")
