@@ -59,13 +59,14 @@ def test_predict_killed_mid_write_keeps_the_previous_output(tmp_path):
 def test_change_killed_mid_write_keeps_the_previous_outputs(tmp_path, capsys):
     rng = np.random.default_rng(12)
     out = tmp_path / "change out"
-    # an earlier run on a small pair leaves change.tif, from_to.csv and summary.json
+    # an earlier run on a small pair leaves the change and flow COGs with their QGIS styles, from_to.csv, summary.json
     a = write_tif(tmp_path / "a.tif", rng.integers(1, 20, (64, 64), dtype=np.uint8))
     b = write_tif(tmp_path / "b.tif", rng.integers(1, 20, (64, 64), dtype=np.uint8))
     assert main(["change", str(a), str(b), "--out", str(out)]) == 0
     capsys.readouterr()
     finals = sorted(out.iterdir())
-    assert [p.name for p in finals] == ["change.tif", "from_to.csv", "summary.json"]
+    outputs = {"change.tif", "change.qml", "flow.tif", "flow.qml", "from_to.csv", "summary.json"}
+    assert {p.name for p in finals} == outputs
     before = {p: p.read_bytes() for p in finals}
     earlier_cog = read_all(out / "change.tif")
 
@@ -80,4 +81,4 @@ def test_change_killed_mid_write_keeps_the_previous_outputs(tmp_path, capsys):
     for p, data in before.items():
         assert p.read_bytes() == data, p.name
     np.testing.assert_array_equal(read_all(out / "change.tif"), earlier_cog)
-    assert visible_names(out) == {"change.tif", "from_to.csv", "summary.json"}
+    assert visible_names(out) == outputs  # every earlier output byte for byte (above), nothing half-written beside

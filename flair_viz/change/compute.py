@@ -148,8 +148,10 @@ def compute_change(before: str | os.PathLike[str] | Dataset | ClassSource,
     raw_counts = np.zeros(256 * 256, dtype=np.int64)
     reg_counts = np.zeros(n_reg * N * N, dtype=np.int64) if regs else None
     flows = grp.flow_matrix()
-    with PairReader(b_src, a_src, al) as pair, _change_raster(change_cog, al) as write, \
-            _change_raster(flow_cog, al, _flow_colormap()) as write_flow:
+    # context managers exit last-first: the flow COG is entered first so that the change COG, the primary
+    # output, replaces an earlier one first (the order `flair-viz change` documents: change, flow, tables)
+    with PairReader(b_src, a_src, al) as pair, _change_raster(flow_cog, al, _flow_colormap()) as write_flow, \
+            _change_raster(change_cog, al) as write:
         for win in iter_windows(al.window, block_size):
             b_raw, a_raw = pair.read(win)
             # histogram the raw value pairs first, map them to classes after: 256² bins are few,
