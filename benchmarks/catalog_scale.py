@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flair_viz.cli.main import main as cli  # noqa: E402
 from flair_viz.core import index  # noqa: E402
 from flair_viz.core.catalog import Catalog  # noqa: E402
+from flair_viz.web import browse  # noqa: E402
 
 DEMO = Path(__file__).resolve().parent.parent / "data/demo/flair/D004_2021/Z6_NU"
 X_MARK, Y_MARK = 123456.25, 7654321.75  # template origin, found and replaced in the TIFF bytes
@@ -143,6 +144,8 @@ def main() -> None:
         truth, _ = timed(lambda: [c.truth_of(c.get(i)) for i in ids if i.startswith("IMG")], repeat=2)
         table_t, _ = timed(lambda: index.patch_table(c))
         it, _ = timed(lambda: sum(1 for _ in c), repeat=1)
+        b_all, l_all = timed(lambda: browse.browse(c), repeat=2)  # Explore's list with no filter chosen
+        b_dom, l_dom = timed(lambda: browse.browse(c, domains=[dom]), repeat=2)
     print(f"\nIndex of {n_img:,} patches ({len(big):,} datasets), best of several runs:\n")
     print("| operation | time |\n|---|---|")
     print(f"| `Catalog.load` (reads the Parquet index) | {load * 1000:.0f} ms |")
@@ -156,6 +159,8 @@ def main() -> None:
     print(f"| `truth_of` per image, after the patch lookup is built once | {truth / n_truth * 1e6:.0f} µs |")
     print(f"| `index.patch_table` (overview map input) | {table_t * 1000:.0f} ms |")
     print(f"| iterate every dataset (builds all {len(big):,} Dataset objects) | {it:.1f} s |")
+    print(f"| Explore's patch list, no filter ({len(l_all.scenes):,} of {l_all.total:,} listed) | {b_all * 1000:.0f} ms |")
+    print(f"| Explore's patch list, one domain ({len(l_dom.scenes):,} listed) | {b_dom * 1000:.0f} ms |")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from flair_viz.core import config
-from flair_viz.web import explore
+from flair_viz.web import browse, explore
 from flair_viz.web import maps as webmap
 from ui import common
 from ui import corrections as correct_panel
@@ -18,8 +18,8 @@ base = common.require(common.tiles_url)
 # A deep link (from Metrics, the home story or ?patch=) stays active until another patch is chosen.
 link = explore.take_deep_link(st.session_state, st.query_params)
 
-scenes = explore.list_scenes(cat)
-if not scenes:
+images = browse.image_table(cat)  # filters answered from the index: a FLAIR release has 100,000 patches
+if images.empty:
     st.warning("The catalog has no aerial images. Register a FLAIR folder with `flair-viz catalog scan DIR`.")
     common.footer()
     st.stop()
@@ -28,13 +28,19 @@ card_by_id = {c["id"]: c for c in cards}
 
 with st.sidebar:
     st.header("Patch")
-    domains = explore.filter_options(scenes)[0]
+    domains = browse.options(images)[0]
     chosen_domains = st.multiselect("Domain", domains, placeholder="all domains")
-    _, zones, years = explore.filter_options(scenes, chosen_domains)
+    _, zones, years = browse.options(images, chosen_domains)
     chosen_zones = st.multiselect("Zone", zones, placeholder="all zones")
     chosen_years = st.multiselect("Year", years, placeholder="all years")
-    ids = [s.image.id for s in explore.filter_scenes(scenes, chosen_domains, chosen_zones, chosen_years)]
-    wanted = explore.find_scene(scenes, link.pop("patch", None))
+    linked_patch = link.pop("patch", None)
+    listing = browse.browse(cat, chosen_domains, chosen_zones, chosen_years, keep=linked_patch, table=images)
+    scenes = listing.scenes
+    if listing.limited:
+        st.caption(f"{listing.total:,} images match: zone mosaics are listed; choose a domain or zone to list "
+                   "its patches one by one.")
+    ids = [s.image.id for s in scenes]
+    wanted = explore.find_scene(scenes, linked_patch)
     if wanted is not None and wanted.image.id in ids:
         st.session_state["explore_scene"] = wanted.image.id
     scene_by_id = {s.image.id: s for s in scenes}  # one lookup per option, not a scan: zones hold thousands

@@ -6,7 +6,7 @@ stored predictions). Keeping this here lets tests check the layer logic without 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,8 +66,8 @@ def _overlaps(a: Dataset, b: Dataset, headers: dict | None = None) -> bool:
     return ia.bounds[0] < bb[2] and bb[0] < ia.bounds[2] and ia.bounds[1] < bb[3] and bb[1] < ia.bounds[3]
 
 
-def list_scenes(cat: Catalog) -> list[Scene]:
-    """Every aerial image with its ground truth and stored predictions.
+def list_scenes(cat: Catalog, images: Sequence[Dataset] | None = None) -> list[Scene]:
+    """Every aerial image (or only ``images``) with its ground truth and stored predictions.
 
     A zone mosaic (kind ``mosaic``) is a scene too, listed first in its zone, with the mask mosaic as its
     truth and its zone's prediction mosaics. Predictions of a patch match by patch ID; patch-less ones (a batch VRT mosaic over many scenes)
@@ -84,7 +84,7 @@ def list_scenes(cat: Catalog) -> list[Scene]:
             mosaics.append(d)
             if d.extra.get("mosaic"):
                 linked.setdefault(d.extra["mosaic"], []).append(d)
-    for img in cat.by_role("image"):
+    for img in cat.by_role("image") if images is None else images:
         truth = cat.truth_of(img)
         preds = list(linked.get(img.patch or img.extra.get("mosaic") or "", []))  # a zone: its prediction mosaics
         models = {p.extra.get("model") for p in preds} - {None}
