@@ -13,9 +13,11 @@ import streamlit as st
 
 from flair_viz import metrics
 from flair_viz.core.errors import FlairVizError
+from flair_viz.correct import jobs
 from flair_viz.metrics import views
 from flair_viz.predict.cards import is_demo
 from flair_viz.web import charts
+from flair_viz.web import corrections as webcorr
 from ui import common
 
 common.setup("Metrics", "📊")
@@ -208,6 +210,21 @@ def page() -> None:
     per_class(sc, model, protocol)
     if len(models) > 1:
         compare(table, models, protocol, metrics.filter_mask(table, **chosen))
+    fine_tuned()
+
+
+def fine_tuned() -> None:
+    """Fine-tunes from Explore's corrections: parent vs fine-tuned on ground truth, training pixels apart."""
+    done = jobs.finished()
+    if not done:
+        return
+    st.subheader("Fine-tuned models: parent vs fine-tuned")
+    st.caption("Scored by each fine-tune on the ground truth of its corrected images (FLAIR-1 protocol). The "
+               "fine-tuning pixels are training pixels: only the other pixels say anything about accuracy.")
+    for doc in done:
+        with st.expander(f"{doc['model_id']} (from {doc.get('parent', '?')})", expanded=doc is done[0]):
+            st.markdown(webcorr.figure_text(doc))
+            st.dataframe(webcorr.evaluation_table(doc["evaluation"]), hide_index=True, width="stretch")
 
 
 try:

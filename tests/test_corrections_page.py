@@ -44,3 +44,36 @@ def test_panel_helpers():
             for m, r in (("a", "parent"), ("b", "fine-tuned")) for p in ("fine-tuning pixels", "other pixels")]
     table = webcorr.evaluation_table(rows)
     assert table["pixels"].tolist()[:2] == ["other pixels", "other pixels"]  # scores first, training pixels apart
+
+
+def test_metrics_page_lists_finished_fine_tunes_with_training_pixels_apart(_isolated_user_data, tile_server):
+    """The job's own evaluation is shown on Metrics; a job whose card was deleted, or one still running, is not."""
+    import json
+
+    from flair_viz.correct import jobs
+    from tests.model_fixtures import write_card
+
+    models = _isolated_user_data / "models"
+    models.mkdir(exist_ok=True)
+    write_card(models, "demo-ft-kept", "demo-ft-kept.safetensors", demo=True)
+    rows = [{"model": m, "role": role, "pixels": px, "truth_pixels": n, "overall_accuracy": oa, "miou": miou}
+            for m, role in (("demo-unet-r18", "parent"), ("demo-ft-kept", "fine-tuned"))
+            for px, n, oa, miou in (("other pixels", 1000, 0.25 if role == "parent" else 0.5, 0.125),
+                                    ("fine-tuning pixels", 40, 0.0 if role == "parent" else 1.0, 0.5))]
+    base = {"state": "done", "parent": "demo-unet-r18", "pixels": 40, "right_before": 0, "right_after": 40}
+    for job, doc in {"ft-kept": {**base, "model_id": "demo-ft-kept", "evaluation": rows, "time": 2},
+                     "ft-gone": {**base, "model_id": "demo-ft-deleted", "evaluation": rows, "time": 3},
+                     "ft-running": {"state": "running", "model_id": "demo-ft-kept", "time": 4}}.items():
+        (jobs.jobs_dir() / job).mkdir(parents=True)
+        (jobs.jobs_dir() / job / "progress.json").write_text(json.dumps(doc))
+    assert [d["model_id"] for d in jobs.finished()] == ["demo-ft-kept"]
+
+    at = AppTest.from_file(str(REPO / "pages/2_Metrics.py"), default_timeout=240)
+    at.run()
+    assert not at.exception, at.exception
+    assert any(s.value.startswith("Fine-tuned models") for s in at.subheader)
+    shown = next(df.value for df in at.dataframe if {"role", "truth_pixels"} <= set(df.value.columns))
+    assert len(shown) == 4 and set(shown["model"]) == {"demo-unet-r18", "demo-ft-kept"}
+    train = shown[shown["pixels"] == "fine-tuning pixels"]
+    assert dict(zip(train["role"], train["overall_accuracy"])) == {"parent": 0.0, "fine-tuned": 1.0}
+    assert any("40 px (100.0 %)" in m.value for m in at.markdown)

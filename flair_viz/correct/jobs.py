@@ -20,6 +20,7 @@ from pathlib import Path
 
 from flair_viz.core import atomic, config
 from flair_viz.core.errors import NotFound
+from flair_viz.predict.cards import model_dirs  # cards only: no torch
 
 _PROCS: dict[str, subprocess.Popen] = {}  # jobs this process started (to reap them and see their exit code)
 
@@ -83,6 +84,24 @@ def status(job_id: str) -> dict:
         doc = {**doc, "state": "failed", "problem": "The fine-tune process stopped without finishing",
                "fix": "see its log and start it again", "log": log}
     return doc
+
+
+def finished() -> list[dict]:
+    """Every fine-tune that finished with an evaluation, newest first: what the Metrics page lists.
+
+    The evaluation (parent vs fine-tuned on ground truth, fine-tuning pixels apart) is computed once by the
+    job itself, so the page shows it without loading a model; a job whose card is gone is left out.
+    """
+    cards = {p.stem for d in model_dirs() if d.is_dir() for p in d.glob("*.toml")}
+    done = []
+    for progress in jobs_dir().glob("*/progress.json"):
+        try:
+            doc = json.loads(progress.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a job folder being written or damaged: it is not a result
+        if doc.get("state") == "done" and doc.get("evaluation") and doc.get("model_id") in cards:
+            done.append(doc)
+    return sorted(done, key=lambda d: d.get("time", 0), reverse=True)
 
 
 def cancel(job_id: str) -> None:
