@@ -86,7 +86,9 @@ def main() -> None:
     import torch  # noqa: F401
 
     print(json.dumps({"import_torch_smp_s": round(time.perf_counter() - t0, 2)}), flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    # the `auto` engine's background int8 build would compete for the CPU and write into the temp folder
+    os.environ.setdefault("FLAIR_VIZ_INT8_BUILD", "0")
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         os.environ.setdefault("FLAIR_VIZ_DATA", str(work / "data"))
         os.environ["FLAIR_VIZ_MODELS"] = os.pathsep.join([str(work), str(work / "models")])
