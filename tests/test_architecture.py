@@ -37,9 +37,11 @@ def imports_of(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name.startswith("flair_viz"))
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("flair_viz"):
+            out.add(node.module)  # `from pkg import sub` runs pkg/__init__ first: a facade import too
             for a in node.names:
                 sub = f"{node.module}.{a.name}"
-                out.add(sub if sub in MODULES else node.module)
+                if sub in MODULES:
+                    out.add(sub)
     return out
 
 

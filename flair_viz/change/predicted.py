@@ -29,10 +29,10 @@ import rasterio.warp
 import rasterio.windows
 from rasterio.windows import Window
 
-from flair_viz.change import qml
 from flair_viz.change.align import Alignment, ClassSource, align, iter_windows
 from flair_viz.change.compute import DEFAULT_BLOCK, ChangeResult, compute_change
 from flair_viz.change.grouping import N, ZanGrouping, zan_flows
+from flair_viz.change.qml import write_qml
 from flair_viz.core import config, raster, uncertainty
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.cog import cog_writer
@@ -88,7 +88,7 @@ def cached_prediction(model: str, image: ImageVintage, device: str | None = None
     from flair_viz.predict.inference import predict_file  # torch: only when a prediction is missing
 
     predict_file(card, image.path, pred, proba_path=proba, device=device, progress=False, bands=image.bands)
-    qml.write_qml(pred, "class")  # the cached class COG opens coloured in QGIS too
+    write_qml(pred, "class")  # the cached class COG opens coloured in QGIS too
     write_manifest(pred, inputs, [pred, proba])
     return pred, proba, True
 

@@ -33,7 +33,8 @@ import numpy as np
 from flair_viz.core import config
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import InvalidInput, InvalidModel, UnknownModel
-from flair_viz.correct import labels, store
+from flair_viz.correct.labels import Window_, channel_lut, training_windows
+from flair_viz.correct.store import file_sha256, read_file
 from flair_viz.predict import cards, models
 
 TRAIN_PARTS: tuple[str, ...] = ("head", "decoder", "all")
@@ -175,7 +176,7 @@ def _agreement(values: np.ndarray, logits_list: list, targets: list) -> tuple[in
     return hit, total
 
 
-def train(card: cards.ModelCard, wins: list[labels.Window_], settings: Settings,
+def train(card: cards.ModelCard, wins: list[Window_], settings: Settings,
           progress: Progress | None = None) -> tuple[object, int, int, int]:
     """Fine-tune a fresh copy of the card's network on the windows.
 
@@ -190,7 +191,7 @@ def train(card: cards.ModelCard, wins: list[labels.Window_], settings: Settings,
     module = models.build_module(card)
     checkpoints.load_strict(module, checkpoints.read_state_dict(parent_checkpoint(card), card.label), card.label)
     module.eval().to(dev)  # eval: BatchNorm keeps the parent's statistics; gradients still flow
-    lut = torch.from_numpy(labels.channel_lut(card)).to(dev)
+    lut = torch.from_numpy(channel_lut(card)).to(dev)
     values = card.output_values()
     xs = [torch.from_numpy(w.x[None]).to(dev) for w in wins]
     painted = [torch.from_numpy(w.painted.astype(np.int64)).to(dev) for w in wins]
@@ -279,8 +280,8 @@ def finetune(parent_id: str, corrections_path: str | os.PathLike[str], out_id: s
     check_new_id(out_id, parent, folder)
     parent_ckpt = parent_checkpoint(parent)
     corrections_path = Path(corrections_path).resolve()
-    corrections = store.read_file(corrections_path)
-    wins = labels.training_windows(parent, corrections, catalog)
+    corrections = read_file(corrections_path)
+    wins = training_windows(parent, corrections, catalog)
     pixels = sum(w.pixels for w in wins)
     if progress:
         progress({"state": "running", "epoch": 0, "epochs": settings.epochs, "pixels": pixels, "windows": len(wins)})
@@ -295,7 +296,7 @@ def finetune(parent_id: str, corrections_path: str | os.PathLike[str], out_id: s
         save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(stage / ckpt_name))
         sha = cards.file_sha256(stage / ckpt_name)
         training = {"parent": parent.id, "parent_sha256": cards.file_sha256(parent_ckpt),
-                    "corrections": str(corrections_path), "corrections_sha256": store.file_sha256(corrections_path),
+                    "corrections": str(corrections_path), "corrections_sha256": file_sha256(corrections_path),
                     "corrections_count": len(corrections), "pixels": pixels, "windows": len(wins),
                     "train": settings.train, "epochs": settings.epochs, "lr": settings.lr, "keep": settings.keep,
                     "seed": settings.seed, "device": str(models.select_device(settings.device)),
