@@ -169,22 +169,12 @@ with st.expander(f"Top {len(table)} candidates (all scenes)", expanded=False):
 st.subheader(f"Selections ({len(current)})")
 st.caption(f"Stored in `{sel_store.path}`; every change is written atomically and survives a restart.")
 if len(current):
-    view = current.drop(columns="geometry").copy()
-    view.insert(0, "remove", False)
-    edited = st.data_editor(
-        view, key="ann_editor", hide_index=True, width="stretch",
-        disabled=[c for c in view.columns if c not in ("remove", "note", "status")],
-        column_config={"status": st.column_config.SelectboxColumn("status", options=list(selections.STATUSES),
-                                                                  required=True),
-                       "note": st.column_config.TextColumn("note"),
-                       "remove": st.column_config.CheckboxColumn("remove")})
-    if st.button("Save changes", key="ann_save"):
-        try:
-            n_edit, n_gone = sel_store.apply_table(view, edited)
-            st.session_state["ann_flash"] = f"Saved: {n_edit} edited, {n_gone} removed"
-            st.rerun()
-        except FlairVizError as exc:
-            common.show_error(exc)
+    common.edit_rows(current, sel_store.apply_table, key="ann_editor", editable=("note", "status"),
+                     column_config={"status": st.column_config.SelectboxColumn(
+                         "status", options=list(selections.STATUSES), required=True),
+                         "note": st.column_config.TextColumn("note"),
+                         "remove": st.column_config.CheckboxColumn("remove")},
+                     save_label="Save changes", flash_key="ann_flash")
 
     st.markdown("**Export** (EPSG:2154, score components, notes and status)")
     cols = st.columns(3)

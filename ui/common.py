@@ -109,6 +109,27 @@ def require(value_fn: Callable[[], T]) -> T:
     return value
 
 
+def edit_rows(rows: gpd.GeoDataFrame, apply: Callable[[object, object], tuple[int, int]], *, key: str,
+              editable: tuple[str, ...], column_config: dict, save_label: str, flash_key: str) -> None:
+    """A stored table (selections, corrections) as an editor with a ``remove`` tick and a save button.
+
+    ``apply(shown, edited)`` is the store's ``apply_table``: it writes only what changed, so a stale
+    table never overwrites other edits; the result is flashed after the rerun.
+    """
+    view = rows.drop(columns="geometry").copy()
+    view.insert(0, "remove", False)
+    edited = st.data_editor(view, key=key, hide_index=True, width="stretch",
+                            disabled=[c for c in view.columns if c not in ("remove", *editable)],
+                            column_config=column_config)
+    if st.button(save_label, key=f"{key}_save"):
+        try:
+            n_edit, n_gone = apply(view, edited)
+            st.session_state[flash_key] = f"Saved: {n_edit} edited, {n_gone} removed"
+            st.rerun()
+        except FlairVizError as exc:
+            show_error(exc)
+
+
 def render_map(m, key: str, height: int = 560, returned_objects: list[str] | None = None):
     """Show a folium map; by default nothing is returned, so panning does not rerun the page."""
     return st_folium(m, key=key, height=height, use_container_width=True,

@@ -95,19 +95,10 @@ def panel(scene, model_ids: list[str], card_by_id: dict) -> None:
     st.subheader(f"Corrections ({len(mine)} on this image, {len(current)} in all)")
     st.caption(f"Stored in `{store.path}` (layer `corrections`, EPSG:2154); every change is written atomically.")
     if len(mine):
-        view = mine.drop(columns="geometry").copy()
-        view.insert(0, "remove", False)
-        edited = st.data_editor(view, key="corr_editor", hide_index=True, width="stretch",
-                                disabled=[c for c in view.columns if c not in ("remove", "class", "note")],
-                                column_config={"class": st.column_config.SelectboxColumn(
-                                    "class", options=webcorr.palette(), required=True)})
-        if st.button("Save table changes", key="corr_table_save"):
-            try:
-                n_edit, n_gone = store.apply_table(view, edited)
-                st.session_state["corr_flash"] = f"Saved: {n_edit} edited, {n_gone} removed"
-                st.rerun()
-            except FlairVizError as exc:
-                common.show_error(exc)
+        common.edit_rows(mine, store.apply_table, key="corr_editor", editable=("class", "note"),
+                         column_config={"class": st.column_config.SelectboxColumn(
+                             "class", options=webcorr.palette(), required=True)},
+                         save_label="Save table changes", flash_key="corr_flash")
     parents = [m for m in card_by_id if m in model_ids] or list(card_by_id)
     if not parents:
         return

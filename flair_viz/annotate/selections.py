@@ -273,14 +273,7 @@ class SelectionStore:
         Only differences between the table as shown and as edited are written, so a stale table
         cannot overwrite changes made meanwhile in other columns or rows.
         """
-        b, a = before.set_index("id"), after.set_index("id")
-        changes: dict[str, dict[str, str]] = {}
-        for rid in a.index.intersection(b.index):
-            diff = {k: a.loc[rid, k] for k in ("note", "status") if k in a and a.loc[rid, k] != b.loc[rid, k]}
-            if diff:
-                changes[rid] = diff
-        gone = a.index[a["remove"].fillna(False).astype(bool)].tolist() if "remove" in a else []
-        changes = {k: v for k, v in changes.items() if k not in gone}
+        changes, gone = table_edits(before, after, ("note", "status"))
         if changes:
             self.edit(changes)
         if gone:
@@ -329,6 +322,20 @@ class SelectionStore:
 
         self._change(fn)
         return counts[0], counts[1]
+
+
+def table_edits(before: pd.DataFrame, after: pd.DataFrame,
+                editable: tuple[str, ...]) -> tuple[dict[str, dict[str, object]], list[str]]:
+    """What a person changed in an edited table of rows keyed by ``id``: the ``editable`` cells that differ
+    per row, and the rows whose ``remove`` box is ticked (their other edits are dropped)."""
+    b, a = before.set_index("id"), after.set_index("id")
+    gone = a.index[a["remove"].fillna(False).astype(bool)].tolist() if "remove" in a else []
+    changes: dict[str, dict[str, object]] = {}
+    for rid in a.index.intersection(b.index):
+        diff = {k: a.loc[rid, k] for k in editable if k in a and a.loc[rid, k] != b.loc[rid, k]}
+        if diff and rid not in gone:
+            changes[rid] = diff
+    return changes, gone
 
 
 def _concat(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:

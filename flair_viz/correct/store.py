@@ -23,7 +23,7 @@ import shapely
 import shapely.geometry
 from pyogrio.errors import DataLayerError, DataSourceError
 
-from flair_viz.annotate.selections import now, write_table
+from flair_viz.annotate.selections import now, table_edits, write_table
 from flair_viz.core import classes, config
 from flair_viz.core.errors import InvalidInput, NotFound, Unreadable
 from flair_viz.core.locks import locked
@@ -210,15 +210,7 @@ class CorrectionStore:
 
     def apply_table(self, before: pd.DataFrame, after: pd.DataFrame) -> tuple[int, int]:
         """Save what a person changed in the corrections table (class, note, ``remove``); returns (edited, removed)."""
-        b, a = before.set_index("id"), after.set_index("id")
-        gone = a.index[a["remove"].fillna(False).astype(bool)].tolist() if "remove" in a else []
-        changes: dict[str, dict[str, object]] = {}
-        for cid in a.index.intersection(b.index):
-            if cid in gone:
-                continue
-            diff = {k: a.loc[cid, k] for k in ("class", "note") if k in a and a.loc[cid, k] != b.loc[cid, k]}
-            if diff:
-                changes[cid] = diff
+        changes, gone = table_edits(before, after, ("class", "note"))
         if changes:
             self.edit(changes)
         if gone:
