@@ -368,8 +368,6 @@ class Catalog:
         return path
 
 
-load_metadata = index.load_metadata
-
 
 def scan_flair_folder(folder: str | os.PathLike[str], metadata: str | os.PathLike[str] | None = None,
                       root: Path | None = None) -> list[Dataset]:

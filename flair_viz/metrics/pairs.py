@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from flair_viz.core.catalog import Catalog, Dataset, load_metadata
+from flair_viz.core.catalog import Catalog, Dataset
 from flair_viz.core.errors import InvalidInput, NotFound, RasterNotFound
+from flair_viz.core.index import load_metadata
 
 MSK_RE = re.compile(r"^MSK_(?P<id>.+?)\.tiff?$", re.IGNORECASE)  # any name, e.g. "MSK_ölé 1.tif"
 PRED_RE = re.compile(r"^PRED_(?P<id>.+?)\.tiff?$", re.IGNORECASE)
