@@ -93,21 +93,30 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def iou_miou_oa(cm: np.ndarray, protocol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class IoU, mIoU (mean of the defined IoUs of the protocol's mIoU classes) and OA of a matrix in
+    the protocol's classes, or of a stack ``(n, K, K)`` of them (the overview scores every patch at once).
+    NaN where undefined (no pixels). The one formula :func:`scores` and the overview map share."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    iou = _ratio(tp, cm.sum(axis=-1) + cm.sum(axis=-2) - tp)
+    head = iou[..., : miou_classes(protocol)]
+    defined = np.isfinite(head)
+    miou = _ratio(np.where(defined, head, 0).sum(axis=-1), defined.sum(axis=-1).astype(np.float64))
+    return iou, miou, _ratio(tp.sum(axis=-1), cm.sum(axis=(-2, -1)))
+
+
 def scores(cm19: np.ndarray, protocol: str = "flair1") -> Scores:
     """IoU, F1, precision, recall per class, mIoU (nanmean over the protocol's mIoU classes) and OA."""
     cm = view(np.asarray(cm19, dtype=np.int64), protocol)
     tp = np.diag(cm).astype(np.float64)
     truth_n, pred_n = cm.sum(axis=1), cm.sum(axis=0)
     fp, fn = pred_n - tp, truth_n - tp
-    iou = _ratio(tp, tp + fp + fn)
+    iou, miou, oa = iou_miou_oa(cm, protocol)
     k = miou_classes(protocol)
     names = classes.protocol_names(protocol)
-    with np.errstate(invalid="ignore"):
-        miou = float(np.nanmean(iou[:k])) if np.isfinite(iou[:k]).any() else float("nan")
-    total = cm.sum()
     return Scores(protocol=protocol, names=names, matrix=cm, iou=iou, f1=_ratio(2 * tp, 2 * tp + fp + fn),
-                  precision=_ratio(tp, pred_n), recall=_ratio(tp, truth_n), miou=miou,
-                  oa=float(tp.sum() / total) if total else float("nan"),
+                  precision=_ratio(tp, pred_n), recall=_ratio(tp, truth_n), miou=float(miou), oa=float(oa),
                   undefined_in_miou=[names[i] for i in range(k) if np.isnan(iou[i])])
 
 

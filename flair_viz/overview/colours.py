@@ -16,7 +16,7 @@ import pandas as pd
 
 from flair_viz.core.classes import protocol_names
 from flair_viz.core.errors import InvalidInput
-from flair_viz.metrics.scores import miou_classes, protocol_members, view
+from flair_viz.metrics.scores import iou_miou_oa, protocol_members, view
 from flair_viz.metrics.store import MetricsTable
 from flair_viz.overview.footprints import Footprints
 
@@ -88,7 +88,7 @@ def patch_values(fp: Footprints, table: MetricsTable, model: str, metric: str, p
     """The per-patch score of each footprint for ``model`` (NaN: the store has no row, or the score is undefined).
 
     The store's first row of a patch and model is used. mIoU is the NaN-mean of the protocol's mIoU classes,
-    as :func:`flair_viz.metrics.scores.scores` computes it for one matrix, here for all patches at once.
+    with :func:`flair_viz.metrics.scores.iou_miou_oa`, the formula of the Metrics page, for all patches at once.
     """
     if metric not in SCORES:
         raise InvalidInput(f"Unknown score {metric!r}", f"use one of {', '.join(SCORES)}")
@@ -113,22 +113,8 @@ def patch_values(fp: Footprints, table: MetricsTable, model: str, metric: str, p
     if metric == "confusion":
         out[hit] = cm[:, truth_class - 1, pred_class - 1]
         return out
-    tp = np.diagonal(cm, axis1=1, axis2=2)
-    if metric == "oa":
-        total = cm.sum(axis=(1, 2))
-        out[hit] = np.where(total > 0, tp.sum(axis=1) / np.where(total > 0, total, 1), np.nan)
-        return out
-    den = cm.sum(axis=2) + cm.sum(axis=1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(den > 0, tp / np.where(den > 0, den, 1), np.nan)
-    if metric == "iou":
-        out[hit] = iou[:, cls - 1]
-        return out
-    head = iou[:, : miou_classes(protocol)]
-    defined = np.isfinite(head).any(axis=1)
-    sums = np.nansum(head, axis=1)
-    counts = np.isfinite(head).sum(axis=1)
-    out[hit] = np.where(defined, sums / np.maximum(counts, 1), np.nan)
+    iou, miou, oa = iou_miou_oa(cm, protocol)
+    out[hit] = iou[:, cls - 1] if metric == "iou" else oa if metric == "oa" else miou
     return out
 
 
