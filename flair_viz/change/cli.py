@@ -174,11 +174,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("after", nargs="?",
                    help="later class raster: catalog ID or file (resampled onto BEFORE's grid if needed)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--regions", help="GeoPackage/GeoJSON of polygons for a per-region breakdown")
-    p.add_argument("--region-field", help="column naming the regions (default: name/nom/NOM_COM/... if present)")
-    p.add_argument("--grouping", help="ZAN grouping TOML (default: flair_viz/change/zan_grouping.toml)")
-    p.add_argument("--nomenclature", choices=classes.nomenclature_names(), default="flair1",
-                   help="nomenclature of rasters given as files (catalog IDs carry their own)")
+    _add_counting_args(p, "GeoPackage/GeoJSON of polygons for a per-region breakdown")
     p.add_argument("--model", help="change from predictions: BEFORE and AFTER are two images (IDs or files), "
                    "predicted by this model (cached) and compared; uncertain change is counted apart")
     p.add_argument("--margin-threshold", type=float, default=0.2,
@@ -193,6 +189,15 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_change)
 
 
+def _add_counting_args(p: argparse.ArgumentParser, regions_help: str) -> None:
+    """How `change` and `trend` count: regions, ZAN grouping and the nomenclature of plain files."""
+    p.add_argument("--regions", help=regions_help)
+    p.add_argument("--region-field", help="column naming the regions (default: name/nom/NOM_COM/... if present)")
+    p.add_argument("--grouping", help="ZAN grouping TOML (default: flair_viz/change/zan_grouping.toml)")
+    p.add_argument("--nomenclature", choices=classes.nomenclature_names(), default="flair1",
+                   help="nomenclature of rasters given as files (catalog IDs carry their own)")
+
+
 def add_trend_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trend", help="ZAN flows per interval of a series of N vintages (trend.csv)",
                        description="Change of each consecutive interval of a series of vintages of one area: "
@@ -200,11 +205,7 @@ def add_trend_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("vintages", nargs="*", help="class rasters (catalog IDs or files), put in date order")
     p.add_argument("--series", help="a catalog series instead of listed vintages (entries with series = NAME)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--regions", help="GeoPackage/GeoJSON of polygons: per-region rows and regions.gpkg")
-    p.add_argument("--region-field", help="column naming the regions (default: name/nom/NOM_COM/... if present)")
-    p.add_argument("--grouping", help="ZAN grouping TOML (default: flair_viz/change/zan_grouping.toml)")
-    p.add_argument("--nomenclature", choices=classes.nomenclature_names(), default="flair1",
-                   help="nomenclature of rasters given as files (catalog IDs carry their own)")
+    _add_counting_args(p, "GeoPackage/GeoJSON of polygons: per-region rows and regions.gpkg")
     p.add_argument("--cogs", action="store_true", help="also write each interval's change.tif and flow.tif "
                    "(with QGIS .qml styles) into OUT/<i>_<before>__<after>/")
     shared.add_catalog_arg(p)
