@@ -37,6 +37,20 @@ def make_cog(path: Path, size: int = 4096, src: Path = DEMO_IMG) -> Path:
     return path
 
 
+CLASS_ORIGIN = (700000.0, 6600000.0)  # synthetic class rasters: somewhere in France, EPSG:2154, 0.2 m
+CLASS_RES = 0.2
+
+
+def write_class_raster(path: Path, data: np.ndarray) -> Path:
+    """A tiled, deflated single-band uint8 class GeoTIFF at CLASS_ORIGIN: the change and trend benchmarks' inputs."""
+    h, w = data.shape
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs="EPSG:2154",
+                       transform=from_origin(*CLASS_ORIGIN, CLASS_RES, CLASS_RES), tiled=True, blockxsize=512,
+                       blockysize=512, compress="deflate") as ds:
+        ds.write(data, 1)
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -24,14 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.transform import from_origin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import CLASS_ORIGIN, CLASS_RES, write_class_raster  # noqa: E402
 
 from flair_viz import change  # noqa: E402
 
-ORIGIN = (700000.0, 6600000.0)
-RES = 0.2
+ORIGIN, RES = CLASS_ORIGIN, CLASS_RES
 
 
 def write_pair(folder: Path, size: int, seed: int = 0) -> tuple[Path, Path]:
@@ -43,12 +44,7 @@ def write_pair(folder: Path, size: int, seed: int = 0) -> tuple[Path, Path]:
     after[flip] = rng.integers(1, 20, int(flip.sum()), dtype=np.uint8)
     paths = []
     for name, data in (("before", before), ("after", after)):
-        p = folder / f"{name}_{size}.tif"
-        with rasterio.open(p, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint8", crs="EPSG:2154",
-                           transform=from_origin(*ORIGIN, RES, RES), tiled=True, blockxsize=512, blockysize=512,
-                           compress="deflate") as ds:
-            ds.write(data, 1)
-        paths.append(p)
+        paths.append(write_class_raster(folder / f"{name}_{size}.tif", data))
     return paths[0], paths[1]
 
 

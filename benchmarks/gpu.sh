@@ -15,7 +15,7 @@ PY=${PY:-.venv/bin/python}
 SIZE=${SIZE:-5000} COLS=${COLS:-9} ROWS=${ROWS:-7} DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-16} PORT=${PORT:-8799}
 WORK=$(mktemp -d /tmp/flair-viz-gpu-bench.XXXXXX)
 export FLAIR_VIZ_MODELS=$WORK/models FLAIR_VIZ_CACHE=$WORK/cache FLAIR_VIZ_DATA=$WORK/data FLAIR_VIZ_DEVICE=$DEVICE
-export FLAIR_VIZ_TILE_BATCH=$BATCH FLAIR_VIZ_REGION_MPX=${REGION_MPX:-16}
+export FLAIR_VIZ_REGION_MPX=${REGION_MPX:-16}
 SERVER_PID=""
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT

@@ -24,15 +24,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from rasterio.transform import from_origin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import write_class_raster  # noqa: E402
 
 from flair_viz.change import cli as change_cli  # noqa: E402
 
-ORIGIN = (700000.0, 6600000.0)
-RES = 0.2
 N_VINTAGES = 5
 
 
@@ -42,12 +41,7 @@ def write_series(folder: Path, size: int, seed: int = 0) -> list[Path]:
     cur = np.kron(coarse, np.ones((64, 64), dtype=np.uint8))[:size, :size]
     paths = []
     for i in range(N_VINTAGES):
-        p = folder / f"v{i}_{size}.tif"
-        with rasterio.open(p, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint8", crs="EPSG:2154",
-                           transform=from_origin(*ORIGIN, RES, RES), tiled=True, blockxsize=512, blockysize=512,
-                           compress="deflate") as ds:
-            ds.write(cur, 1)
-        paths.append(p)
+        paths.append(write_class_raster(folder / f"v{i}_{size}.tif", cur))
         flip = rng.random(cur.shape, dtype=np.float32) < 0.05
         cur = cur.copy()
         cur[flip] = rng.integers(1, 20, int(flip.sum()), dtype=np.uint8)
