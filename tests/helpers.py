@@ -78,6 +78,15 @@ def open_map_page(page, url: str, heading: str):
     return frame
 
 
+def wait_until(page, predicate, timeout_s: float = 90) -> bool:
+    """Poll ``predicate`` every 250 ms in the browser's event loop; False when ``timeout_s`` passes first."""
+    for _ in range(int(timeout_s * 4)):
+        if predicate():
+            return True
+        page.wait_for_timeout(250)
+    return False
+
+
 # -- servers ----------------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:

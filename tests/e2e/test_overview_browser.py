@@ -9,19 +9,11 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 
-from tests.helpers import DEMO, open_map_page
+from tests.helpers import DEMO, open_map_page, wait_until
 
 pytestmark = pytest.mark.e2e
 
 FOLIUM_FRAME = "iframe[title='streamlit_folium.st_folium']"
-
-
-def wait_until(page, predicate, timeout_s: float = 90) -> bool:
-    for _ in range(int(timeout_s * 4)):
-        if predicate():
-            return True
-        page.wait_for_timeout(250)
-    return False
 
 
 def _middle_patch() -> dict:

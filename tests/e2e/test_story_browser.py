@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import wait_until
+
 pytestmark = pytest.mark.e2e
-
-
-def wait_until(page, predicate, timeout_s: float = 90) -> bool:
-    for _ in range(int(timeout_s * 4)):
-        if predicate():
-            return True
-        page.wait_for_timeout(250)
-    return False
 
 
 def test_story_walks_four_steps(live_app, page_and_traffic, artifacts_dir):
