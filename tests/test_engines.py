@@ -1,5 +1,6 @@
-"""The ONNX engines against torch fp32: same classes on real demo patches, caching, the automatic choice,
-and clear errors (or a fallback, for ``auto``) when onnxruntime is missing or the export fails."""
+"""The CPU engines (onnxruntime and OpenVINO, fp32 and reduced precision) against torch fp32: same classes on
+real demo patches, caching, the automatic choice, and clear errors (or a fallback, for ``auto``) when a
+runtime is missing or the export fails."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from flair_viz.cli import main as cli
 from flair_viz.core import config, raster
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import InvalidInput, InvalidModel, Misconfigured
-from flair_viz.predict import cards, engines, inference, live, models, onnx_engine
+from flair_viz.predict import cards, engines, inference, live, models, onnx_engine, openvino_engine
 from flair_viz.predict import tiles as predict_tiles
 from tests.helpers import DEMO_CATALOG, REPO, centre_tile
 from tests.model_fixtures import make_model
@@ -31,9 +32,9 @@ PATCH = "IMG_050549"  # a real FLAIR patch of the demo (data/demo/flair), not us
 def _fresh(monkeypatch):
     """No engine from the environment and no model loaded by an earlier test (the cache is per process)."""
     monkeypatch.delenv("FLAIR_VIZ_ENGINE", raising=False)
-    monkeypatch.setenv("FLAIR_VIZ_INT8_BUILD", "0")  # no background int8 build unless a test asks for it
+    monkeypatch.setenv("FLAIR_VIZ_INT8_BUILD", "0")  # no background bf16/int8 build unless a test asks for it
     monkeypatch.setattr(models, "_model_cache", {})
-    monkeypatch.setattr(models, "int8_builds", {})
+    monkeypatch.setattr(models, "reduced_builds", {})
     predict_tiles.clear_caches()
     yield
     predict_tiles.clear_caches()
@@ -43,64 +44,95 @@ def _patch():
     return Catalog.load(DEMO_CATALOG).get(PATCH)
 
 
-def test_cli_predict_onnx_gives_torch_classes_on_a_real_patch(tmp_path, capsys):
+@pytest.mark.parametrize("engine", ["onnx", "openvino"])
+def test_cli_predict_fp32_engine_gives_torch_classes_on_a_real_patch(engine, tmp_path, capsys):
     src = _patch().path
-    for engine in ("torch", "onnx"):
-        assert cli.main(["predict", "--model", DEMO, "--engine", engine, "--quiet", str(src),
-                         str(tmp_path / f"{engine}.tif")]) == 0
-        assert f"({engine} engine)" in capsys.readouterr().out
-    with rasterio.open(tmp_path / "torch.tif") as a, rasterio.open(tmp_path / "onnx.tif") as b:
+    for name in ("torch", engine):
+        assert cli.main(["predict", "--model", DEMO, "--engine", name, "--quiet", str(src),
+                         str(tmp_path / f"{name}.tif")]) == 0
+        assert f"({name} engine)" in capsys.readouterr().out
+    with rasterio.open(tmp_path / "torch.tif") as a, rasterio.open(tmp_path / f"{engine}.tif") as b:
         ref, got = a.read(1), b.read(1)
     assert ref.shape == (512, 512) and len(np.unique(ref)) >= 3  # a real prediction a wrong engine would change
     assert (ref == got).mean() >= 0.995
 
 
-def test_live_tiles_with_onnx_give_torch_classes(monkeypatch):
+def test_cli_predict_bf16_keeps_the_agreement_it_records(tmp_path, capsys):
+    """bf16 is reduced precision: its record (held-out patches) and this other real patch both stay >= 98 %."""
+    src = _patch().path
+    for name in ("torch", "openvino-bf16"):
+        assert cli.main(["predict", "--model", DEMO, "--engine", name, "--quiet", str(src),
+                         str(tmp_path / f"{name}.tif")]) == 0
+    with rasterio.open(tmp_path / "torch.tif") as a, rasterio.open(tmp_path / "openvino-bf16.tif") as b:
+        same = (a.read(1) == b.read(1)).mean()
+    card = cards.get_card(DEMO)
+    record = engines.agreement_record(card, models.load_model(DEMO, "cpu", "torch").checksum, "openvino-bf16")
+    assert record["engine"] == "openvino-bf16" and record["openvino"] == openvino_engine.version()
+    assert record["agreement"] >= engines.MIN_AGREEMENT and same >= engines.MIN_AGREEMENT
+
+
+def test_live_tiles_with_onnx_and_openvino_give_torch_classes(monkeypatch):
     ds = _patch()
     t = centre_tile(ds.path, 19)
     got = {}
-    for engine in ("torch", "onnx"):
+    for engine in ("torch", "onnx", "openvino"):
         monkeypatch.setenv("FLAIR_VIZ_ENGINE", engine)  # what `flair-viz serve --engine` sets
         got[engine] = live.prediction(ds, DEMO, t.z, t.x, t.y)
         assert models.load_model(DEMO).engine == engine
-    ref, onnx = got["torch"].classes, got["onnx"].classes
+    ref = got["torch"].classes
     valid = ref > 0
-    assert valid.mean() > 0.9 and got["onnx"].live
-    assert (ref[valid] == onnx[valid]).mean() >= 0.995
+    assert valid.mean() > 0.9
+    for engine in ("onnx", "openvino"):
+        assert got[engine].live and (ref[valid] == got[engine].classes[valid]).mean() >= 0.995
     # the engines never share cached tiles: one disk cache folder each
     tag = models.load_model(DEMO, engine="torch").checksum[:16]
-    assert {p.name for p in (config.cache_dir() / "predict-tiles").iterdir()} == {tag, f"{tag}.onnx"}
+    assert {p.name for p in (config.cache_dir() / "predict-tiles").iterdir()} == {tag, f"{tag}.onnx",
+                                                                                  f"{tag}.openvino"}
 
 
-def test_int8_records_its_agreement_and_auto_follows_it(monkeypatch):
-    loaded = models.load_model(DEMO, "cpu", "onnx-int8")
-    assert loaded.engine == "onnx-int8" and loaded.runner is not None
-    record = engines.agreement_record(loaded.card, loaded.checksum)
+@pytest.mark.parametrize("engine", engines.REDUCED)
+def test_reduced_engine_records_its_agreement_and_auto_follows_it(engine, monkeypatch):
+    loaded = models.load_model(DEMO, "cpu", engine)
+    assert loaded.engine == engine and loaded.runner is not None
+    record = engines.agreement_record(loaded.card, loaded.checksum, engine)
     calib, held, names = engines.split_windows(loaded.card)
     assert record["held_out"] == names and len(calib) == engines.CALIBRATION_WINDOWS and held
     # the recorded figure is the plain argmax agreement with torch fp32 on the held-out patches
     same = [(loaded.runner(w[None]).argmax(1) == engines.torch_logits(loaded.module, w[None]).argmax(1)).mean()
             for w in held]
     assert record["agreement"] == pytest.approx(np.mean(same), abs=1e-9)
-    path = onnx_engine.model_path(loaded.card, loaded.checksum, "int8").with_suffix(".agreement.json")
-    for value, want in ((0.5, "onnx"), (0.99, "onnx-int8")):
+    path = engines._record_path(loaded.card, loaded.checksum, engine)
+    monkeypatch.setattr(engines, "auto_order", lambda: [engine, "onnx"])  # whatever this CPU offers
+    for value, want in ((0.5, "onnx"), (0.99, engine)):
         path.write_text(json.dumps({**record, "agreement": value}))
         assert engines.choose(loaded.card, loaded.checksum, "cpu") == want
 
 
-def test_auto_builds_int8_in_the_background_then_uses_it_if_it_agrees(monkeypatch):
+def test_auto_order_puts_bf16_first_only_on_a_cpu_with_native_bf16(monkeypatch):
+    monkeypatch.setattr(openvino_engine, "bf16_native", lambda: True)
+    assert engines.auto_order() == ["openvino-bf16", "onnx-int8", "openvino", "onnx"]
+    monkeypatch.setattr(openvino_engine, "bf16_native", lambda: False)
+    assert engines.auto_order() == ["onnx-int8", "openvino", "onnx"]
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert engines.auto_order() == ["onnx-int8", "onnx"]
+
+
+def test_auto_builds_reduced_engines_in_the_background_then_uses_one_if_it_agrees(monkeypatch):
     monkeypatch.setenv("FLAIR_VIZ_INT8_BUILD", "1")
     first = models.load_model(DEMO, "cpu")
-    assert first.engine == "onnx"  # nothing measured yet: fp32
-    build = models.int8_builds[(DEMO, first.checksum)]
-    build.join(300)
+    assert first.engine == next(e for e in engines.auto_order() if engines.exact(e))  # nothing measured yet
+    wanted = engines.reduced_wanted(first.card, first.checksum)
+    assert wanted and wanted[0] == engines.auto_order()[0]
+    build = models.reduced_builds[(DEMO, first.checksum)]
+    build.join(600)
     assert not build.is_alive()
-    record = engines.agreement_record(first.card, first.checksum)
-    assert record is not None and 0.5 < record["agreement"] <= 1.0
-    want = "onnx-int8" if record["agreement"] >= engines.INT8_MIN_AGREEMENT else "onnx"
+    records = {e: engines.agreement_record(first.card, first.checksum, e) for e in wanted}
+    assert records[wanted[0]] is not None and all(0.5 < r["agreement"] <= 1.0 for r in records.values() if r)
+    qualifying = [e for e in wanted if records[e] and records[e]["agreement"] >= engines.MIN_AGREEMENT]
+    want = qualifying[0] if qualifying else first.engine
     assert models.load_model(DEMO, "cpu").engine == want
     models.load_model(DEMO, "cpu")
-    assert len(models.int8_builds) == 1  # once per checkpoint
+    assert len(models.reduced_builds) == 1  # once per checkpoint
 
 
 def test_export_is_cached_by_checksum_and_settings(model_dir, monkeypatch):
@@ -117,10 +149,10 @@ def test_export_is_cached_by_checksum_and_settings(model_dir, monkeypatch):
     np.testing.assert_allclose(again.runner(x), engines.torch_logits(first.module, x), atol=1e-4)
 
 
-def test_auto_is_onnx_on_cpu_and_torch_on_gpu(model_dir):
+def test_auto_is_an_fp32_cpu_engine_on_cpu_and_torch_on_gpu(model_dir):
     make_model(model_dir, "tiny", "safetensors")
     loaded = models.load_model("tiny", "cpu")
-    assert loaded.engine == "onnx"
+    assert loaded.engine == "openvino"  # installed with the project; nothing reduced is measured for this model
     assert engines.choose(loaded.card, loaded.checksum, "cuda") == "torch"
     with pytest.raises(InvalidInput) as ei:
         engines.choose(loaded.card, loaded.checksum, "cuda", "onnx")
@@ -141,7 +173,13 @@ def test_missing_onnxruntime_names_the_fix_and_auto_falls_back(model_dir, monkey
     with pytest.raises(Misconfigured) as ei:
         models.load_model("tiny", "cpu", "onnx")
     assert "onnxruntime" in ei.value.problem and "pip install onnxruntime==" in ei.value.fix
-    with pytest.warns(UserWarning, match="onnxruntime is not installed"):
+    assert models.load_model("tiny", "cpu").engine == "openvino"  # auto: the other runtime
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    monkeypatch.setattr(models, "_model_cache", {})
+    with pytest.raises(Misconfigured) as ei:
+        models.load_model("tiny", "cpu", "openvino")
+    assert "openvino" in ei.value.problem and "pip install openvino==" in ei.value.fix
+    with pytest.warns(UserWarning, match="neither onnxruntime nor openvino is installed"):
         assert models.load_model("tiny", "cpu").engine == "torch"
 
 
@@ -175,21 +213,23 @@ def test_calibration_images_are_real_demo_patches():
     np.testing.assert_allclose(w, inference.normalise(card, raster.read(found[0])[:, :512, :512]), rtol=1e-6)
 
 
-def test_cpu_process_serves_onnx_without_importing_torch(tmp_path):
+@pytest.mark.parametrize("engine", ["onnx", "openvino"])
+def test_cpu_process_serves_without_importing_torch(engine, tmp_path):
     """A fresh process (like a CPU tile server) with an empty cache: the export runs in a child, and the
     process itself predicts a real patch without ever importing torch, with torch's classes."""
     code = ("import sys, numpy as np\nfrom flair_viz.core import raster\nfrom flair_viz.predict import inference, models\n"
             "m = models.load_model('demo-unet-r18')\n"
             "np.save(sys.argv[2], inference.predict_proba_array(m, raster.read(sys.argv[1])).argmax(0))\n"
             "print(m.engine, 'torch' in sys.modules)\n")
-    env = {**os.environ, "FLAIR_VIZ_ENGINE": "onnx", "FLAIR_VIZ_DEVICE": "cpu", "FLAIR_VIZ_INT8_BUILD": "0"}
+    env = {**os.environ, "FLAIR_VIZ_ENGINE": engine, "FLAIR_VIZ_DEVICE": "cpu", "FLAIR_VIZ_INT8_BUILD": "0",
+           "FLAIR_VIZ_CACHE": str(tmp_path / "cache")}
     src = _patch().path
-    proc = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "onnx.npy")], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "out.npy")], capture_output=True,
                           text=True, env=env, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["onnx", "False"]
+    assert proc.stdout.split() == [engine, "False"]
     ref = inference.predict_proba_array(models.load_model(DEMO, "cpu", "torch"), raster.read(src)).argmax(0)
-    assert (np.load(tmp_path / "onnx.npy") == ref).mean() >= 0.995
+    assert (np.load(tmp_path / "out.npy") == ref).mean() >= 0.995
 
 
 def test_serve_engine_option_sets_the_server_setting(monkeypatch):

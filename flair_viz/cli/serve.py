@@ -24,6 +24,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=config.tile_port())
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     p.add_argument("--token", default=None, help="require this token on every request (or FLAIR_VIZ_TOKEN)")
-    p.add_argument("--engine", choices=("auto", "torch", "onnx", "onnx-int8"), default=None,
-                   help="live-prediction engine (sets FLAIR_VIZ_ENGINE; default auto: onnxruntime on a CPU)")
+    from flair_viz.predict.engines import AUTO, ENGINES
+
+    p.add_argument("--engine", choices=(AUTO, *ENGINES), default=None,
+                   help="live-prediction engine (sets FLAIR_VIZ_ENGINE; default auto: the fastest CPU engine that "
+                        "keeps torch's classes, torch on a GPU)")
     p.set_defaults(func=cmd_serve)

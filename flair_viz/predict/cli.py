@@ -12,7 +12,7 @@ from flair_viz.core import scenes
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import InvalidInput, InvalidModel
 from flair_viz.core.jobs import DEFAULT_BLOCK_PX
-from flair_viz.predict import cards
+from flair_viz.predict import cards, engines
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -121,9 +121,10 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proba", metavar="PROBA.tif", help="also write per-class probabilities (19 bands, 0..255)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (halved on GPU OOM)")
-    p.add_argument("--engine", choices=("auto", "torch", "onnx", "onnx-int8"), default=None,
-                   help="inference engine (default: $FLAIR_VIZ_ENGINE or auto: onnxruntime on a CPU, torch on a GPU; "
-                        "onnx-int8 when its measured agreement with torch is >= 98%%)")
+    p.add_argument("--engine", choices=(engines.AUTO, *engines.ENGINES), default=None,
+                   help="inference engine (default: $FLAIR_VIZ_ENGINE or auto: torch on a GPU; on a CPU the fastest "
+                        "of openvino-bf16, onnx-int8, openvino, onnx that keeps torch's classes: a reduced-precision "
+                        "engine only when its measured agreement with torch is >= 98%%)")
     p.add_argument("--bands", help="the input's band names in order when not the FLAIR layout, e.g. NIR,R,G")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_predict_args(p)

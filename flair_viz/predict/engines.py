@@ -1,20 +1,24 @@
-"""Which engine runs a model: torch, onnx (fp32 onnxruntime) or onnx-int8, and the automatic choice.
+"""Which engine runs a model, and the automatic choice.
 
-``--engine`` on the CLI, ``$FLAIR_VIZ_ENGINE`` (``flair-viz serve --engine`` sets it) or ``auto``.
-``auto`` is the fastest engine that keeps the argmax of torch fp32 (benchmarks/engines.py measures it):
+Engines: torch; on the CPU also onnx (fp32 onnxruntime), openvino (fp32 OpenVINO), and two
+*reduced-precision* ones, onnx-int8 (static int8, onnxruntime) and openvino-bf16 (bfloat16 OpenVINO,
+fast where the CPU has native bf16: AMX, AVX-512 BF16). ``--engine`` on the CLI, ``$FLAIR_VIZ_ENGINE``
+(``flair-viz serve --engine`` sets it) or ``auto``. ``auto`` is the fastest engine that keeps the argmax
+of torch fp32 (benchmarks/engines.py measures it):
 
-* on a GPU (cuda, mps): torch (autocast, channels_last); onnxruntime here is CPU-only;
-* on the CPU: onnx-int8 when its recorded agreement with torch on the card's held-out calibration
-  images is at least ``INT8_MIN_AGREEMENT``, else onnx fp32 (≥ 99.5 % agreement, measured). The record
-  is written when the int8 model is built: by ``--engine onnx-int8``, or in the background the first
-  time ``auto`` loads the card on a CPU (``FLAIR_VIZ_INT8_BUILD=0`` turns that off), so later loads
-  switch to int8 when it qualifies;
-* torch when onnxruntime is missing or the export fails: ``auto`` falls back with a warning that
+* on a GPU (cuda, mps): torch (autocast, channels_last); onnxruntime and OpenVINO run here on the CPU only;
+* on the CPU, the first of :func:`auto_order` that qualifies: a reduced-precision engine when its
+  recorded agreement with torch on the card's held-out real patches is at least ``MIN_AGREEMENT``,
+  else an fp32 one (openvino where installed, else onnx: ≥ 99.5 % agreement, measured). A record is
+  written when that engine is built: by ``--engine openvino-bf16``/``onnx-int8``, or in the background
+  the first time ``auto`` loads the card on a CPU (``FLAIR_VIZ_INT8_BUILD=0`` turns that off), so later
+  loads switch to it when it qualifies;
+* torch when neither runtime is installed or the export fails: ``auto`` falls back with a warning that
   names the fix, while an explicit ``--engine onnx`` raises that error instead.
 
 Calibration and agreement images are real aerial patches of the card's kind: ``$FLAIR_VIZ_CALIBRATION``
 (a folder or glob of GeoTIFFs with the card's bands) or the demo FLAIR patches; the first
-``CALIBRATION_WINDOWS`` calibrate, the others measure agreement.
+``CALIBRATION_WINDOWS`` calibrate int8, the others measure agreement.
 """
 
 from __future__ import annotations
@@ -31,13 +35,16 @@ from rasterio.windows import Window
 
 from flair_viz.core import atomic, config, raster
 from flair_viz.core.errors import InvalidInput, InvalidModel, InvalidRaster, Misconfigured
-from flair_viz.predict import onnx_engine
+from flair_viz.predict import onnx_engine, openvino_engine
 from flair_viz.predict.bands import band_indexes, normalise
 from flair_viz.predict.cards import ModelCard
 
-ENGINES = ("torch", "onnx", "onnx-int8")
+ENGINES = ("torch", "onnx", "onnx-int8", "openvino", "openvino-bf16")
+CPU_EXACT = ("openvino", "onnx")  # fp32: torch's classes up to float rounding; the faster first
+REDUCED = ("openvino-bf16", "onnx-int8")  # used by auto only with a recorded held-out agreement
 AUTO = "auto"
-INT8_MIN_AGREEMENT = 0.98
+MIN_AGREEMENT = 0.98
+INT8_MIN_AGREEMENT = MIN_AGREEMENT  # the name before bf16 joined int8
 CALIBRATION_WINDOWS = 2
 WINDOW = 512
 
@@ -60,20 +67,62 @@ def choose(card: ModelCard, checksum: str, device_type: str, name: str | None = 
         return name
     if device_type != "cpu":
         return "torch"
-    if not onnx_engine.available():
-        warnings.warn(f"onnxruntime is not installed, so {card.id} runs on torch (slower on a CPU); to fix: "
-                      f"{onnx_engine.ORT_FIX}", stacklevel=2)
+    order = auto_order()
+    if not order:
+        warnings.warn(f"neither onnxruntime nor openvino is installed, so {card.id} runs on torch (slower on a "
+                      f"CPU); to fix: {onnx_engine.ORT_FIX}", stacklevel=2)
         return "torch"
-    record = agreement_record(card, checksum)
-    if record is not None and record.get("agreement", 0.0) >= INT8_MIN_AGREEMENT:
-        return "onnx-int8"
-    return "onnx"
+    for engine in order:
+        if engine in REDUCED:
+            record = agreement_record(card, checksum, engine)
+            if record is not None and record.get("agreement", 0.0) >= MIN_AGREEMENT:
+                return engine
+        else:
+            return engine
+    return order[-1]
+
+
+def auto_order() -> list[str]:
+    """The CPU engines installed here, fastest first (the order measured in docs/benchmarks.md):
+    bf16 OpenVINO where the CPU has native bf16, int8 onnxruntime, fp32 OpenVINO, fp32 onnxruntime."""
+    ort, ov = onnx_engine.available(), openvino_engine.available()
+    order = []
+    if ov and openvino_engine.bf16_native():
+        order.append("openvino-bf16")
+    if ort:
+        order.append("onnx-int8")
+    if ov:
+        order.append("openvino")
+    if ort:
+        order.append("onnx")
+    return order
+
+
+def exact(engine: str) -> bool:
+    """Whether ``engine`` computes in fp32 (torch's classes, no agreement record needed)."""
+    return engine == "torch" or engine in CPU_EXACT
+
+
+def reduced_wanted(card: ModelCard, checksum: str) -> list[str]:
+    """The reduced-precision engines ``auto`` should build in the background, fastest first: those
+    faster than the engine it picks now and not measured yet (none with ``FLAIR_VIZ_INT8_BUILD=0``)."""
+    if os.environ.get("FLAIR_VIZ_INT8_BUILD", "1") == "0":
+        return []
+    out = []
+    for engine in auto_order():
+        if engine not in REDUCED:
+            break
+        record = agreement_record(card, checksum, engine)
+        if record is None:
+            out.append(engine)
+        elif record.get("agreement", 0.0) >= MIN_AGREEMENT:
+            break  # a faster one already qualifies
+    return out
 
 
 def int8_wanted(card: ModelCard, checksum: str) -> bool:
-    """Whether ``auto`` should build this card's int8 model in the background (not built yet, not disabled
-    by ``FLAIR_VIZ_INT8_BUILD=0``)."""
-    return os.environ.get("FLAIR_VIZ_INT8_BUILD", "1") != "0" and agreement_record(card, checksum) is None
+    """Whether any reduced-precision build is still wanted (see :func:`reduced_wanted`)."""
+    return bool(reduced_wanted(card, checksum))
 
 
 # -- calibration images ------------------------------------------------------------------------------
@@ -119,7 +168,7 @@ def torch_logits(module: Any, x: np.ndarray) -> np.ndarray:
         return module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).float().numpy()
 
 
-def pixel_agreement(module: Any, runner: onnx_engine.OnnxRunner, windows: list[np.ndarray]) -> float:
+def pixel_agreement(module: Any, runner: Any, windows: list[np.ndarray]) -> float:
     """Share of pixels whose argmax class is the same for ``runner`` and the torch module (fp32)."""
     same = total = 0
     for w in windows:
@@ -130,43 +179,63 @@ def pixel_agreement(module: Any, runner: onnx_engine.OnnxRunner, windows: list[n
     return same / total
 
 
-def _record_path(card: ModelCard, checksum: str) -> Path:
-    return onnx_engine.model_path(card, checksum, "int8").with_suffix(".agreement.json")
+def _record_path(card: ModelCard, checksum: str, engine: str = "onnx-int8") -> Path:
+    if engine == "onnx-int8":
+        return onnx_engine.model_path(card, checksum, "int8").with_suffix(".agreement.json")
+    return onnx_engine.model_path(card, checksum, "fp32").with_suffix(f".{engine}.agreement.json")
 
 
-def agreement_record(card: ModelCard, checksum: str) -> dict | None:
-    """What the int8 model's build measured (agreement with torch fp32 on held-out images), if built."""
-    path = _record_path(card, checksum)
-    if not (path.exists() and onnx_engine.model_path(card, checksum, "int8").exists()):
+def agreement_record(card: ModelCard, checksum: str, engine: str = "onnx-int8") -> dict | None:
+    """What a reduced-precision engine's build measured (agreement with torch fp32 on held-out images), if
+    built; an OpenVINO record of another OpenVINO version does not count (its kernels may round otherwise)."""
+    path = _record_path(card, checksum, engine)
+    graph = onnx_engine.model_path(card, checksum, "int8" if engine == "onnx-int8" else "fp32")
+    if not (path.exists() and graph.exists()):
         return None
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    if engine.startswith("openvino") and record.get("openvino") != openvino_engine.version():
+        return None
+    return record
+
+
+def _write_record(card: ModelCard, checksum: str, engine: str, value: float, names: list[str]) -> None:
+    extra = {"openvino": openvino_engine.version()} if engine.startswith("openvino") else {}
+    atomic.write_text(_record_path(card, checksum, engine),
+                      json.dumps({"agreement": value, "held_out": names, "threshold": MIN_AGREEMENT,
+                                  "engine": engine, **extra}))
 
 
 # -- building a runner -----------------------------------------------------------------------------
-def runner(card: ModelCard, module: Any, checksum: str, engine: str) -> onnx_engine.OnnxRunner:
-    """The onnxruntime session for ``engine`` (onnx or onnx-int8), exporting/quantising on first use."""
+def open_runner(engine: str, path: Path):
+    """The session that runs a cached graph: onnxruntime for onnx/onnx-int8, OpenVINO for openvino*."""
+    if engine.startswith("openvino"):
+        return openvino_engine.OpenVinoRunner(path, engine)
+    return onnx_engine.OnnxRunner(path)
+
+
+def runner(card: ModelCard, module: Any, checksum: str, engine: str):
+    """The runner for a CPU ``engine``, exporting/quantising on first use; a reduced-precision engine
+    measures and records its held-out agreement with torch the first time."""
     fp32 = onnx_engine.export(card, module, checksum)
-    if engine == "onnx":
-        return onnx_engine.OnnxRunner(fp32)
+    if exact(engine):
+        return open_runner(engine, fp32)
     calib, held_out, names = split_windows(card)
-    int8 = onnx_engine.quantise(card, fp32, checksum, calib)
-    run = onnx_engine.OnnxRunner(int8)
-    if agreement_record(card, checksum) is None:
-        value = pixel_agreement(module, run, held_out)
-        atomic.write_text(_record_path(card, checksum),
-                          json.dumps({"agreement": value, "held_out": names, "threshold": INT8_MIN_AGREEMENT}))
+    path = onnx_engine.quantise(card, fp32, checksum, calib) if engine == "onnx-int8" else fp32
+    run = open_runner(engine, path)
+    if agreement_record(card, checksum, engine) is None:
+        _write_record(card, checksum, engine, pixel_agreement(module, run, held_out), names)
     return run
 
 
-def torch_free_runner(card: ModelCard, checksum: str, engine: str, asked: str) -> onnx_engine.OnnxRunner | None:
+def torch_free_runner(card: ModelCard, checksum: str, engine: str, asked: str):
     """The runner of a cached graph without importing torch (built in a child process if missing), or None
     when ``auto`` must fall back to torch (the build failed: warned) or torch is loaded anyway."""
     kind = "int8" if engine == "onnx-int8" else "fp32"
     path = onnx_engine.model_path(card, checksum, kind)
-    ready = path.exists() and (kind == "fp32" or agreement_record(card, checksum) is not None)
+    ready = path.exists() and (exact(engine) or agreement_record(card, checksum, engine) is not None)
     if not ready:
         if onnx_engine.build_here():
             return None  # torch is loaded: the in-process build (attach) is cheaper than a child
@@ -177,7 +246,7 @@ def torch_free_runner(card: ModelCard, checksum: str, engine: str, asked: str) -
                 raise
             warnings.warn(f"{exc.problem}; running {card.id} on torch instead (to fix: {exc.fix})", stacklevel=2)
             return None
-    return onnx_engine.OnnxRunner(path)
+    return open_runner(engine, path)
 
 
 def attach(card: ModelCard, module: Any, checksum: str, engine: str, asked: str) -> tuple[str, Any]:

@@ -81,11 +81,11 @@ def device_name(device: str | None = None) -> str:
 
 
 def warm_up() -> None:
-    """Import what the first live tile needs, in the background at server start: onnxruntime for the
-    ONNX engines on a CPU (torch is then never imported), else torch."""
-    from flair_viz.predict import engines, onnx_engine
+    """Import what the first live tile needs, in the background at server start: onnxruntime and
+    OpenVINO for the CPU engines (torch is then never imported), else torch."""
+    from flair_viz.predict import engines
 
-    if cpu_only() and engines.requested() != "torch" and onnx_engine.available():
+    if cpu_only() and engines.requested() != "torch" and engines.auto_order():
         return
     device_name()
 
@@ -98,7 +98,7 @@ class LoadedModel:
     module: Any  # torch.nn.Module (kept with the ONNX engines too: it validated the checkpoint, and measures agreement)
     device: Any  # torch.device
     checksum: str
-    engine: str = "torch"  # torch, onnx or onnx-int8 (flair_viz.predict.engines)
+    engine: str = "torch"  # torch, onnx, onnx-int8, openvino or openvino-bf16 (flair_viz.predict.engines)
     runner: Any = None  # the onnxruntime session of an ONNX engine: logits for a normalised float32 batch
 
     @property
@@ -134,8 +134,8 @@ _build_locks: dict[tuple[str, str, str, str], threading.Lock] = {}  # one ONNX b
 def load_model(card: ModelCard | str, device: str | None = None, engine: str | None = None) -> LoadedModel:
     """Build and load a model once per (card id, checksum, device, engine); later calls reuse it.
 
-    ``engine`` is torch, onnx, onnx-int8 or auto (default: ``$FLAIR_VIZ_ENGINE``, else auto), see
-    :mod:`flair_viz.predict.engines`; the ONNX engines export (and quantise) on first use, cached on disk.
+    ``engine`` is torch, onnx, onnx-int8, openvino, openvino-bf16 or auto (default: ``$FLAIR_VIZ_ENGINE``, else auto), see
+    :mod:`flair_viz.predict.engines`; the CPU engines export (and quantise) on first use, cached on disk.
     """
     from flair_viz.predict import engines
 
@@ -162,8 +162,8 @@ def load_model(card: ModelCard | str, device: str | None = None, engine: str | N
                     with _model_lock:
                         _model_cache[key] = loaded
             if runner is not None:
-                if asked == engines.AUTO and chosen == "onnx" and engines.int8_wanted(card, digest):
-                    _build_int8_later(card, device)
+                if asked == engines.AUTO and engines.exact(chosen) and engines.reduced_wanted(card, digest):
+                    _build_reduced_later(card, device)
                 return loaded
     from flair_viz.predict import checkpoints  # imports torch
 
@@ -183,18 +183,19 @@ def load_model(card: ModelCard | str, device: str | None = None, engine: str | N
             module = module.to(memory_format=torch.channels_last)
         loaded = LoadedModel(card=card, module=module, device=dev, checksum=digest, engine=used, runner=runner)
         _model_cache[key] = loaded
-    if asked == engines.AUTO and used == "onnx" and engines.int8_wanted(card, digest):
-        _build_int8_later(card, device)
+    if asked == engines.AUTO and used != "torch" and engines.exact(used) and engines.reduced_wanted(card, digest):
+        _build_reduced_later(card, device)
     return loaded
 
 
-int8_builds: dict[tuple[str, str], threading.Thread] = {}  # (card id, checksum) -> background int8 build
+reduced_builds: dict[tuple[str, str], threading.Thread] = {}  # (card id, checksum) -> background build
 
 
-def _build_int8_later(card: ModelCard, device: str | None) -> None:
-    """Build the int8 model and its agreement record in the background, once per checkpoint.
+def _build_reduced_later(card: ModelCard, device: str | None) -> None:
+    """Build the faster reduced-precision engines (bf16, int8) and their agreement records in the
+    background, once per checkpoint, fastest first, stopping at the first that qualifies.
 
-    ``auto`` then switches to int8 for this card on later loads if the record shows >= 98 % agreement
+    ``auto`` then switches to it for this card on later loads if its record shows >= 98 % agreement
     with torch, so users get the fastest engine that keeps torch's classes without knowing about it.
     """
     import warnings
@@ -202,14 +203,18 @@ def _build_int8_later(card: ModelCard, device: str | None) -> None:
     from flair_viz.predict import engines
 
     def build() -> None:
-        try:
-            load_model(card, device, "onnx-int8")
-        except Exception as exc:  # noqa: BLE001 - a background build never breaks serving; fp32 onnx stays
-            warnings.warn(f"int8 build of {card.id} failed, auto keeps onnx fp32: {exc}", stacklevel=1)
+        for engine in engines.reduced_wanted(card, key[1]):
+            try:
+                load_model(card, device, engine)
+            except Exception as exc:  # noqa: BLE001 - a background build never breaks serving; fp32 stays
+                warnings.warn(f"{engine} build of {card.id} failed, auto keeps fp32: {exc}", stacklevel=1)
+                continue
+            if engines.choose(card, key[1], "cpu") == engine:
+                return
 
     with _model_lock:
         key = (card.id, resolve_checkpoint(card)[1])
-        if key in int8_builds or not engines.int8_wanted(card, key[1]):
+        if key in reduced_builds or not engines.reduced_wanted(card, key[1]):
             return
-        int8_builds[key] = threading.Thread(target=build, name=f"int8-build-{card.id}", daemon=True)
-        int8_builds[key].start()
+        reduced_builds[key] = threading.Thread(target=build, name=f"reduced-build-{card.id}", daemon=True)
+        reduced_builds[key].start()
