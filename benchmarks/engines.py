@@ -1,4 +1,4 @@
-"""CPU engines side by side in one run: torch vs onnxruntime fp32 vs onnxruntime int8, then the viewport.
+"""CPU engines side by side in one run: torch vs onnxruntime (fp32, int8) vs OpenVINO (fp32, bf16), then the viewport.
 
     .venv/bin/python benchmarks/engines.py [--repeats 2] [--batch-size 4] [--no-viewport]
 
@@ -8,7 +8,8 @@
 2. Agreement with torch fp32 (argmax), on the same real patches: for the random-weight ResNet34 and for
    the trained demo model, with the change in mIoU against the patches' ground truth (FLAIR-1 classes
    present in the truth). int8 is calibrated on the first two patches (sorted by path); the agreement
-   its build records (``engines.agreement_record``) is on the other two, and decides ``auto``.
+   its build records (``engines.agreement_record``) is on the other two, and decides ``auto``; bf16 needs no
+   calibration but records its held-out agreement the same way. The last line says what ``auto`` picks.
 3. The viewport table (benchmarks/viewport.py): 12 z18 tiles cold, one region vs one by one.
 """
 
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-ENGINES = ("torch", "onnx", "onnx-int8")
+ENGINES = ("torch", "onnx", "onnx-int8", "openvino", "openvino-bf16")
 
 
 def miou(truth: np.ndarray, pred: np.ndarray) -> float:
@@ -78,12 +79,13 @@ def engine_rows(model_id: str, data, repeats: int, batch_size: int) -> list[dict
         agree = np.mean([(a == b).mean() for a, b in zip(ref, preds)])
         have = [i for i, d in enumerate(data) if d[2] is not None]
         d_miou = np.mean([miou(data[i][2], preds[i]) - miou(data[i][2], ref[i]) for i in have]) if have else None
-        record = engines.agreement_record(loaded.card, loaded.checksum) if name == "onnx-int8" else None
+        record = engines.agreement_record(loaded.card, loaded.checksum, name) if name in engines.REDUCED else None
         rows.append({"engine": loaded.engine, "wps": len(x) / statistics.median(times), "build_s": build_s,
                      "agreement": float(agree), "d_miou": d_miou,
                      "held_out": record["agreement"] if record else None})
     for r in rows:
         r["ratio"] = r["wps"] / rows[0]["wps"]
+    rows.append({"auto": engines.choose(loaded.card, loaded.checksum, "cpu"), "order": engines.auto_order()})
     return rows
 
 
@@ -92,11 +94,12 @@ def print_rows(title: str, rows: list[dict]) -> None:
     print("| engine | windows/s | vs torch | first load (export, quantise) | argmax = torch fp32 (4 patches) "
           "| held-out (int8 record) | Δ mIoU vs truth |")
     print("|---|---|---|---|---|---|---|")
-    for r in rows:
+    for r in rows[:-1]:
         held = f"{100 * r['held_out']:.2f} %" if r["held_out"] is not None else "—"
         dm = f"{100 * r['d_miou']:+.2f} pt" if r["d_miou"] is not None else "—"
         print(f"| {r['engine']} | {r['wps']:.2f} | {r['ratio']:.2f}× | {r['build_s']:.1f} s | "
               f"{100 * r['agreement']:.2f} % | {held} | {dm} |")
+    print(f"auto picks {rows[-1]['auto']} (CPU order here: {', '.join(rows[-1]['order'])})")
 
 
 def main() -> int:
@@ -115,8 +118,11 @@ def main() -> int:
         from flair_viz.predict import onnx_engine
 
         torch.set_num_threads(max(1, os.cpu_count() or 1))
+        from flair_viz.predict import openvino_engine
+
         print(f"CPU threads {torch.get_num_threads()}, torch {torch.__version__}, onnxruntime "
-              f"{onnx_engine.ort().__version__}, load average {os.getloadavg()[0]:.1f}")
+              f"{onnx_engine.ort().__version__}, openvino {openvino_engine.version()} (native bf16: "
+              f"{openvino_engine.bf16_native()}), load average {os.getloadavg()[0]:.1f}")
         data = patches()
         print_rows("Full U-Net ResNet34 (random weights), batch of 4 real 512 px windows",
                    engine_rows(model_id, data, args.repeats, args.batch_size))
@@ -124,7 +130,7 @@ def main() -> int:
                    engine_rows("demo-unet-r18", data, args.repeats, args.batch_size))
         if not args.no_viewport:
             print()
-            viewport.report(viewport.run(model_id, ds, 4, 3, "onnx"))
+            viewport.report(viewport.run(model_id, ds, 4, 3, "auto"))
     return 0
 
 

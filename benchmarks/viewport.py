@@ -1,6 +1,6 @@
 """A live viewport of z18 tiles, cold: one region (tiles requested together) vs the same tiles one by one.
 
-    .venv/bin/python benchmarks/viewport.py [--cols 4 --rows 3] [--engine onnx] [--model full|demo]
+    .venv/bin/python benchmarks/viewport.py [--cols 4 --rows 3] [--engine auto] [--model full|demo]
 
 Both sides go through ``flair_viz.predict.live.prediction`` with every cache empty and the model loaded:
 "separate" asks for the tiles one after the other (each is its own region: its pixels plus a 128 px
@@ -64,6 +64,12 @@ def run(model_id: str, ds, cols: int, rows: int, engine: str) -> dict:
     from flair_viz.predict import inference, live, models, viewport
     from flair_viz.predict import tiles as predict_tiles
 
+    from flair_viz.predict import engines
+
+    if engine == engines.AUTO:  # measure the reduced-precision engines first, as auto's background build would
+        for name in engines.reduced_wanted(models.cards.get_card(model_id), models.load_model(model_id, "cpu", "torch").checksum):
+            models.load_model(model_id, "cpu", name)
+    os.environ["FLAIR_VIZ_INT8_BUILD"] = "0"  # no background build while timing
     os.environ["FLAIR_VIZ_ENGINE"] = engine
     loaded = models.load_model(model_id)
     tiles = viewport_tiles(ds, cols, rows)
@@ -113,7 +119,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cols", type=int, default=4)
     ap.add_argument("--rows", type=int, default=3)
-    ap.add_argument("--engine", default="onnx")
+    ap.add_argument("--engine", default="auto", help="auto (the default, as the server), torch, onnx, openvino, ...")
     ap.add_argument("--model", choices=("full", "demo"), default="full")
     args = ap.parse_args()
     import torch

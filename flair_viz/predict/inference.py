@@ -100,10 +100,15 @@ class Forward:
             self._amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
     def _onnx(self, batch: np.ndarray) -> np.ndarray:
-        """The ONNX engines' path, numpy only: a CPU server that serves them never imports torch."""
-        logits = self.loaded.runner(batch)
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        proba = e / e.sum(axis=1, keepdims=True)
+        """The CPU engines' path, numpy only: a CPU server that serves them never imports torch.
+
+        OpenVINO runners end their graph with the softmax (fused: ~10 ms a batch, against ~100 ms in
+        numpy, a third of a bf16 forward); onnxruntime's logits get an in-place numpy softmax."""
+        proba = self.loaded.runner(batch)
+        if not getattr(self.loaded.runner, "gives_proba", False):
+            np.subtract(proba, proba.max(axis=1, keepdims=True), out=proba)
+            np.exp(proba, out=proba)
+            np.divide(proba, proba.sum(axis=1, keepdims=True), out=proba)
         if self._identity:
             return proba
         full = np.zeros((proba.shape[0], K, *proba.shape[2:]), dtype=proba.dtype)
