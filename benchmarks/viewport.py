@@ -61,10 +61,8 @@ def viewport_tiles(ds, cols: int, rows: int, z: int = 18):
 
 
 def run(model_id: str, ds, cols: int, rows: int, engine: str) -> dict:
-    from flair_viz.predict import inference, live, models, viewport
+    from flair_viz.predict import engines, inference, live, models, viewport
     from flair_viz.predict import tiles as predict_tiles
-
-    from flair_viz.predict import engines
 
     if engine == engines.AUTO:  # measure the reduced-precision engines first, as auto's background build would
         for name in engines.reduced_wanted(models.cards.get_card(model_id), models.load_model(model_id, "cpu", "torch").checksum):
