@@ -18,6 +18,7 @@ from flair_viz.core.errors import InvalidInput
 
 _XLOGX_U8 = np.zeros(256, dtype=np.float32)
 _XLOGX_U8[1:] = np.arange(1, 256) * np.log(np.arange(1, 256))
+_TINY = np.float32(1e-30)
 
 
 @dataclass(frozen=True)
@@ -51,30 +52,49 @@ def pixel_stats(proba: np.ndarray, n_classes: int | None = None) -> PixelStats:
     is_u8 = proba.dtype == np.uint8
     if not is_u8 and not np.issubdtype(proba.dtype, np.floating):
         raise InvalidInput(f"Probabilities of type {proba.dtype} are not supported", "give float 0..1 or uint8 0..255")
+    plane = None if is_u8 else _float_planes(proba)
     total = np.zeros(proba.shape[1:], np.float32)
     xlogx = np.zeros(proba.shape[1:], np.float32)
     top1 = np.zeros(proba.shape[1:], np.float32)
     top2 = np.zeros(proba.shape[1:], np.float32)
     arg = np.zeros(proba.shape[1:], np.int16)
+    buf = np.empty(proba.shape[1:], np.float32)
+    better = np.empty(proba.shape[1:], bool)
     for i in range(k):
         if is_u8:
-            x = proba[i]
-            xlogx += _XLOGX_U8[x]
-            x = x.astype(np.float32)
+            xlogx += _XLOGX_U8[proba[i]]
+            x = proba[i].astype(np.float32)
         else:
-            x = _float_plane(proba[i])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                xlogx += np.where(x > 0, x * np.log(np.where(x > 0, x, 1)), 0)
+            x = plane(i)
+            np.maximum(x, _TINY, out=buf)  # x·log x with 0·log 0 = 0: log of a tiny floor times an exact 0
+            np.log(buf, out=buf)
+            buf *= x
+            xlogx += buf
         total += x
-        np.maximum(top2, np.minimum(top1, x), out=top2)
-        better = x > top1
-        arg[better] = i
+        np.minimum(top1, x, out=buf)
+        np.maximum(top2, buf, out=top2)
+        np.greater(x, top1, out=better)
+        np.copyto(arg, i, where=better)
         np.maximum(top1, x, out=top1)
     valid = total > 0
     safe = np.where(valid, total, 1)
     entropy = (np.log(safe) - xlogx / safe) / math.log(n)
     margin = (top1 - top2) / safe
     return PixelStats(valid, np.clip(entropy, 0, 1), margin, arg)
+
+
+def _float_planes(proba: np.ndarray):
+    """``i -> plane i`` as float32 ≥ 0, the whole array checked once (min and max: two passes, not one
+    sanitising copy per plane); NaN or infinite values take the per-plane :func:`_float_plane` path."""
+    lo, hi = float(np.min(proba)), float(np.max(proba))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return lambda i: _float_plane(proba[i])
+    if lo < -1e-6 or hi > 1 + 1e-3:
+        raise InvalidInput(f"Probabilities range {lo:.3g}..{hi:.3g}, outside 0..1: these look like "
+                           "logits", "apply a softmax over the class axis first, or give uint8 0..255 probabilities")
+    if lo < 0:
+        return lambda i: np.clip(proba[i].astype(np.float32, copy=False), 0, None)
+    return lambda i: proba[i].astype(np.float32, copy=False)
 
 
 def _float_plane(plane: np.ndarray) -> np.ndarray:

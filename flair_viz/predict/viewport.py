@@ -35,6 +35,10 @@ from flair_viz.predict import inference, models
 
 TILE = 256
 ALIGN = 32  # U-Net input sizes must be divisible by the encoder's total stride
+# Chunk sides are rounded up to this (a multiple of ALIGN; the extra pixels are real context, read, not padding):
+# OpenVINO plans each new input shape once, which costs seconds for a big chunk, so few distinct shapes
+# let later viewports reuse the plans of earlier ones. 64 px costs ~2-4 % more pixels per side.
+SHAPE_STEP = 64
 CONTEXT_PX = inference.MARGIN
 
 
@@ -92,7 +96,7 @@ def region_mpx() -> float:
 
 
 def _padded(n: int) -> int:
-    return -(-(n + 2 * CONTEXT_PX) // ALIGN) * ALIGN
+    return -(-(n + 2 * CONTEXT_PX) // SHAPE_STEP) * SHAPE_STEP
 
 
 def chunk_grid(height: int, width: int, mpx: float | None = None) -> tuple[int, int]:
@@ -124,13 +128,12 @@ def predict_region(jobs: list[TileJob], forward: inference.Forward) -> None:
     done_chunks: list[tuple[int, int, int, int]] = []
     m = CONTEXT_PX
     for a, b, c, d in chunks:
-        h, w = -(-(b - a + 2 * m) // ALIGN) * ALIGN, -(-(d - c + 2 * m) // ALIGN) * ALIGN
+        h, w = _padded(b - a), _padded(d - c)
         data, valid = read_live(ds, info, indexes, Window(c - m, a - m, w, h))
         proba = forward(inference.normalise(loaded.card, data)[None])[0]
         proba, valid = proba[:, m:m + b - a, m:m + d - c], valid[m:m + b - a, m:m + d - c]
         sl = np.s_[a - r0:b - r0, c - c0:d - c0]
-        cls[sl] = inference.classes_from_proba(proba, valid)
-        ent[sl], mar[sl] = uncertainties(proba, loaded.card.classes, valid)
+        cls[sl], ent[sl], mar[sl] = codes(proba, loaded.card.classes, valid)
         del proba, data
         done_chunks.append((a, b, c, d))
         ready = [j for j in pending if _covered(j.inner, done_chunks)]
@@ -165,6 +168,15 @@ def code(u: np.ndarray, valid: np.ndarray) -> np.ndarray:
     out = (1 + np.rint(np.clip(u, 0, 1) * 254)).astype(np.uint8)
     out[~valid] = 0
     return out
+
+
+def codes(proba: np.ndarray, n_classes: int, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(classes, entropy, margin) codes of FLAIR-1-ordered probabilities from one pass of the uncertainty
+    module, whose argmax is the classes' (the first of equal maxima, as ``np.argmax``)."""
+    stats = uncertainty.pixel_stats(proba, n_classes)
+    cls = (stats.argmax + 1).astype(np.uint8)
+    cls[~valid] = 0
+    return cls, code(stats.entropy, valid), code(1 - stats.margin, valid)
 
 
 def uncertainties(proba: np.ndarray, n_classes: int, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
