@@ -77,13 +77,13 @@ def run(model_id: str, ds, cols: int, rows: int, engine: str) -> dict:
     loaded = models.load_model(model_id)
     tiles = viewport_tiles(ds, cols, rows)
     seen: list[int] = []
-    real = inference.Forward.__call__
+    real = inference.Forward.stats  # what a live region calls
 
     def counting(self, batch):
         seen.append(int(np.prod(batch.shape[2:])) * len(batch))
         return real(self, batch)
 
-    inference.Forward.__call__ = counting
+    inference.Forward.stats = counting
 
     def cold() -> None:
         predict_tiles.clear_caches()
@@ -110,7 +110,7 @@ def run(model_id: str, ds, cols: int, rows: int, engine: str) -> dict:
         t = time.perf_counter()
         out[name] = (fn(tiles), time.perf_counter() - t, sum(seen))
     (separate, t_sep, px_sep), (together_, t_vp, px_vp) = out["separate"], out["viewport"]
-    inference.Forward.__call__ = real
+    inference.Forward.stats = real
     valid = np.stack([a.classes > 0 for a in separate])
     same = np.stack([a.classes == b.classes for a, b in zip(separate, together_)])[valid].mean()
     return {"engine": loaded.engine, "tiles": len(tiles), "separate_s": t_sep, "viewport_s": t_vp,

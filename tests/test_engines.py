@@ -241,3 +241,21 @@ def test_serve_engine_option_sets_the_server_setting(monkeypatch):
     assert seen["engine"] == "onnx-int8" and engines.requested() == "onnx-int8"
     with pytest.raises(SystemExit):
         cli.main(["serve", "--engine", "fast"])
+
+
+@pytest.mark.parametrize("engine", ["openvino", "openvino-bf16"])
+def test_openvino_stats_are_the_uncertainty_module_of_its_probabilities(engine):
+    """OpenVINO summarises pixels in its graph for live regions: the same argmax, entropy and margin as
+    core.uncertainty.pixel_stats computes from the probabilities the same graph returns."""
+    from flair_viz.core import uncertainty
+
+    loaded = models.load_model(DEMO, "cpu", engine)
+    fwd = inference.Forward(loaded, 1)
+    x = inference.normalise(loaded.card, raster.read(_patch().path))[None]
+    ref = uncertainty.pixel_stats(fwd(x)[0], loaded.card.classes)
+    got = fwd.stats(x)[0]
+    assert len(np.unique(ref.argmax)) >= 3  # a real prediction, not a constant
+    assert (got.argmax == ref.argmax).mean() >= 0.9999  # exact up to ties between equal probabilities
+    np.testing.assert_allclose(got.entropy, ref.entropy, atol=1e-4)
+    np.testing.assert_allclose(got.margin, ref.margin, atol=1e-4)
+    assert got.valid.all() and got.argmax.shape == (512, 512)

@@ -15,6 +15,7 @@ whatever the model's own nomenclature, so every consumer shares one class table.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
-from flair_viz.core import classes, cog, raster
+from flair_viz.core import classes, cog, raster, uncertainty
 from flair_viz.core.errors import InvalidInput, InvalidRaster, Misconfigured
 from flair_viz.predict.bands import band_indexes, normalise
 from flair_viz.predict.cards import ModelCard, get_card
@@ -159,6 +160,23 @@ class Forward:
                 continue
             i += len(chunk)
         return np.concatenate(out) if len(out) > 1 else out[0]
+
+    def stats(self, batch: np.ndarray) -> list[uncertainty.PixelStats]:
+        """Per-window argmax (FLAIR-1 band index), entropy and margin of a normalised batch, without
+        handing 19 probability planes back when the engine can summarise them itself.
+
+        An OpenVINO runner computes them in its graph (top-2 and Σ p·log p after the softmax: the same
+        formulas as :func:`flair_viz.core.uncertainty.pixel_stats`, tested equal), which spares a live
+        region the copy of 76 bytes per pixel and the numpy pass over them: about half its time on a CPU
+        with fast bf16. Every other engine gives the probabilities to ``pixel_stats``.
+        """
+        runner = self.loaded.runner
+        if runner is None or not hasattr(runner, "stats"):
+            return [uncertainty.pixel_stats(p, self.loaded.card.classes) for p in self(batch)]
+        idx, gap, ent = runner.stats(np.ascontiguousarray(batch, dtype=np.float32))
+        band = (self.values.astype(np.int16) - 1)[idx]  # model channel -> FLAIR-1 band
+        ent = np.clip(ent / math.log(self.loaded.card.classes), 0, 1)
+        return [uncertainty.PixelStats(np.ones(band.shape[1:], bool), e, g, b) for b, g, e in zip(band, gap, ent)]
 
 
 # -- per-pixel summaries ------------------------------------------------------------------------

@@ -62,18 +62,33 @@ def bf16_native() -> bool:
         return False
 
 
-def _with_softmax(model):
-    """The model with a softmax over its class axis after the logits (argmax unchanged, measured)."""
-    from openvino import opset13
+def _with_outputs(model):
+    """The model with a softmax over its class axis after the logits (argmax unchanged, measured), and
+    three summaries of it per pixel: the argmax, the top-1 − top-2 gap and the entropy in nats, the
+    formulas of :func:`flair_viz.core.uncertainty.pixel_stats` (tests/test_engines.py checks them equal)."""
+    from openvino import opset13 as ops
 
-    ppp = ov().preprocess.PrePostProcessor(model)
-    ppp.output(0).postprocess().custom(lambda node: opset13.softmax(node, 1).output(0))
-    return ppp.build()
+    axis = ops.constant(np.int64(1))
+    proba = ops.softmax(model.get_results()[0].input_value(0), 1)
+    top = ops.topk(proba, ops.constant(np.int64(2)), 1, "max", "value", "i32")
+    values = ops.split(top.output(0), axis, 2)
+    gap = ops.squeeze(ops.subtract(values.output(0), values.output(1)), axis)
+    argmax = ops.squeeze(ops.split(top.output(1), axis, 2).output(0), axis)
+    xlogx = ops.multiply(proba, ops.log(ops.maximum(proba, ops.constant(np.float32(1e-30)))))
+    entropy = ops.negative(ops.reduce_sum(xlogx, axis, False))
+    results = []
+    for name, node in (("proba", proba), ("argmax", argmax), ("gap", gap), ("entropy", entropy)):
+        result = ops.result(node)
+        result.output(0).get_tensor().set_names({name})
+        results.append(result)
+    return ov().Model(results, model.get_parameters(), "flair-viz")
 
 
 class OpenVinoRunner:
-    """Softmax probabilities (N, classes, H, W) float32 for normalised float32 inputs (N, C, H, W);
-    thread-safe. The softmax is appended to the graph (``gives_proba``): fused, it costs a tenth of numpy's.
+    """Softmax probabilities (N, classes, H, W) float32 for normalised float32 inputs (N, C, H, W), or
+    their per-pixel summaries (:meth:`stats`); thread-safe. The softmax is appended to the graph
+    (``gives_proba``): fused, it costs a tenth of numpy's. Outputs are computed together; only those
+    asked for are copied out of the request's buffers (which OpenVINO allocates once per shape).
 
     One compiled model, one infer request per calling thread (requests are not shareable). Inputs of a
     new shape cost a one-off re-plan of ~0.1–0.3 s; the viewport keeps its chunk shapes few for that reason.
@@ -88,16 +103,24 @@ class OpenVinoRunner:
                   "PERFORMANCE_HINT": "LATENCY"}
         ov()  # the named error when openvino is not installed, even if an earlier call cached a Core
         try:
-            self.compiled = _core().compile_model(_with_softmax(_core().read_model(str(path))), "CPU", config)
+            self.compiled = _core().compile_model(_with_outputs(_core().read_model(str(path))), "CPU", config)
         except Exception as exc:  # noqa: BLE001 - a damaged cache file: remove it so the next load re-exports
             atomic.discard(path)
             raise InvalidModel(f"OpenVINO could not load the cached model {path.name} ({str(exc)[:200]}); "
                                "it was removed", "retry: the model is exported again, or use --engine onnx") from None
         self._local = threading.local()
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def _infer(self, x: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
         req = getattr(self._local, "request", None)
         if req is None:
             req = self._local.request = self.compiled.create_infer_request()
-        out = req.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
-        return np.array(out[0], dtype=np.float32, copy=True)  # the request reuses its output buffer
+        req.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return [np.array(req.get_tensor(name).data, copy=True) for name in names]  # buffers are reused
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._infer(x, ("proba",))[0]
+
+    def stats(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(argmax model channel int32, top-1 − top-2 gap, entropy in nats), each (N, H, W)."""
+        idx, gap, ent = self._infer(x, ("argmax", "gap", "entropy"))
+        return idx, gap, ent

@@ -130,11 +130,11 @@ def predict_region(jobs: list[TileJob], forward: inference.Forward) -> None:
     for a, b, c, d in chunks:
         h, w = _padded(b - a), _padded(d - c)
         data, valid = read_live(ds, info, indexes, Window(c - m, a - m, w, h))
-        proba = forward(inference.normalise(loaded.card, data)[None])[0]
-        proba, valid = proba[:, m:m + b - a, m:m + d - c], valid[m:m + b - a, m:m + d - c]
+        stats = forward.stats(inference.normalise(loaded.card, data)[None])[0]
+        keep = np.s_[m:m + b - a, m:m + d - c]
         sl = np.s_[a - r0:b - r0, c - c0:d - c0]
-        cls[sl], ent[sl], mar[sl] = codes(proba, loaded.card.classes, valid)
-        del proba, data
+        cls[sl], ent[sl], mar[sl] = codes(stats, valid[keep], keep)
+        del stats, data
         done_chunks.append((a, b, c, d))
         ready = [j for j in pending if _covered(j.inner, done_chunks)]
         for j in ready:
@@ -170,13 +170,12 @@ def code(u: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def codes(proba: np.ndarray, n_classes: int, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(classes, entropy, margin) codes of FLAIR-1-ordered probabilities from one pass of the uncertainty
-    module, whose argmax is the classes' (the first of equal maxima, as ``np.argmax``)."""
-    stats = uncertainty.pixel_stats(proba, n_classes)
-    cls = (stats.argmax + 1).astype(np.uint8)
+def codes(stats: uncertainty.PixelStats, valid: np.ndarray, keep=np.s_[:, :]) -> tuple[np.ndarray, ...]:
+    """(classes, entropy, margin) codes of the ``keep`` part of a window's pixel stats: the classes are
+    the stats' argmax (FLAIR-1 band index + 1; the first of equal maxima, as ``np.argmax``)."""
+    cls = (stats.argmax[keep] + 1).astype(np.uint8)
     cls[~valid] = 0
-    return cls, code(stats.entropy, valid), code(1 - stats.margin, valid)
+    return cls, code(stats.entropy[keep], valid), code(1 - stats.margin[keep], valid)
 
 
 def uncertainties(proba: np.ndarray, n_classes: int, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
