@@ -187,6 +187,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2154)
     ap.add_argument("--max-seconds", type=float, default=900)
     ap.add_argument("--warm", action="store_true", help="keep the user's prediction cache instead of an empty one")
+    ap.add_argument("--engine-cache", metavar="DIR", help="keep the exported/compiled engines here between runs (the "
+                    "prediction cache stays empty): a server's steady state, without its one-off engine builds")
     ap.add_argument("--json", help="also write the results as JSON to this file")
     ap.add_argument("--engine", help="the server's engine (flair-viz serve --engine): auto, torch, onnx, onnx-int8")
     args = ap.parse_args()
@@ -197,6 +199,10 @@ def main() -> None:
         env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
         if not args.warm:
             env |= {"FLAIR_VIZ_DATA": str(Path(tmp) / "data"), "FLAIR_VIZ_CACHE": str(Path(tmp) / "cache")}
+            if args.engine_cache:
+                Path(args.engine_cache).mkdir(parents=True, exist_ok=True)
+                (Path(tmp) / "cache").mkdir()
+                (Path(tmp) / "cache" / "onnx").symlink_to(Path(args.engine_cache).resolve())
         port = free_port()
         base = f"http://127.0.0.1:{port}"  # loopback only, always
         engine = ["--engine", args.engine] if args.engine else []
@@ -224,6 +230,7 @@ def main() -> None:
             "unique_tiles": {k: len(set(v)) for k, v in plan.items()},
             "engine": args.engine or os.environ.get("FLAIR_VIZ_ENGINE") or "auto",
             "ort_arena": os.environ.get("FLAIR_VIZ_ORT_ARENA", "0"), "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"), "cache": "warm" if args.warm else "empty at start",
+            "engine_cache": args.engine_cache,
             "rss_start_mb": rss_start * mb, "rss_peak_mb": max(first + second + [rss_start, rss_end]) * mb,
             "rss_peak_first_half_mb": max(first) * mb, "rss_peak_second_half_mb": max(second) * mb,
             "rss_end_mb": rss_end * mb, "rss_samples_mb": [b * mb for _, b in sampler.samples], "machine": f"{psutil.cpu_count()} CPU(s), {psutil.virtual_memory().total * mb / 1024:.0f} GiB"}

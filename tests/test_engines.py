@@ -259,3 +259,21 @@ def test_openvino_stats_are_the_uncertainty_module_of_its_probabilities(engine):
     np.testing.assert_allclose(got.entropy, ref.entropy, atol=1e-4)
     np.testing.assert_allclose(got.margin, ref.margin, atol=1e-4)
     assert got.valid.all() and got.argmax.shape == (512, 512)
+
+
+def test_cpu_process_qualifies_bf16_without_importing_torch(tmp_path):
+    """With the fp32 graph exported, a torch-free process measures bf16 against the fp32 OpenVINO run of
+    the same graph (no child with torch) and records that reference; it agrees with torch's figure."""
+    ref = models.load_model(DEMO, "cpu", "openvino")  # exports the fp32 graph into this test's cache
+    code = ("import json, sys\nfrom flair_viz.predict import engines, models\n"
+            "m = models.load_model('demo-unet-r18')\n"
+            "r = engines.agreement_record(m.card, m.checksum, 'openvino-bf16')\n"
+            "print(json.dumps([m.engine, 'torch' in sys.modules, r['reference'], r['agreement']]))\n")
+    env = {**os.environ, "FLAIR_VIZ_ENGINE": "openvino-bf16", "FLAIR_VIZ_DEVICE": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    engine, torch_loaded, reference, value = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (engine, torch_loaded, reference) == ("openvino-bf16", False, "openvino fp32")
+    _, held, _ = engines.split_windows(ref.card)
+    bf16 = engines.open_runner("openvino-bf16", ref.runner.path)
+    assert value == pytest.approx(engines.pixel_agreement(ref.module, bf16, held), abs=0.005)

@@ -160,6 +160,8 @@ def load_model(card: ModelCard | str, device: str | None = None, engine: str | N
                     loaded = LoadedModel(card=card, module=None, device=dev, checksum=digest, engine=chosen,
                                          runner=runner)
                     with _model_lock:
+                        if asked == engines.AUTO:
+                            _drop_superseded(key)
                         _model_cache[key] = loaded
             if runner is not None:
                 if asked == engines.AUTO and engines.exact(chosen) and engines.reduced_wanted(card, digest):
@@ -186,6 +188,19 @@ def load_model(card: ModelCard | str, device: str | None = None, engine: str | N
     if asked == engines.AUTO and used != "torch" and engines.exact(used) and engines.reduced_wanted(card, digest):
         _build_reduced_later(card, device)
     return loaded
+
+
+_auto_keys: set[tuple[str, str, str, str]] = set()  # cache keys that auto chose (torch-free CPU path)
+
+
+def _drop_superseded(key: tuple[str, str, str, str]) -> None:
+    """Forget the engine ``auto`` chose before for this checkpoint (fp32, before a faster reduced build
+    qualified): a tile server would otherwise keep both compiled networks and their buffers. Call with
+    ``_model_lock`` held."""
+    for old in [k for k in _auto_keys if k[:3] == key[:3] and k != key]:
+        _model_cache.pop(old, None)
+        _auto_keys.discard(old)
+    _auto_keys.add(key)
 
 
 reduced_builds: dict[tuple[str, str], threading.Thread] = {}  # (card id, checksum) -> background build

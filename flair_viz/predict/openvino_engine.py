@@ -13,6 +13,7 @@ and is not cached on disk.
 
 from __future__ import annotations
 
+import queue
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from flair_viz.predict import onnx_engine
 
 OV_FIX = "install it with `.venv/bin/pip install openvino==2026.4.1`, or use --engine onnx"
 PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
+REQUESTS = 2  # concurrent inferences per model: the live-region worker and one scene prediction
 
 
 def ov():
@@ -90,8 +92,10 @@ class OpenVinoRunner:
     (``gives_proba``): fused, it costs a tenth of numpy's. Outputs are computed together; only those
     asked for are copied out of the request's buffers (which OpenVINO allocates once per shape).
 
-    One compiled model, one infer request per calling thread (requests are not shareable). Inputs of a
-    new shape cost a one-off re-plan of ~0.1–0.3 s; the viewport keeps its chunk shapes few for that reason.
+    One compiled model and at most ``REQUESTS`` infer requests, lent to calling threads one at a time
+    (a request is not shareable, and each keeps the buffers of its last input shape: one per request
+    thread would grow a tile server's memory with its thread pool). Inputs of a new shape cost a one-off
+    re-plan of ~0.1–0.3 s; the viewport keeps its chunk shapes few for that reason.
     """
 
     gives_proba = True
@@ -108,14 +112,26 @@ class OpenVinoRunner:
             atomic.discard(path)
             raise InvalidModel(f"OpenVINO could not load the cached model {path.name} ({str(exc)[:200]}); "
                                "it was removed", "retry: the model is exported again, or use --engine onnx") from None
-        self._local = threading.local()
+        self._free: queue.LifoQueue = queue.LifoQueue()
+        self._made = 0
+        self._lock = threading.Lock()
+
+    def _request(self):
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                make = self._made < REQUESTS
+                self._made += make
+            return self.compiled.create_infer_request() if make else self._free.get()
 
     def _infer(self, x: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
-        req = getattr(self._local, "request", None)
-        if req is None:
-            req = self._local.request = self.compiled.create_infer_request()
-        req.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
-        return [np.array(req.get_tensor(name).data, copy=True) for name in names]  # buffers are reused
+        req = self._request()
+        try:
+            req.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+            return [np.array(req.get_tensor(name).data, copy=True) for name in names]  # buffers are reused
+        finally:
+            self._free.put(req)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self._infer(x, ("proba",))[0]

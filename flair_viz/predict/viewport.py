@@ -5,7 +5,7 @@ A live tile alone reads its native pixels plus a 128 px margin on every side, so
 viewport loading) are gathered for a few milliseconds, grouped by model, dataset and zoom, split into
 groups of touching tiles, and each group is predicted as one region: the union of its tiles' pixels
 plus one margin around the whole, cut into a few large chunks (each with its own margin, because
-memory is bounded per forward pass: ``FLAIR_VIZ_REGION_MPX`` input megapixels, default 5). No tile pays its margin twice, and tiles are answered as soon
+memory is bounded per forward pass: ``FLAIR_VIZ_REGION_MPX`` input megapixels, default 2.5). No tile pays its margin twice, and tiles are answered as soon
 as the chunks under them are done, so the first rows of a viewport appear before the last ones.
 
 One worker thread runs one region at a time: memory is bounded by one chunk's forward pass plus the
@@ -91,8 +91,11 @@ def _pieces(start: int, stop: int, n: int) -> list[tuple[int, int]]:
 
 
 def region_mpx() -> float:
-    """Input megapixels one forward pass may take (``FLAIR_VIZ_REGION_MPX``, default 5): the memory bound."""
-    return float(os.environ.get("FLAIR_VIZ_REGION_MPX", "5"))
+    """Input megapixels one forward pass may take (``FLAIR_VIZ_REGION_MPX``, default 2.5): the memory bound.
+
+    2.5 rather than more: bigger chunks save margin pixels but run slower per pixel on a CPU, so a 12-tile
+    viewport took the same time with 2.5 or 5 (docs/benchmarks.md), and the server stays smaller."""
+    return float(os.environ.get("FLAIR_VIZ_REGION_MPX", "2.5"))
 
 
 def _padded(n: int) -> int:
@@ -258,7 +261,10 @@ class RegionBatcher:
                 for comp in components(group):
                     try:
                         loaded = comp[0].loaded
-                        fwd = self._forwards.setdefault(loaded.key, inference.Forward(loaded, 1))
+                        fwd = self._forwards.get(loaded.key)
+                        if fwd is None or fwd.loaded is not loaded:  # a new or reloaded model: forget the old
+                            self._forwards = {k: f for k, f in self._forwards.items() if k[:2] != loaded.key[:2]}
+                            fwd = self._forwards[loaded.key] = inference.Forward(loaded, 1)
                         predict_region(comp, fwd)
                         self.regions.append(len(comp))
                     except BaseException as exc:  # noqa: BLE001 - hand every error to the waiting requests
