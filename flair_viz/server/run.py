@@ -68,17 +68,20 @@ def _server_error(exc: urllib.error.HTTPError, base_url: str, path: str) -> Flai
 
 
 MALLOC_ARENAS = "2"
+GDAL_CACHE_MB = "256"
 
 
-def limit_malloc_arenas() -> None:
-    """Cap glibc's malloc arenas at 2 in this process (and, through the environment, in its workers and
-    build children), unless ``MALLOC_ARENA_MAX`` is already set.
+def bound_memory() -> None:
+    """Cap GDAL's block cache at 256 MB and glibc's malloc arenas at 2 in this process (and, through the
+    environment, in its workers and build children), unless ``GDAL_CACHEMAX``/``MALLOC_ARENA_MAX`` are set.
 
-    Why: each request thread that allocates big numpy arrays gets its own arena, and glibc keeps their
-    freed memory; under 8 concurrent map clients that was ~0.3 GB of the server's peak RSS, for no
-    measurable speed (docs/benchmarks.md, tile-server memory). glibc reads the variable only at start,
-    so this process sets its own limit with ``mallopt`` before any request thread exists.
+    Why: GDAL's default cache is 5 % of the RAM (1.2 GB here), and each request thread that allocates big
+    numpy arrays gets its own malloc arena whose freed memory glibc keeps. Under 8 concurrent map clients
+    the two together took the server's peak RSS from ~0.9 GB to 1.7 GB (docs/benchmarks.md, tile-server
+    memory). glibc reads its variable only at start, so this process sets its own limit with ``mallopt``
+    before any request thread exists; GDAL reads its own at the first raster read, which comes later.
     """
+    os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB)
     if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
         return
     os.environ["MALLOC_ARENA_MAX"] = MALLOC_ARENAS
@@ -93,7 +96,7 @@ def limit_malloc_arenas() -> None:
 def serve(catalog: str | None, host: str, port: int, workers: int = 1, token: str | None = None) -> None:
     import uvicorn
 
-    limit_malloc_arenas()
+    bound_memory()
 
     if catalog:
         os.environ["FLAIR_VIZ_CATALOG"] = str(Path(catalog).resolve())
