@@ -8,7 +8,6 @@ argmax. The tile server must show exactly that class's palette colour there.
 from __future__ import annotations
 
 import shutil
-import threading
 
 import morecantile
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 from flair_viz.core import classes, raster
-from flair_viz.predict import cards, live, models
+from flair_viz.predict import cards, models
 from flair_viz.predict import tiles as predict_tiles
 from tests.helpers import app_client, centre_tile, decode_png, tile_to_raster
 from tests.model_fixtures import FLAIR_MEAN, FLAIR_STD, make_model
@@ -185,21 +184,3 @@ def test_models_and_device_endpoints(client):
     listed = {m["id"]: m for m in client.get("/models").json()}
     assert listed["demo-unet-r18"]["demo"] is True
     assert client.get("/device").json() == {"device": models.device_name()}
-
-
-def test_batcher_runs_pending_tiles_together(pixel_model):
-    loaded = models.load_model("pix")
-    batcher = live.TileBatcher(max_wait_s=0.5, max_batch=8)
-    rng = np.random.default_rng(0)
-    xs = [rng.normal(size=(5, 64, 64)).astype(np.float32) for _ in range(4)]
-    out: dict[int, np.ndarray] = {}
-    threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, batcher.submit(loaded, xs[i]))) for i in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert batcher.batch_sizes == [4]
-    for i, x in enumerate(xs):
-        with torch.inference_mode():
-            want = torch.softmax(pixel_model.conv(torch.from_numpy(x[None])), 1)[0].numpy()
-        np.testing.assert_allclose(out[i], want, atol=1e-6)

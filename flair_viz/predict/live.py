@@ -6,8 +6,7 @@ blended). At coarser zooms the model would have to see resampled pixels, which i
 so the tile is cut from a batch prediction of the whole scene (IGN sliding window, cached as a COG).
 
 Live tiles that arrive together (a viewport loading) are predicted as one region that shares its
-context margin (:mod:`flair_viz.predict.viewport`), answered tile by tile as their pixels are done;
-:class:`TileBatcher` batches same-shaped inputs into one forward pass for callers that have them.
+context margin (:mod:`flair_viz.predict.viewport`), answered tile by tile as their pixels are done.
 Scene predictions run one at a time per process, so the server's memory is bounded. Results are cached in memory (LRU) and on
 disk, keyed by model checksum, dataset, file stamp and tile. The router is :mod:`flair_viz.predict.tiles`.
 """
@@ -16,10 +15,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import queue
 import threading
-import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,67 +39,6 @@ _uncertainties = uncertainties  # the name callers used before the viewport modu
 LIVE_MAX_RATIO = 3.0  # tile pixel / raster pixel (ground size): up to this, run the model on native pixels
 CONTEXT_PX = inference.MARGIN  # source pixels of context read around a live tile, as in zone detection
 ALIGN = viewport.ALIGN
-
-
-# -- batching -----------------------------------------------------------------------------------
-class TileBatcher:
-    """One worker thread that gathers pending tile inputs for ``max_wait_s`` and runs them as one batch.
-
-    Inputs of the same model and shape share a forward pass; the per-model :class:`inference.Forward`
-    is kept, so a CUDA OOM back-off sticks. ``batch_sizes`` records what ran (for tests and benchmarks).
-    """
-
-    def __init__(self, max_wait_s: float = 0.015, max_batch: int = 8) -> None:
-        self.max_wait_s = max_wait_s
-        self.max_batch = max_batch
-        self.batch_sizes: list[int] = []
-        self._q: queue.Queue = queue.Queue()
-        self._forwards: dict[tuple, inference.Forward] = {}
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, loaded: models.LoadedModel, x: np.ndarray) -> np.ndarray:
-        """Probabilities (19, h, w) for one normalised input (C, h, w); blocks until its batch has run."""
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="flair-viz-tile-batcher", daemon=True)
-                self._thread.start()
-        fut: Future = Future()
-        self._q.put((loaded, x, fut))
-        return fut.result()
-
-    def _run(self) -> None:
-        while True:
-            items = [self._q.get()]
-            deadline = time.monotonic() + self.max_wait_s
-            while len(items) < self.max_batch:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    items.append(self._q.get(timeout=left))
-                except queue.Empty:
-                    break
-            groups: dict[tuple, list] = {}
-            for it in items:
-                groups.setdefault((it[0].key, it[1].shape), []).append(it)
-            for group in groups.values():
-                loaded = group[0][0]
-                try:
-                    fwd = self._forwards.setdefault(loaded.key, inference.Forward(loaded, self.max_batch))
-                    out = fwd(np.stack([g[1] for g in group]))
-                    self.batch_sizes.append(len(group))
-                    for g, p in zip(group, out):
-                        g[2].set_result(p)
-                except BaseException as exc:  # noqa: BLE001 - hand every error to the waiting requests
-                    for g in group:
-                        if not g[2].done():
-                            g[2].set_exception(exc)
-
-
-# Tunable per deployment: a GPU wants bigger batches; the wait bounds the latency a batch can add.
-BATCHER = TileBatcher(max_wait_s=float(os.environ.get("FLAIR_VIZ_TILE_WAIT_MS", "15")) / 1000,
-                      max_batch=int(os.environ.get("FLAIR_VIZ_TILE_BATCH", "8")))
 
 
 # -- caches -------------------------------------------------------------------------------------
