@@ -135,7 +135,7 @@ else:
                 common.render_map(m, key=f"panel-{scene.image.id}-{name}", height=420)
 
 if model_ids:
-    device = common.guarded(lambda: common.server_device(base))
+    device = common.guarded(lambda: common.server_device(base, model_ids[0]))
     if device:
         device_slot.caption(f"Inference device: **{device}**")
 

@@ -184,3 +184,7 @@ def test_models_and_device_endpoints(client):
     listed = {m["id"]: m for m in client.get("/models").json()}
     assert listed["demo-unet-r18"]["demo"] is True
     assert client.get("/device").json() == {"device": models.device_name()}
+    # with a model: the engine it runs with here (tests run torch; `auto` would pick a CPU engine)
+    got = client.get("/device", params={"model": "demo-unet-r18"}).json()
+    assert got == {"device": models.device_name(), "engine": models.load_model("demo-unet-r18").engine}
+    assert client.get("/device", params={"model": "no-such-model"}).status_code == 404

@@ -68,10 +68,14 @@ def server_models(base: str) -> list[dict]:
     return fetch_json(base, "/models", timeout=60)
 
 
-@st.cache_data(ttl=300, show_spinner=False)
-def server_device(base: str) -> str:
-    """The device the tile server predicts on (GPU name or "CPU"); the UI itself never loads torch."""
-    return fetch_json(base, "/device", timeout=60)["device"]
+@st.cache_data(ttl=60, show_spinner=False)
+def server_device(base: str, model_id: str | None = None) -> str:
+    """The device the tile server predicts on (GPU name or "CPU"), and with a model the engine it runs
+    with (``auto`` may move to a faster one once measured, hence the short cache); the UI never loads torch."""
+    from urllib.parse import quote
+
+    info = fetch_json(base, "/device" + (f"?model={quote(model_id)}" if model_id else ""), timeout=120)
+    return f"{info['device']} · engine {info['engine']}" if "engine" in info else info["device"]
 
 
 @st.cache_data(max_entries=64, show_spinner="Scoring cells on the tile server…")

@@ -110,8 +110,11 @@ class ModelsRouter:
             return [c.to_json() for c in cards.list_cards()]
 
         @self.router.get("/device")
-        def device() -> dict:
-            return {"device": models.device_name()}
+        def device(model: str | None = None) -> dict:
+            """The device; with ``?model=ID`` also the engine that model runs with here (what ``auto`` chose)."""
+            if model is None:
+                return {"device": models.device_name()}
+            return {"device": models.device_name(), "engine": models.load_model(cards.get_card(model)).engine}
 
 
 @define

@@ -30,5 +30,7 @@ def test_explore_shows_aerial_and_truth_tiles_offline(live_app, page_and_traffic
     assert traffic.good_tiles("/datasets/MSK_"), "no ground-truth tiles loaded"
     assert len(traffic.good_tiles("/predict/demo-unet-r18/")) >= 4, "live prediction tiles did not load"
     assert page.get_by_text("is a DEMO model").count() >= 1  # the demo model is labelled as such
+    # the sidebar names the device and the engine the server runs the model with (the e2e server runs torch)
+    page.get_by_text("engine torch").first.wait_for(timeout=60_000)
     assert all(size > 0 for _, status, size in good)
     assert traffic.foreign() == [], f"requests left the machine: {traffic.foreign()[:5]}"
