@@ -44,7 +44,6 @@ CPU_EXACT = ("openvino", "onnx")  # fp32: torch's classes up to float rounding; 
 REDUCED = ("openvino-bf16", "onnx-int8")  # used by auto only with a recorded held-out agreement
 AUTO = "auto"
 MIN_AGREEMENT = 0.98
-INT8_MIN_AGREEMENT = MIN_AGREEMENT  # the name before bf16 joined int8
 CALIBRATION_WINDOWS = 2
 WINDOW = 512
 
@@ -120,11 +119,6 @@ def reduced_wanted(card: ModelCard, checksum: str) -> list[str]:
     return out
 
 
-def int8_wanted(card: ModelCard, checksum: str) -> bool:
-    """Whether any reduced-precision build is still wanted (see :func:`reduced_wanted`)."""
-    return bool(reduced_wanted(card, checksum))
-
-
 # -- calibration images ------------------------------------------------------------------------------
 def calibration_images() -> list[Path]:
     """Real aerial patches: ``$FLAIR_VIZ_CALIBRATION`` (folder or glob) or the demo FLAIR patches, sorted."""
@@ -180,18 +174,22 @@ def pixel_agreement(module: Any, runner: Any, windows: list[np.ndarray], referen
     return same / total
 
 
-def _record_path(card: ModelCard, checksum: str, engine: str = "onnx-int8") -> Path:
+def graph_path(card: ModelCard, checksum: str, engine: str) -> Path:
+    """The cached graph a CPU engine runs: the int8 one for onnx-int8, the one fp32 export for the others."""
+    return onnx_engine.model_path(card, checksum, "int8" if engine == "onnx-int8" else "fp32")
+
+
+def _record_path(card: ModelCard, checksum: str, engine: str) -> Path:
     if engine == "onnx-int8":
-        return onnx_engine.model_path(card, checksum, "int8").with_suffix(".agreement.json")
-    return onnx_engine.model_path(card, checksum, "fp32").with_suffix(f".{engine}.agreement.json")
+        return graph_path(card, checksum, engine).with_suffix(".agreement.json")
+    return graph_path(card, checksum, engine).with_suffix(f".{engine}.agreement.json")
 
 
-def agreement_record(card: ModelCard, checksum: str, engine: str = "onnx-int8") -> dict | None:
+def agreement_record(card: ModelCard, checksum: str, engine: str) -> dict | None:
     """What a reduced-precision engine's build measured (agreement with torch fp32 on held-out images), if
     built; an OpenVINO record of another OpenVINO version does not count (its kernels may round otherwise)."""
     path = _record_path(card, checksum, engine)
-    graph = onnx_engine.model_path(card, checksum, "int8" if engine == "onnx-int8" else "fp32")
-    if not (path.exists() and graph.exists()):
+    if not (path.exists() and graph_path(card, checksum, engine).exists()):
         return None
     try:
         record = json.loads(path.read_text())
@@ -236,8 +234,7 @@ def runner(card: ModelCard, module: Any, checksum: str, engine: str):
 def torch_free_runner(card: ModelCard, checksum: str, engine: str, asked: str):
     """The runner of a cached graph without importing torch (built in a child process if missing), or None
     when ``auto`` must fall back to torch (the build failed: warned) or torch is loaded anyway."""
-    kind = "int8" if engine == "onnx-int8" else "fp32"
-    path = onnx_engine.model_path(card, checksum, kind)
+    path = graph_path(card, checksum, engine)
     ready = path.exists() and (exact(engine) or agreement_record(card, checksum, engine) is not None)
     if not ready and engine == "openvino-bf16" and path.exists() and not onnx_engine.build_here():
         return _bf16_without_torch(card, checksum, path)

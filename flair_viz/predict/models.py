@@ -164,8 +164,8 @@ def load_model(card: ModelCard | str, device: str | None = None, engine: str | N
                             _drop_superseded(key)
                         _model_cache[key] = loaded
             if runner is not None:
-                if asked == engines.AUTO and engines.exact(chosen) and engines.reduced_wanted(card, digest):
-                    _build_reduced_later(card, device)
+                if asked == engines.AUTO and chosen in engines.CPU_EXACT:
+                    _build_reduced_later(card, digest, device)
                 return loaded
     from flair_viz.predict import checkpoints  # imports torch
 
@@ -185,8 +185,8 @@ def load_model(card: ModelCard | str, device: str | None = None, engine: str | N
             module = module.to(memory_format=torch.channels_last)
         loaded = LoadedModel(card=card, module=module, device=dev, checksum=digest, engine=used, runner=runner)
         _model_cache[key] = loaded
-    if asked == engines.AUTO and used != "torch" and engines.exact(used) and engines.reduced_wanted(card, digest):
-        _build_reduced_later(card, device)
+    if asked == engines.AUTO and used in engines.CPU_EXACT:
+        _build_reduced_later(card, digest, device)
     return loaded
 
 
@@ -206,9 +206,10 @@ def _drop_superseded(key: tuple[str, str, str, str]) -> None:
 reduced_builds: dict[tuple[str, str], threading.Thread] = {}  # (card id, checksum) -> background build
 
 
-def _build_reduced_later(card: ModelCard, device: str | None) -> None:
+def _build_reduced_later(card: ModelCard, checksum: str, device: str | None) -> None:
     """Build the faster reduced-precision engines (bf16, int8) and their agreement records in the
-    background, once per checkpoint, fastest first, stopping at the first that qualifies.
+    background, once per checkpoint, fastest first, stopping at the first that qualifies; nothing when
+    none is wanted (:func:`engines.reduced_wanted`: measured already, or ``FLAIR_VIZ_INT8_BUILD=0``).
 
     ``auto`` then switches to it for this card on later loads if its record shows >= 98 % agreement
     with torch, so users get the fastest engine that keeps torch's classes without knowing about it.
@@ -228,7 +229,7 @@ def _build_reduced_later(card: ModelCard, device: str | None) -> None:
                 return
 
     with _model_lock:
-        key = (card.id, resolve_checkpoint(card)[1])
+        key = (card.id, checksum)
         if key in reduced_builds or not engines.reduced_wanted(card, key[1]):
             return
         reduced_builds[key] = threading.Thread(target=build, name=f"reduced-build-{card.id}", daemon=True)
