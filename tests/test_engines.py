@@ -277,3 +277,21 @@ def test_cpu_process_qualifies_bf16_without_importing_torch(tmp_path):
     _, held, _ = engines.split_windows(ref.card)
     bf16 = engines.open_runner("openvino-bf16", ref.runner.path)
     assert value == pytest.approx(engines.pixel_agreement(ref.module, bf16, held), abs=0.005)
+
+
+def test_openvino_keeps_one_static_plan_per_shape_and_at_most_shapes_plans():
+    """Each input shape runs its own static-shape plan (less memory than one dynamic plan); older plans are
+    dropped past SHAPES, and a shape planned again gives the same numbers as its first plan did."""
+    loaded = models.load_model(DEMO, "cpu", "openvino")
+    runner = loaded.runner
+    x = inference.normalise(loaded.card, raster.read(_patch().path))[None]
+    crops = [x[..., :512, :512], x[..., :256, :384], x[..., :320, :256]]
+    first = [runner.stats(c) for c in crops]
+    assert runner.shapes() == [c.shape for c in crops[-openvino_engine.SHAPES:]]
+    again = runner.stats(crops[0])  # its plan was dropped: planned again
+    assert runner.shapes()[-1] == crops[0].shape and len(runner.shapes()) == openvino_engine.SHAPES
+    for got, ref in zip(again, first[0]):
+        np.testing.assert_array_equal(got, ref)
+    # a crop's classes are the full patch's away from the crop's edges (the same graph, only the shape differs)
+    inner = np.s_[64:192, 64:320]
+    assert (first[1][0][0][inner] == first[0][0][0][:256, :384][inner]).mean() > 0.97

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from flair_viz.core.errors import InvalidInput, InvalidModel, Misconfigured
@@ -34,12 +35,19 @@ def cpu_only(name: str | None = None) -> bool:
     machine (no ``libcuda``, no ``/dev/nvidiactl``, not macOS, where MPS may exist): torch could not
     see a GPU either.
     """
-    import ctypes.util
-    import sys
-
     name = name or os.environ.get("FLAIR_VIZ_DEVICE") or None
     if name:
         return name == "cpu"
+    return _no_gpu_driver()
+
+
+@lru_cache(maxsize=1)
+def _no_gpu_driver() -> bool:
+    """Looked up once per process: ``find_library`` runs gcc and ld in subprocesses (about 8 ms), and
+    every live tile request loads its model, so an uncached check cost a 12-tile viewport ~0.1 s."""
+    import ctypes.util
+    import sys
+
     return sys.platform != "darwin" and not os.path.exists("/dev/nvidiactl") and ctypes.util.find_library("cuda") is None
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from flair_viz.predict import onnx_engine
 
 OV_FIX = "install it with `.venv/bin/pip install openvino==2026.4.1`, or use --engine onnx"
 PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
-REQUESTS = 2  # concurrent inferences per model: the live-region worker and one scene prediction
+REQUESTS = 2  # concurrent inferences per plan: the live-region worker and one scene prediction
+SHAPES = 2  # static-shape plans kept per model: a viewport's chunk shape and a lone tile's, or a scene's windows
 
 
 def ov():
@@ -90,12 +92,15 @@ class OpenVinoRunner:
     """Softmax probabilities (N, classes, H, W) float32 for normalised float32 inputs (N, C, H, W), or
     their per-pixel summaries (:meth:`stats`); thread-safe. The softmax is appended to the graph
     (``gives_proba``): fused, it costs a tenth of numpy's. Outputs are computed together; only those
-    asked for are copied out of the request's buffers (which OpenVINO allocates once per shape).
+    asked for are copied out of the request's buffers.
 
-    One compiled model and at most ``REQUESTS`` infer requests, lent to calling threads one at a time
-    (a request is not shareable, and each keeps the buffers of its last input shape: one per request
-    thread would grow a tile server's memory with its thread pool). Inputs of a new shape cost a one-off
-    re-plan of ~0.1–0.3 s; the viewport keeps its chunk shapes few for that reason.
+    Each input shape gets its own *static* plan (the graph reshaped to that shape, then compiled: about
+    0.2 s). Why not one dynamic-shape model: OpenVINO's CPU plugin packs a static graph's intermediate
+    buffers with its memory solver, but gives a dynamic one fresh buffers per tensor, so a static plan
+    needs 35–50 % less memory for the same input (a 5 Mpx chunk: about 1.2 GB instead of 2 GB,
+    docs/benchmarks.md), which is what lets a viewport be one large region. At most ``SHAPES`` plans are
+    kept (least recently used first out), each with at most ``REQUESTS`` infer requests lent to calling
+    threads one at a time (a request is not shareable, and it holds its plan's buffers).
     """
 
     gives_proba = True
@@ -103,35 +108,46 @@ class OpenVinoRunner:
     def __init__(self, path: Path, engine: str) -> None:
         self.path = path
         self.engine = engine
-        config = {"INFERENCE_PRECISION_HINT": PRECISION[engine], "INFERENCE_NUM_THREADS": onnx_engine.threads(),
-                  "PERFORMANCE_HINT": "LATENCY"}
+        self.config = {"INFERENCE_PRECISION_HINT": PRECISION[engine], "INFERENCE_NUM_THREADS": onnx_engine.threads(),
+                       "PERFORMANCE_HINT": "LATENCY"}
         ov()  # the named error when openvino is not installed, even if an earlier call cached a Core
         try:
-            self.compiled = _core().compile_model(_with_outputs(_core().read_model(str(path))), "CPU", config)
+            self.model = _with_outputs(_core().read_model(str(path)))
+            self.compiled = _core().compile_model(self.model, "CPU", self.config)  # checks the graph compiles
         except Exception as exc:  # noqa: BLE001 - a damaged cache file: remove it so the next load re-exports
             atomic.discard(path)
             raise InvalidModel(f"OpenVINO could not load the cached model {path.name} ({str(exc)[:200]}); "
                                "it was removed", "retry: the model is exported again, or use --engine onnx") from None
-        self._free: queue.LifoQueue = queue.LifoQueue()
-        self._made = 0
+        del self.compiled  # the dynamic plan was only a check; plans are per shape (see the class docstring)
+        self._plans: OrderedDict[tuple[int, ...], _Plan] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _request(self):
-        try:
-            return self._free.get_nowait()
-        except queue.Empty:
-            with self._lock:
-                make = self._made < REQUESTS
-                self._made += make
-            return self.compiled.create_infer_request() if make else self._free.get()
+    def _plan(self, shape: tuple[int, ...]) -> _Plan:
+        with self._lock:
+            plan = self._plans.pop(shape, None)
+            if plan is None:
+                model = self.model.clone()
+                model.reshape({model.inputs[0]: list(shape)})
+                plan = _Plan(_core().compile_model(model, "CPU", self.config))
+            self._plans[shape] = plan  # most recently used last
+            while len(self._plans) > SHAPES:
+                self._plans.popitem(last=False)  # requests in use keep their plan alive until they finish
+            return plan
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        """Input shapes with a plan, least recently used first (for tests and benchmarks)."""
+        with self._lock:
+            return list(self._plans)
 
     def _infer(self, x: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
-        req = self._request()
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        plan = self._plan(tuple(x.shape))
+        req = plan.request()
         try:
-            req.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+            req.infer({0: x})
             return [np.array(req.get_tensor(name).data, copy=True) for name in names]  # buffers are reused
         finally:
-            self._free.put(req)
+            plan.free.put(req)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self._infer(x, ("proba",))[0]
@@ -140,3 +156,22 @@ class OpenVinoRunner:
         """(argmax model channel int32, top-1 − top-2 gap, entropy in nats), each (N, H, W)."""
         idx, gap, ent = self._infer(x, ("argmax", "gap", "entropy"))
         return idx, gap, ent
+
+
+class _Plan:
+    """One compiled static-shape graph and the infer requests made from it (at most ``REQUESTS``)."""
+
+    def __init__(self, compiled) -> None:
+        self.compiled = compiled
+        self.free: queue.LifoQueue = queue.LifoQueue()
+        self._made = 0
+        self._lock = threading.Lock()
+
+    def request(self):
+        try:
+            return self.free.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                make = self._made < REQUESTS
+                self._made += make
+            return self.compiled.create_infer_request() if make else self.free.get()

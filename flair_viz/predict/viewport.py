@@ -5,7 +5,7 @@ A live tile alone reads its native pixels plus a 128 px margin on every side, so
 viewport loading) are gathered for a few milliseconds, grouped by model, dataset and zoom, split into
 groups of touching tiles, and each group is predicted as one region: the union of its tiles' pixels
 plus one margin around the whole, cut into a few large chunks (each with its own margin, because
-memory is bounded per forward pass: ``FLAIR_VIZ_REGION_MPX`` input megapixels, default 2.5). No tile pays its margin twice, and tiles are answered as soon
+memory is bounded per forward pass: ``FLAIR_VIZ_REGION_MPX`` input megapixels, default 3). No tile pays its margin twice, and tiles are answered as soon
 as the chunks under them are done, so the first rows of a viewport appear before the last ones.
 
 One worker thread runs one region at a time: memory is bounded by one chunk's forward pass plus the
@@ -91,11 +91,12 @@ def _pieces(start: int, stop: int, n: int) -> list[tuple[int, int]]:
 
 
 def region_mpx() -> float:
-    """Input megapixels one forward pass may take (``FLAIR_VIZ_REGION_MPX``, default 2.5): the memory bound.
+    """Input megapixels one forward pass may take (``FLAIR_VIZ_REGION_MPX``, default 3): the memory bound.
 
-    2.5 rather than more: bigger chunks save margin pixels but run slower per pixel on a CPU, so a 12-tile
-    viewport took the same time with 2.5 or 5 (docs/benchmarks.md), and the server stays smaller."""
-    return float(os.environ.get("FLAIR_VIZ_REGION_MPX", "2.5"))
+    3 rather than more: a 12-tile z18 viewport is then two chunks, and OpenVINO's static-shape plans keep a
+    3 Mpx chunk under 0.8 GB (a dynamic-shape plan took 0.9 GB for 2.1 Mpx); one 5 Mpx chunk saves ~10 %
+    of the pixels but costs ~1.3 GB (docs/benchmarks.md)."""
+    return float(os.environ.get("FLAIR_VIZ_REGION_MPX", "3"))
 
 
 def _padded(n: int) -> int:
