@@ -57,9 +57,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(cmd: list[str], health: str, env: dict | None = None, timeout: float = 60) -> subprocess.Popen:
+def start(cmd: list[str], health: str, env: dict | None = None, timeout: float = 60,
+          spawned=None) -> subprocess.Popen:
+    """Start a server and wait for its health URL; ``spawned(proc)`` is called as soon as it exists."""
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if spawned is not None:
+        spawned(proc)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -206,8 +206,15 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"  # loopback only, always
         engine = ["--engine", args.engine] if args.engine else []
+        boot: list[RssSampler] = []  # from the spawn to the first answer: a first start exports engines then
+
+        def sample_boot(proc) -> None:
+            boot.append(RssSampler(proc.pid))
+            boot[0].start()
+
         server = start([python(), "-m", "flair_viz", "serve", "--port", str(port), "--catalog", args.catalog, *engine],
-                       f"{base}/healthz", env={**env, "FLAIR_VIZ_TOKEN": ""})
+                       f"{base}/healthz", env={**env, "FLAIR_VIZ_TOKEN": ""}, timeout=180, spawned=sample_boot)
+        boot[0].stop()
         sampler = RssSampler(server.pid)
         try:
             rss_start = sampler.rss()
@@ -231,6 +238,8 @@ def main() -> None:
             "engine": args.engine or os.environ.get("FLAIR_VIZ_ENGINE") or "auto",
             "ort_arena": os.environ.get("FLAIR_VIZ_ORT_ARENA", "0"), "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"), "cache": "warm" if args.warm else "empty at start",
             "engine_cache": args.engine_cache,
+            "rss_boot_peak_mb": max([b for _, b in boot[0].samples] + [0]) * mb,
+            "boot_s": (boot[0].samples[-1][0] - boot[0].samples[0][0]) if boot[0].samples else 0.0,
             "rss_start_mb": rss_start * mb, "rss_peak_mb": max(first + second + [rss_start, rss_end]) * mb,
             "rss_peak_first_half_mb": max(first) * mb, "rss_peak_second_half_mb": max(second) * mb,
             "rss_end_mb": rss_end * mb, "rss_samples_mb": [b * mb for _, b in sampler.samples], "machine": f"{psutil.cpu_count()} CPU(s), {psutil.virtual_memory().total * mb / 1024:.0f} GiB"}
@@ -242,7 +251,8 @@ def main() -> None:
           f"throughput {res['tiles_per_s']:.1f} tiles/s over {res['wall_s']:.1f} s")
     print(f"server RSS start {res['rss_start_mb']:.0f} MB  peak {res['rss_peak_mb']:.0f} MB (first half of the run "
           f"{res['rss_peak_first_half_mb']:.0f} MB, second half {res['rss_peak_second_half_mb']:.0f} MB)  "
-          f"end {res['rss_end_mb']:.0f} MB")
+          f"end {res['rss_end_mb']:.0f} MB; before serving (start-up, {res['boot_s']:.1f} s) peak "
+          f"{res['rss_boot_peak_mb']:.0f} MB")
     for e in res["error_samples"]:
         print(f"error: {e}")
     if args.json:

@@ -295,3 +295,38 @@ def test_openvino_keeps_one_static_plan_per_shape_and_at_most_shapes_plans():
     # a crop's classes are the full patch's away from the crop's edges (the same graph, only the shape differs)
     inner = np.s_[64:192, 64:320]
     assert (first[1][0][0][inner] == first[0][0][0][:256, :384][inner]).mean() > 0.97
+
+
+def test_serve_exports_the_cpu_engine_before_it_answers(tmp_path):
+    """A first start exports each card's graph (a child importing torch) before binding, so that child
+    never runs beside a serving process; the server itself stays torch-free and serves live tiles."""
+    from tests.helpers import start_server, stop_server
+
+    cache = tmp_path / "cache"
+    env = {"FLAIR_VIZ_CACHE": str(cache), "FLAIR_VIZ_DATA": str(tmp_path / "data"), "FLAIR_VIZ_ENGINE": "openvino",
+           "FLAIR_VIZ_DEVICE": "cpu", "FLAIR_VIZ_INT8_BUILD": "0"}
+    proc, url = start_server(env=env, log=tmp_path / "log.txt")
+    try:
+        graphs = list((cache / "onnx").glob(f"{DEMO}.*.fp32.onnx"))
+        assert len(graphs) == 1  # there when /healthz first answered: nothing had asked for a tile yet
+        t = centre_tile(_patch().path, 18)
+        import httpx
+
+        r = httpx.get(f"{url}/datasets/{PATCH}/predict/{DEMO}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png", timeout=120)
+        assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
+        assert list((cache / "onnx").glob(f"{DEMO}.*.fp32.onnx")) == graphs  # served from it, not exported again
+    finally:
+        stop_server(proc)
+    assert "Preparing the openvino engine of demo-unet-r18" in (tmp_path / "log.txt").read_text()
+
+
+def test_prepare_skips_torch_and_graphs_already_there(monkeypatch):
+    monkeypatch.setenv("FLAIR_VIZ_DEVICE", "cpu")
+    monkeypatch.setenv("FLAIR_VIZ_ENGINE", "torch")
+    assert models.prepare_cpu_engines(say=lambda _: None) == []
+    monkeypatch.setenv("FLAIR_VIZ_ENGINE", "onnx")
+    said: list[str] = []
+    monkeypatch.setattr(onnx_engine, "build_here", lambda: False)
+    built = models.prepare_cpu_engines(say=said.append)
+    assert DEMO in built and any(DEMO in line for line in said)
+    assert models.prepare_cpu_engines(say=said.append) == []  # exported once, never again

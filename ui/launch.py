@@ -48,8 +48,8 @@ def main() -> None:
     proc = start_tile_server()
     warm_imports()
     if proc is not None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not is_up(config.tile_server_url()):
+        deadline = time.monotonic() + 120  # a first start exports the CPU engines before it binds
+        while time.monotonic() < deadline and proc.poll() is None and not is_up(config.tile_server_url()):
             time.sleep(0.1)
     from streamlit.web import cli as stcli
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -196,6 +197,42 @@ def load_model(card: ModelCard | str, device: str | None = None, engine: str | N
     if asked == engines.AUTO and used in engines.CPU_EXACT:
         _build_reduced_later(card, digest, device)
     return loaded
+
+
+def prepare_cpu_engines(budget_s: float = 90.0, say: Callable[[str], None] = print) -> list[str]:
+    """Export the graph each model card will run from on this CPU, before a tile server serves anything;
+    the IDs of the cards it exported.
+
+    Why: the one-off export runs in a child process that imports torch (~1.1 GB RSS). Done lazily, at a
+    model's first live tile, it ran beside a serving process and took a first start's peak RSS to
+    ~1.9 GB; done before the server binds, the two never overlap. Only missing graphs are built, and none
+    is started ``budget_s`` after the first began: those are built on first use, as before. A card that
+    cannot be prepared is skipped with a warning; its tiles then name the problem.
+    """
+    import time
+    import warnings
+
+    from flair_viz.core.errors import FlairVizError
+    from flair_viz.predict import cards, engines, onnx_engine
+
+    if not cpu_only() or engines.requested() == "torch" or onnx_engine.build_here():
+        return []
+    built, start = [], time.monotonic()
+    for card in cards.list_cards():
+        if time.monotonic() - start > budget_s:
+            break
+        try:
+            _, digest = resolve_checkpoint(card)
+            engine = engines.choose(card, digest, "cpu")
+            if engine == "torch" or engines.graph_path(card, digest, engine).exists():
+                continue
+            say(f"Preparing the {engine} engine of {card.id} (a one-off export, a few seconds)...")
+            onnx_engine.build_elsewhere(card, engine)
+            built.append(card.id)
+        except FlairVizError as exc:
+            warnings.warn(f"{card.id} was not prepared ({exc.problem}); its first live tile will say why",
+                          stacklevel=2)
+    return built
 
 
 _auto_keys: set[tuple[str, str, str, str]] = set()  # cache keys that auto chose (torch-free CPU path)

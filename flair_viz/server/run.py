@@ -102,6 +102,9 @@ def serve(catalog: str | None, host: str, port: int, workers: int = 1, token: st
         os.environ["FLAIR_VIZ_CATALOG"] = str(Path(catalog).resolve())
     if token:
         os.environ["FLAIR_VIZ_TOKEN"] = token
+    from flair_viz.predict import models
+
+    models.prepare_cpu_engines(say=lambda line: print(line, file=sys.stderr, flush=True))  # before serving: see its doc
     if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("FLAIR_VIZ_TOKEN"):
         print(f"warning: serving on {host} without a token; anyone who can reach it can read the catalog's "
               "datasets. Set --token or FLAIR_VIZ_TOKEN.", file=sys.stderr)
@@ -110,7 +113,7 @@ def serve(catalog: str | None, host: str, port: int, workers: int = 1, token: st
 
 
 def ensure_running(url: str | None = None, catalog: str | os.PathLike[str] | None = None,
-                   wait_s: float = 30.0) -> str:
+                   wait_s: float = 120.0) -> str:
     """Start a local tile server in the background unless one already answers at ``url``."""
     url = url or config.tile_server_url()
     if is_up(url):
@@ -120,12 +123,14 @@ def ensure_running(url: str | None = None, catalog: str | os.PathLike[str] | Non
     if catalog:
         cmd += ["--catalog", str(catalog)]
     log = open(config.user_data_dir() / "tile-server.log", "ab")
-    subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True, cwd=config.REPO_ROOT)
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True, cwd=config.REPO_ROOT)
+    deadline = time.monotonic() + wait_s  # a first start exports the CPU engines before binding: seconds per model
+    while time.monotonic() < deadline and proc.poll() is None:
         if is_up(url):
             return url
         time.sleep(0.2)
+    if is_up(url):  # it exited because another server took the port meanwhile: that one answers
+        return url
     raise Misconfigured(f"The tile server did not start on {url}",
                         f"see {config.user_data_dir() / 'tile-server.log'}; is port {port} taken? "
                         "Set FLAIR_VIZ_TILE_PORT to another port")
