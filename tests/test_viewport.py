@@ -147,3 +147,48 @@ def test_one_scene_prediction_at_a_time(monkeypatch, tmp_path):
         list(pool.map(lambda d: live.scene_prediction(loaded, d), dss))
     paths = [live.scene_prediction(loaded, d) for d in dss]  # both done now: no new prediction
     assert peak[0] == 1 and all(p.exists() for pair in paths for p in pair)
+
+
+def _range(tiles: list[morecantile.Tile]) -> tuple[int, int, int, int]:
+    return min(t.x for t in tiles), min(t.y for t in tiles), max(t.x for t in tiles), max(t.y for t in tiles)
+
+
+def test_viewport_hint_predicts_the_shown_tiles_as_one_region(pix, scene):
+    """A map's first tile request carries the shown range: the whole range runs as one region (a browser
+    sends 6 requests at a time, so gathering alone would make several), the later requests wait for their
+    tile in it instead of queueing another, and every tile is exact."""
+    tiles = _block(scene, 3, 2)
+    hint = _range(tiles)
+    centre = tiles[1]  # a browser asks for the tile nearest the centre first
+    live.prediction(scene, "pix", Z, centre.x, centre.y, viewport_hint=hint)
+    results = _concurrently(scene, tiles)  # the other five: predicted ahead, or waited for
+    assert viewport.REGIONS.regions == [6]
+    assert len(pix.shapes) == 1  # one forward pass with one margin around the six
+    for t, res in zip(tiles, results):
+        clear, want = _expected(pix, scene, t)
+        assert res.live and clear.sum() > 15_000
+        np.testing.assert_array_equal(res.classes[clear], want)
+    live._writer.submit(lambda: None).result()  # tiles predicted ahead are written to the disk cache too
+    info = raster.describe(scene.path)
+    loaded = models.load_model("pix")
+    place = live._Place(loaded, scene, info, [1, 2, 3, 4, 5], live.file_version(scene.path), "WebMercatorQuad", Z)
+    assert all(place.disk(t.x, t.y).exists() for t in tiles)
+    assert live._INFLIGHT == {}
+
+
+def test_viewport_hint_is_ignored_when_it_misses_the_tile_and_bounded_when_huge(pix, scene):
+    tiles = _block(scene, 3, 1)
+    live.prediction(scene, "pix", Z, tiles[0].x, tiles[0].y, viewport_hint=_range(tiles[1:]))
+    assert viewport.REGIONS.regions == [1]  # a range without the asked tile says nothing about its view
+    around = live._around(500, 500, (0, 0, 10_000, 10_000))
+    cols, rows = live.MAX_VIEWPORT
+    assert len(around) == cols * rows - 1 and (500, 500) not in around
+    assert {x for x, _ in around} | {500} == set(range(496, 504)) and {y for _, y in around} | {500} == set(range(496, 504))
+    assert len(live._around(3, 3, (0, 0, 3, 3))) == 15  # a range at its corner: the range, not past it
+
+
+def test_viewport_query_is_checked(client):
+    base = "/datasets/IMG_000473/predict/demo-unet-r18/tiles/WebMercatorQuad/19/1/1.png"
+    r = client.get(f"{base}?viewport=5,5,1,1")
+    assert r.status_code == 400 and "viewport=5,5,1,1" in r.json()["detail"] and r.json()["fix"]
+    assert client.get(f"{base}?viewport=1,2,x,4").status_code == 422

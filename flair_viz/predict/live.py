@@ -16,8 +16,9 @@ from __future__ import annotations
 import io
 import math
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +154,24 @@ def _cached(key: tuple, disk: Path) -> TileResult | None:
     return result
 
 
-def prediction(ds: Dataset, model_id: str, z: int, x: int, y: int, tms_id: str = "WebMercatorQuad") -> TileResult:
-    """The prediction of one tile, from memory, disk, or by running the model (live or batch)."""
+Viewport = tuple[int, int, int, int]  # x0, y0, x1, y1: the tile range a map shows (inclusive)
+MAX_VIEWPORT = (8, 8)  # columns, rows of an announced viewport predicted ahead, around the asked tile
+
+_INFLIGHT: dict[tuple, Future] = {}  # tiles queued or being predicted: later requests wait for these
+_inflight_lock = threading.Lock()
+_writer = ThreadPoolExecutor(1, thread_name_prefix="flair-viz-tile-writer")  # disk cache writes, off the model
+
+
+def prediction(ds: Dataset, model_id: str, z: int, x: int, y: int, tms_id: str = "WebMercatorQuad",
+               viewport_hint: Viewport | None = None) -> TileResult:
+    """The prediction of one tile, from memory, disk, or by running the model (live or batch).
+
+    ``viewport_hint`` is the tile range the map shows (its tile URLs carry it). Why: a browser opens at
+    most 6 connections to a server, so a 12-tile viewport would arrive as two bursts of 6 and be
+    predicted as two regions, each paying its own margin. With the range, the first request queues the
+    whole viewport as one region (tiles not cached nor already queued; at most ``MAX_VIEWPORT``), and
+    the requests that follow wait for their tile in it.
+    """
     if ds.role != "image":
         raise InvalidInput(f"Dataset {ds.id} is a {ds.role} raster; predictions need an aerial image",
                            "use the catalog ID of an image (role image), e.g. IMG_000473")
@@ -164,9 +181,8 @@ def prediction(ds: Dataset, model_id: str, z: int, x: int, y: int, tms_id: str =
     indexes = inference.band_indexes(card, tuple(bands), ds.id)
     loaded = models.load_model(card)
     version = file_version(ds.path)
-    key = (loaded.checksum, loaded.engine, ds.id, version, tms_id, z, x, y)
-    disk = (config.cache_dir() / "predict-tiles" / loaded.results_tag / f"{ds.id}.{version}"
-            / tms_id / str(z) / str(x) / f"{y}.npz")
+    place = _Place(loaded, ds, info, indexes, version, tms_id, z)
+    key, disk = place.key(x, y), place.disk(x, y)
     result = _cached(key, disk)
     if result is not None:
         return result
@@ -174,11 +190,88 @@ def prediction(ds: Dataset, model_id: str, z: int, x: int, y: int, tms_id: str =
     if not _intersects(src_bounds, info.bounds):
         result = _empty()
     elif ratio <= LIVE_MAX_RATIO:
-        job = viewport.TileJob(loaded, ds, info, indexes, (loaded.key, ds.id, version, tms_id, z), x, y, tile_crs,
-                               tile_bounds, viewport.inner_window(info, src_bounds), Future())
-        result = TileResult(*viewport.REGIONS.submit(job), live=True)
+        result = TileResult(*_live(place, x, y, viewport_hint).result(), live=True)
+        if not disk.exists():  # a request's tile is on disk when it returns (tiles predicted ahead: written later)
+            atomic.write_bytes(disk, result.to_bytes())
+        return result
     else:
         result = _coarse(loaded, ds, tms_id, z, x, y)
     atomic.write_bytes(disk, result.to_bytes())
     RESULTS.put(key, result)
     return result
+
+
+@dataclass(frozen=True)
+class _Place:
+    """What the tiles of one model, dataset version and zoom share: their cache keys and jobs."""
+
+    loaded: models.LoadedModel
+    ds: Dataset
+    info: raster.RasterInfo
+    indexes: list[int]
+    version: str
+    tms_id: str
+    z: int
+
+    def key(self, x: int, y: int) -> tuple:
+        return (self.loaded.checksum, self.loaded.engine, self.ds.id, self.version, self.tms_id, self.z, x, y)
+
+    def disk(self, x: int, y: int) -> Path:
+        return (config.cache_dir() / "predict-tiles" / self.loaded.results_tag / f"{self.ds.id}.{self.version}"
+                / self.tms_id / str(self.z) / str(x) / f"{y}.npz")
+
+    def job(self, x: int, y: int, asked: bool) -> viewport.TileJob | None:
+        """The live job of a tile, or None where the tile misses the raster or is too coarse to run live."""
+        tile_crs, tile_bounds, src_bounds, ratio = _tile_geometry(self.info, self.tms_id, self.z, x, y)
+        if not _intersects(src_bounds, self.info.bounds) or ratio > LIVE_MAX_RATIO:
+            return None
+        group = (self.loaded.key, self.ds.id, self.version, self.tms_id, self.z)
+        return viewport.TileJob(self.loaded, self.ds, self.info, self.indexes, group, x, y, tile_crs, tile_bounds,
+                                viewport.inner_window(self.info, src_bounds), Future(), asked)
+
+
+def _around(x: int, y: int, hint: Viewport | None) -> list[tuple[int, int]]:
+    """The hinted range's tiles, at most ``MAX_VIEWPORT`` around (x, y); none unless it holds (x, y)."""
+    if hint is None or not (hint[0] <= x <= hint[2] and hint[1] <= y <= hint[3]):
+        return []
+    (cols, rows), (x0, y0, x1, y1) = MAX_VIEWPORT, hint
+    x0, y0 = max(x0, min(x - cols // 2, x1 - cols + 1)), max(y0, min(y - rows // 2, y1 - rows + 1))
+    return [(i, j) for j in range(y0, min(y1, y0 + rows - 1) + 1) for i in range(x0, min(x1, x0 + cols - 1) + 1)
+            if (i, j) != (x, y)]
+
+
+def _live(place: _Place, x: int, y: int, hint: Viewport | None) -> Future:
+    """The future of tile (x, y): the one already queued, or a new job queued with the hinted viewport's
+    tiles that are neither cached nor queued. Results are cached by each job's callback."""
+    key = place.key(x, y)
+    with _inflight_lock:
+        fut = _INFLIGHT.get(key)
+        if fut is not None:
+            return fut
+        hit = RESULTS.get(key)  # finished between the cache check and here
+        if hit is not None:
+            done: Future = Future()
+            done.set_result((hit.classes, hit.entropy, hit.margin))
+            return done
+        others = [(i, j) for i, j in _around(x, y, hint)
+                  if place.key(i, j) not in _INFLIGHT and RESULTS.get(place.key(i, j)) is None
+                  and not place.disk(i, j).exists()]
+        jobs = [j for j in [place.job(x, y, True)] + [place.job(i, k, False) for i, k in others] if j is not None]
+        for job in jobs:
+            _INFLIGHT[place.key(job.x, job.y)] = job.done
+            job.done.add_done_callback(partial(_store, place.key(job.x, job.y),
+                                               None if job.asked else place.disk(job.x, job.y)))
+    viewport.REGIONS.enqueue(jobs)
+    return jobs[0].done
+
+
+def _store(key: tuple, disk: Path | None, fut: Future) -> None:
+    """A finished job: in memory first, then out of the in-flight table (so no request misses both);
+    a tile predicted ahead (``disk`` given) is also written to the disk cache, off the model's thread."""
+    ok = fut.exception() is None
+    with _inflight_lock:
+        if ok:
+            RESULTS.put(key, TileResult(*fut.result(), live=True))
+        _INFLIGHT.pop(key, None)
+    if ok and disk is not None:
+        _writer.submit(lambda: disk.exists() or atomic.write_bytes(disk, TileResult(*fut.result(), live=True).to_bytes()))

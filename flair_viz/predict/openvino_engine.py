@@ -119,17 +119,22 @@ class OpenVinoRunner:
             raise InvalidModel(f"OpenVINO could not load the cached model {path.name} ({str(exc)[:200]}); "
                                "it was removed", "retry: the model is exported again, or use --engine onnx") from None
         del self.compiled  # the dynamic plan was only a check; plans are per shape (see the class docstring)
-        self._plans: OrderedDict[tuple[int, ...], _Plan] = OrderedDict()
+        self._plans: OrderedDict[tuple[tuple[int, ...], tuple[str, ...]], _Plan] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _plan(self, shape: tuple[int, ...]) -> _Plan:
+    def _plan(self, shape: tuple[int, ...], names: tuple[str, ...]) -> _Plan:
+        """The plan for an input shape that computes ``names``: a plan without the probabilities (what live
+        regions ask for) does not hold their 76 bytes a pixel of output buffer."""
+        outputs = ("proba", "argmax", "gap", "entropy") if "proba" in names else ("argmax", "gap", "entropy")
         with self._lock:
-            plan = self._plans.pop(shape, None)
+            plan = self._plans.pop((shape, outputs), None)
             if plan is None:
                 model = self.model.clone()
                 model.reshape({model.inputs[0]: list(shape)})
-                plan = _Plan(_core().compile_model(model, "CPU", self.config))
-            self._plans[shape] = plan  # most recently used last
+                kept = [r for r in model.get_results() if r.output(0).get_names() & set(outputs)]
+                plan = _Plan(_core().compile_model(ov().Model(kept, model.get_parameters(), "flair-viz"), "CPU",
+                                                   self.config))
+            self._plans[(shape, outputs)] = plan  # most recently used last
             while len(self._plans) > SHAPES:
                 self._plans.popitem(last=False)  # requests in use keep their plan alive until they finish
             return plan
@@ -137,11 +142,11 @@ class OpenVinoRunner:
     def shapes(self) -> list[tuple[int, ...]]:
         """Input shapes with a plan, least recently used first (for tests and benchmarks)."""
         with self._lock:
-            return list(self._plans)
+            return [shape for shape, _ in self._plans]
 
     def _infer(self, x: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        plan = self._plan(tuple(x.shape))
+        plan = self._plan(tuple(x.shape), names)
         req = plan.request()
         try:
             req.infer({0: x})

@@ -23,7 +23,7 @@ from titiler.core.factory import FactoryExtension, TilerFactory
 from flair_viz.core import classes
 from flair_viz.core.catalog import Catalog, Dataset
 from flair_viz.core.classtile import read_class_tile
-from flair_viz.core.errors import NotFound
+from flair_viz.core.errors import InvalidInput, NotFound
 from flair_viz.core.lru import LRU
 from flair_viz.predict import cards, live, models
 from flair_viz.predict.live import TILE, TileResult
@@ -63,9 +63,21 @@ def render_layer(result: TileResult, layer: str, truth: np.ndarray | None = None
     return _png(rgba)
 
 
+def parse_viewport(text: str | None) -> live.Viewport | None:
+    """``x0,y0,x1,y1`` (the tile range a map shows, as its tile URLs carry it) as ints, or None."""
+    if text is None:
+        return None
+    x0, y0, x1, y1 = (int(v) for v in text.split(","))
+    if x0 > x1 or y0 > y1:
+        raise InvalidInput(f"viewport={text} is not a tile range (x0,y0,x1,y1 with x0 <= x1 and y0 <= y1)",
+                           "send the range of tiles the map shows, or leave viewport out")
+    return x0, y0, x1, y1
+
+
 def prediction_png(catalog: Catalog, ds: Dataset, model_id: str, z: int, x: int, y: int, layer: str = "class",
-                   tms_id: str = "WebMercatorQuad") -> bytes:
-    """The PNG a map shows for one prediction tile; cached, so panning back costs a dictionary lookup."""
+                   tms_id: str = "WebMercatorQuad", viewport_hint: live.Viewport | None = None) -> bytes:
+    """The PNG a map shows for one prediction tile; cached, so panning back costs a dictionary lookup.
+    ``viewport_hint``: see :func:`flair_viz.predict.live.prediction` (it never changes the cache key)."""
     card = cards.get_card(model_id)  # an unknown model is answered first, whatever the layer
     truth = catalog.truth_of(ds) if layer == "error" else None
     if layer == "error" and truth is None:
@@ -76,7 +88,7 @@ def prediction_png(catalog: Catalog, ds: Dataset, model_id: str, z: int, x: int,
     png = PNGS.get(pkey)
     if png is not None:
         return png
-    result = live.prediction(ds, model_id, z, x, y, tms_id)
+    result = live.prediction(ds, model_id, z, x, y, tms_id, viewport_hint)
     truth_values = None
     if truth is not None:
         truth_values = read_class_tile(truth, tms_id, z, x, y, TILE)
@@ -134,6 +146,9 @@ class LivePredictionExtension(FactoryExtension):
             tileMatrixSetId: Annotated[Literal[tuple(default_tms.list())], PathParam()],  # noqa: N803 (titiler's name)
             z: int, x: int, y: int,
             layer: Annotated[Layer, Query(description="class, entropy, margin, or error (needs ground truth)")] = "class",
+            viewport: Annotated[str | None, Query(pattern=r"^\d{1,9},\d{1,9},\d{1,9},\d{1,9}$", description=(
+                "x0,y0,x1,y1: the tiles the map shows (Explore's maps add it), predicted with this one as one "
+                "region"))] = None,
         ) -> Response:
-            png = prediction_png(catalog, ds, model_id, z, x, y, layer, tileMatrixSetId)
+            png = prediction_png(catalog, ds, model_id, z, x, y, layer, tileMatrixSetId, parse_viewport(viewport))
             return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})

@@ -57,6 +57,7 @@ class TileJob:
     tile_bounds: tuple
     inner: tuple[int, int, int, int]  # (row0, col0, row1, col1) native pixels under the tile, no margin
     done: Future
+    asked: bool = True  # a request waits for it (False: a tile of an announced viewport, predicted ahead)
 
 
 def inner_window(info: raster.RasterInfo, src_bounds: tuple) -> tuple[int, int, int, int]:
@@ -128,6 +129,8 @@ def predict_region(jobs: list[TileJob], forward: inference.Forward) -> None:
     ent, mar = np.zeros_like(cls), np.zeros_like(cls)
     nr, nc = chunk_grid(r1 - r0, c1 - c0)
     chunks = [(a, b, c, d) for a, b in _pieces(r0, r1, nr) for c, d in _pieces(c0, c1, nc)]
+    if not all(j.asked for j in jobs):  # an announced viewport: the chunks under the tiles asked for run first
+        chunks.sort(key=lambda ch: _distance(ch, [j.inner for j in jobs if j.asked] or [first.inner]))
     pending = list(jobs)
     done_chunks: list[tuple[int, int, int, int]] = []
     m = CONTEXT_PX
@@ -148,6 +151,12 @@ def predict_region(jobs: list[TileJob], forward: inference.Forward) -> None:
         _resolve(j, (cls, ent, mar), (r0, c0))
 
 
+def _distance(chunk: tuple[int, int, int, int], inners: list[tuple[int, int, int, int]]) -> float:
+    """From a chunk's centre to the nearest tile a request waits for: those chunks run first."""
+    cr, cc = (chunk[0] + chunk[1]) / 2, (chunk[2] + chunk[3]) / 2
+    return min(math.hypot(cr - (i[0] + i[2]) / 2, cc - (i[1] + i[3]) / 2) for i in inners)
+
+
 def _covered(inner: tuple, chunks: list[tuple[int, int, int, int]]) -> bool:
     """Whether the done chunks cover a tile's pixels (chunks tile the region, so area decides)."""
     area = 0
@@ -161,9 +170,9 @@ def _resolve(job: TileJob, codes: tuple[np.ndarray, ...], origin: tuple[int, int
     sl = np.s_[r0 - origin[0]:r1 - origin[0], c0 - origin[1]:c1 - origin[1]]
     src_transform = window_transform(Window(c0, r0, c1 - c0, r1 - r0), job.info.transform)
     dst_transform = from_bounds(*job.tile_bounds, TILE, TILE)
-    if not job.done.done():
-        job.done.set_result(tuple(warp(np.ascontiguousarray(a[sl]), src_transform, job.info.crs, dst_transform,
-                                       job.tile_crs) for a in codes))
+    if not job.done.done():  # the three code rasters in one reprojection: one GDAL transformer, not three
+        warped = warp(np.stack([a[sl] for a in codes]), src_transform, job.info.crs, dst_transform, job.tile_crs)
+        job.done.set_result(tuple(warped))
 
 
 # -- reading and coding (shared with the coarse path in live.py) --------------------------------
@@ -190,8 +199,9 @@ def uncertainties(proba: np.ndarray, n_classes: int, valid: np.ndarray) -> tuple
 
 
 def warp(src: np.ndarray, src_transform, src_crs, dst_transform, dst_crs) -> np.ndarray:
-    """A code raster onto the tile grid, nearest: classes are never blended."""
-    out = np.zeros((TILE, TILE), np.uint8)
+    """A code raster (rows, cols), or a stack of them (n, rows, cols), onto the tile grid, nearest: classes
+    are never blended."""
+    out = np.zeros((*src.shape[:-2], TILE, TILE), np.uint8)
     reproject(src, out, src_transform=src_transform, src_crs=src_crs, src_nodata=0, dst_transform=dst_transform,
               dst_crs=dst_crs, dst_nodata=0, resampling=Resampling.nearest)
     return out
@@ -230,24 +240,31 @@ class RegionBatcher:
 
     def submit(self, job: TileJob) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The tile's (classes, entropy, margin) codes on the tile grid; blocks until its chunks are done."""
+        self.enqueue([job])
+        return job.done.result()
+
+    def enqueue(self, jobs: list[TileJob]) -> None:
+        """Queue tiles without waiting; each job's ``done`` future is resolved when its chunks are done.
+
+        Several jobs at once are a viewport the map announced (:mod:`flair_viz.predict.live`): they are
+        predicted as they are, without waiting for more requests to arrive."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="flair-viz-region-batcher", daemon=True)
                 self._thread.start()
-        self._q.put(job)
-        return job.done.result()
+        self._q.put(list(jobs))
 
     def _gather(self) -> list[TileJob]:
-        """The first job, then every job that follows within ``max_wait_s`` of the previous one (a burst of
-        tile requests, however long it takes to arrive), for at most ``10 × max_wait_s`` in all."""
-        jobs = [self._q.get()]
+        """The first jobs, then every job that follows within ``max_wait_s`` of the previous one (a burst of
+        tile requests, however long it takes to arrive), for at most ``10 × max_wait_s`` in all. An
+        announced viewport (several jobs in one item) needs no wait: only what is queued already joins it."""
+        jobs = list(self._q.get())
         start = time.monotonic()
+        wait = self.max_wait_s if len(jobs) == 1 else 0.0
         while len(jobs) < self.max_tiles:
-            left = min(self.max_wait_s, start + 10 * self.max_wait_s - time.monotonic())
-            if left <= 0:
-                break
+            left = min(wait, start + 10 * wait - time.monotonic())
             try:
-                jobs.append(self._q.get(timeout=left))
+                jobs += self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
             except queue.Empty:
                 break
         return jobs

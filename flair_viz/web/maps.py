@@ -56,8 +56,36 @@ def make_map(bounds: Bounds, height: str = "100%") -> folium.Map:
     m = folium.Map(location=[(south + north) / 2, (west + east) / 2], zoom_start=18, tiles=None,
                    max_zoom=MAX_ZOOM, control_scale=True, height=height)
     _localise(m, LEAFLET_JS, LEAFLET_CSS)
+    ViewportHint().add_to(m)  # before any tile layer: their first tile URLs already carry the hint
     m.fit_bounds([[south, west], [north, east]])
     return m
+
+
+class ViewportHint(folium.MacroElement):
+    """Live prediction tile URLs carry the tile range the map shows (``viewport=x0,y0,x1,y1``).
+
+    Why: a browser opens at most 6 connections to one server, so the tiles of a viewport arrive six at a
+    time and would be predicted as several small regions, each paying its own context margin. With the
+    range, the first tile request lets the server predict the whole viewport as one region
+    (:func:`flair_viz.predict.live.prediction`). Leaflet 1.9's tile-range helpers are used as Leaflet
+    itself uses them to pick the tiles to load."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        (function() {
+            if (L.TileLayer.prototype._flairViewportHint) { return; }
+            L.TileLayer.prototype._flairViewportHint = true;
+            var tileUrl = L.TileLayer.prototype.getTileUrl;
+            L.TileLayer.prototype.getTileUrl = function(coords) {
+                var url = tileUrl.call(this, coords);
+                if (url.indexOf("/predict/") < 0 || !this._map) { return url; }
+                var r = this._pxBoundsToTileRange(this._getTiledPixelBounds(this._map.getCenter()));
+                return url + (url.indexOf("?") < 0 ? "?" : "&") + "viewport=" +
+                    [r.min.x, r.min.y, r.max.x, r.max.y].join(",");
+            };
+        })();
+        {% endmacro %}
+    """)
 
 
 def add_basemap(m: folium.Map, url_template: str, attribution: str = "basemap") -> folium.raster_layers.TileLayer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.helpers import open_map_page
@@ -29,6 +31,13 @@ def test_explore_shows_aerial_and_truth_tiles_offline(live_app, page_and_traffic
     assert traffic.good_tiles("/datasets/IMG_"), "no aerial image tiles loaded"
     assert traffic.good_tiles("/datasets/MSK_"), "no ground-truth tiles loaded"
     assert len(traffic.good_tiles("/predict/demo-unet-r18/")) >= 4, "live prediction tiles did not load"
+    # each live tile URL carries the range of tiles the map shows (one region for the whole view), holding it
+    for url, _, _ in traffic.good_tiles("/predict/demo-unet-r18/"):
+        z, x, y = (int(v) for v in re.search(r"/(\d+)/(\d+)/(\d+)\.png", url).groups())
+        hint = re.search(r"[?&]viewport=(\d+),(\d+),(\d+),(\d+)", url)
+        assert hint, f"no viewport range in {url}"
+        x0, y0, x1, y1 = (int(v) for v in hint.groups())
+        assert x0 <= x <= x1 and y0 <= y <= y1 and (x1 - x0 + 1) * (y1 - y0 + 1) >= 2, url
     assert page.get_by_text("is a DEMO model").count() >= 1  # the demo model is labelled as such
     # the sidebar names the device and the engine the server runs the model with (the e2e server runs torch)
     page.get_by_text("engine torch").first.wait_for(timeout=60_000)
