@@ -192,3 +192,26 @@ def test_viewport_query_is_checked(client):
     r = client.get(f"{base}?viewport=5,5,1,1")
     assert r.status_code == 400 and "viewport=5,5,1,1" in r.json()["detail"] and r.json()["fix"]
     assert client.get(f"{base}?viewport=1,2,x,4").status_code == 422
+
+
+def test_viewport_left_behind_is_dropped_once_asked_tiles_are_answered(pix, scene, monkeypatch):
+    """Newer tiles queued (the user panned on): after the asked tile, the rest of the announced viewport is
+    cancelled instead of predicted; asking for one of those later predicts it then, exactly."""
+    monkeypatch.setenv("FLAIR_VIZ_REGION_MPX", "0.5")  # several chunks, so some remain after the asked tile
+    tiles = _block(scene, 3, 2)
+    info = raster.describe(scene.path)
+    loaded = models.load_model("pix")
+    place = live._Place(loaded, scene, info, [1, 2, 3, 4, 5], live.file_version(scene.path), "WebMercatorQuad", Z)
+    jobs = [place.job(t.x, t.y, asked=(i == 0)) for i, t in enumerate(tiles)]
+    everything = viewport.chunk_grid(max(j.inner[2] for j in jobs) - min(j.inner[0] for j in jobs),
+                                     max(j.inner[3] for j in jobs) - min(j.inner[1] for j in jobs))
+    viewport.predict_region(jobs, inference.Forward(loaded, 1), stale=lambda: True)
+    clear, want = _expected(pix, scene, tiles[0])
+    np.testing.assert_array_equal(jobs[0].done.result()[0][clear], want)
+    assert len(pix.shapes) < everything[0] * everything[1]  # the chunks of the dropped tiles never ran
+    dropped = [j for j in jobs if j.done.cancelled()]
+    assert dropped and all(not j.asked for j in dropped)
+    t = next(t for t, j in zip(tiles, jobs) if j.done.cancelled())
+    res = live.prediction(scene, "pix", Z, t.x, t.y)
+    clear, want = _expected(pix, scene, t)
+    np.testing.assert_array_equal(res.classes[clear], want)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import math
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -157,7 +157,7 @@ def _cached(key: tuple, disk: Path) -> TileResult | None:
 Viewport = tuple[int, int, int, int]  # x0, y0, x1, y1: the tile range a map shows (inclusive)
 MAX_VIEWPORT = (8, 8)  # columns, rows of an announced viewport predicted ahead, around the asked tile
 
-_INFLIGHT: dict[tuple, Future] = {}  # tiles queued or being predicted: later requests wait for these
+_INFLIGHT: dict[tuple, viewport.TileJob] = {}  # tiles queued or being predicted: later requests wait for these
 _inflight_lock = threading.Lock()
 _writer = ThreadPoolExecutor(1, thread_name_prefix="flair-viz-tile-writer")  # disk cache writes, off the model
 
@@ -190,7 +190,14 @@ def prediction(ds: Dataset, model_id: str, z: int, x: int, y: int, tms_id: str =
     if not _intersects(src_bounds, info.bounds):
         result = _empty()
     elif ratio <= LIVE_MAX_RATIO:
-        result = TileResult(*_live(place, x, y, viewport_hint).result(), live=True)
+        for _ in range(3):  # a tile predicted ahead may be dropped for newer work just as a request joins it
+            try:
+                result = TileResult(*_live(place, x, y, viewport_hint).result(), live=True)
+                break
+            except CancelledError:
+                continue
+        else:
+            result = TileResult(*_live(place, x, y, None).result(), live=True)
         if not disk.exists():  # a request's tile is on disk when it returns (tiles predicted ahead: written later)
             atomic.write_bytes(disk, result.to_bytes())
         return result
@@ -245,9 +252,10 @@ def _live(place: _Place, x: int, y: int, hint: Viewport | None) -> Future:
     tiles that are neither cached nor queued. Results are cached by each job's callback."""
     key = place.key(x, y)
     with _inflight_lock:
-        fut = _INFLIGHT.get(key)
-        if fut is not None:
-            return fut
+        queued = _INFLIGHT.get(key)
+        if queued is not None:
+            queued.asked = True  # a request waits for it now: the region will not drop it
+            return queued.done
         hit = RESULTS.get(key)  # finished between the cache check and here
         if hit is not None:
             done: Future = Future()
@@ -258,7 +266,7 @@ def _live(place: _Place, x: int, y: int, hint: Viewport | None) -> Future:
                   and not place.disk(i, j).exists()]
         jobs = [j for j in [place.job(x, y, True)] + [place.job(i, k, False) for i, k in others] if j is not None]
         for job in jobs:
-            _INFLIGHT[place.key(job.x, job.y)] = job.done
+            _INFLIGHT[place.key(job.x, job.y)] = job
             job.done.add_done_callback(partial(_store, place.key(job.x, job.y),
                                                None if job.asked else place.disk(job.x, job.y)))
     viewport.REGIONS.enqueue(jobs)
@@ -268,7 +276,7 @@ def _live(place: _Place, x: int, y: int, hint: Viewport | None) -> Future:
 def _store(key: tuple, disk: Path | None, fut: Future) -> None:
     """A finished job: in memory first, then out of the in-flight table (so no request misses both);
     a tile predicted ahead (``disk`` given) is also written to the disk cache, off the model's thread."""
-    ok = fut.exception() is None
+    ok = not fut.cancelled() and fut.exception() is None
     with _inflight_lock:
         if ok:
             RESULTS.put(key, TileResult(*fut.result(), live=True))

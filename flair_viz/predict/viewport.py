@@ -19,6 +19,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -119,8 +120,12 @@ def chunk_grid(height: int, width: int, mpx: float | None = None) -> tuple[int, 
     return best[1], best[2]
 
 
-def predict_region(jobs: list[TileJob], forward: inference.Forward) -> None:
-    """Predict one group of touching tiles as a region, resolving each tile's future when its chunks are done."""
+def predict_region(jobs: list[TileJob], forward: inference.Forward, stale: Callable[[], bool] = lambda: False) -> None:
+    """Predict one group of touching tiles as a region, resolving each tile's future when its chunks are done.
+
+    Once every tile a request waits for is answered, the rest of an announced viewport is dropped (its
+    futures cancelled) if ``stale()`` says newer tiles are queued: a user who pans on does not wait for
+    the view they left."""
     first = jobs[0]
     loaded, ds, info, indexes = first.loaded, first.ds, first.info, first.indexes
     r0, c0 = min(j.inner[0] for j in jobs), min(j.inner[1] for j in jobs)
@@ -135,6 +140,10 @@ def predict_region(jobs: list[TileJob], forward: inference.Forward) -> None:
     done_chunks: list[tuple[int, int, int, int]] = []
     m = CONTEXT_PX
     for a, b, c, d in chunks:
+        if not any(j.asked for j in pending) and stale():
+            for j in pending:
+                j.done.cancel()
+            return
         h, w = _padded(b - a), _padded(d - c)
         data, valid = read_live(ds, info, indexes, Window(c - m, a - m, w, h))
         stats = forward.stats(inference.normalise(loaded.card, data)[None])[0]
@@ -283,7 +292,7 @@ class RegionBatcher:
                         if fwd is None or fwd.loaded is not loaded:  # a new or reloaded model: forget the old
                             self._forwards = {k: f for k, f in self._forwards.items() if k[:2] != loaded.key[:2]}
                             fwd = self._forwards[loaded.key] = inference.Forward(loaded, 1)
-                        predict_region(comp, fwd)
+                        predict_region(comp, fwd, stale=lambda: not self._q.empty())
                         self.regions.append(len(comp))
                     except BaseException as exc:  # noqa: BLE001 - hand every error to the waiting requests
                         for j in comp:
