@@ -95,9 +95,9 @@ def _pieces(start: int, stop: int, n: int) -> list[tuple[int, int]]:
 def region_mpx() -> float:
     """Input megapixels one forward pass may take (``FLAIR_VIZ_REGION_MPX``, default 3): the memory bound.
 
-    3 rather than more: a 12-tile z18 viewport is then two chunks, and OpenVINO's static-shape plans keep a
-    3 Mpx chunk under 0.8 GB (a dynamic-shape plan took 0.9 GB for 2.1 Mpx); one 5 Mpx chunk saves ~10 %
-    of the pixels but costs ~1.3 GB (docs/benchmarks.md)."""
+    3 rather than more: a 12-tile z18 viewport is then two 2.9 Mpx chunks, 0.9 GB of OpenVINO buffers for the
+    full U-Net ResNet34 in bf16; one 5.2 Mpx chunk would save 10 % of the pixels but take 1.5 GB, and a 20-tile
+    view in Chromium loaded only 4 % sooner with it, at a 0.55 GB higher server peak (docs/benchmarks.md)."""
     return float(os.environ.get("FLAIR_VIZ_REGION_MPX", "3"))
 
 
