@@ -288,6 +288,8 @@ def test_openvino_keeps_one_static_plan_per_shape_and_at_most_shapes_plans():
     crops = [x[..., :512, :512], x[..., :256, :384], x[..., :320, :256]]
     first = [runner.stats(c) for c in crops]
     assert runner.shapes() == [c.shape for c in crops[-openvino_engine.SHAPES:]]
+    plans = list(runner._plans.values())
+    assert plans[-1].free.qsize() == 1 and all(p.free.qsize() == 0 for p in plans[:-1])  # idle buffers: newest only
     again = runner.stats(crops[0])  # its plan was dropped: planned again
     assert runner.shapes()[-1] == crops[0].shape and len(runner.shapes()) == openvino_engine.SHAPES
     for got, ref in zip(again, first[0]):

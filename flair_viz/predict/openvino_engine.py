@@ -135,6 +135,8 @@ class OpenVinoRunner:
                 kept = [r for r in model.get_results() if r.output(0).get_names() & set(outputs)]
                 plan = _Plan(_core().compile_model(ov().Model(kept, model.get_parameters(), "flair-viz"), "CPU",
                                                    self.config))
+            for other in self._plans.values():
+                other.drop_idle()  # buffers are per request: only the plan in use keeps idle ones
             self._plans[(shape, outputs)] = plan  # most recently used last
             while len(self._plans) > SHAPES:
                 self._plans.popitem(last=False)  # requests in use keep their plan alive until they finish
@@ -172,6 +174,17 @@ class _Plan:
         self.free: queue.LifoQueue = queue.LifoQueue()
         self._made = 0
         self._lock = threading.Lock()
+
+    def drop_idle(self) -> None:
+        """Forget the requests no thread is using (each holds the plan's buffers, hundreds of MB for a big
+        chunk); a request in use comes back later and is kept until the next switch of plan."""
+        while True:
+            try:
+                self.free.get_nowait()
+            except queue.Empty:
+                return
+            with self._lock:
+                self._made -= 1
 
     def request(self):
         try:
