@@ -332,3 +332,21 @@ def test_prepare_skips_torch_and_graphs_already_there(monkeypatch):
     built = models.prepare_cpu_engines(say=said.append)
     assert DEMO in built and any(DEMO in line for line in said)
     assert models.prepare_cpu_engines(say=said.append) == []  # exported once, never again
+
+
+def test_openvino_never_phones_home(tmp_path):
+    """`import openvino` would send a usage event to Google Analytics from a forked process (openvino-telemetry)
+    and write a client ID under ~/intel: through the engine module, no fork happens and nothing is written."""
+    ref = models.load_model(DEMO, "cpu", "openvino")  # the exported graph, in this test's cache
+    code = ("import os, sys\nforks = []\nos.register_at_fork(before=lambda: forks.append(1))\n"
+            "from flair_viz.predict import openvino_engine as oe\n"
+            f"oe.OpenVinoRunner(__import__('pathlib').Path({str(ref.runner.path)!r}), 'openvino')\n"
+            "import time\ntime.sleep(1)\nprint(len(forks), sys.modules.get('openvino_telemetry'))\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("CI", None)  # openvino-telemetry stays quiet in CI: this test must see what a user's machine does
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["0", "None"]
+    assert not (home / "intel").exists()

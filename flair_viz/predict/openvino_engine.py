@@ -32,7 +32,17 @@ SHAPES = 2  # static-shape plans kept per model: a viewport's chunk shape and a 
 
 
 def ov():
-    """The openvino module, or a Misconfigured naming the fix when it is not installed."""
+    """The openvino module, or a Misconfigured naming the fix when it is not installed.
+
+    OpenVINO's ``import openvino`` imports its model converter, which sends a usage event to Google
+    Analytics from a forked process unless the user opted out in ``~/intel/openvino_telemetry``
+    (openvino-telemetry, a dependency of openvino). FLAIR Viz works offline and must not phone home,
+    and a fork of a tile server with hundreds of MB mapped is no small thing, so the telemetry package
+    is made unimportable in this process first: the converter then uses its own no-op stub."""
+    import sys
+
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # `import openvino_telemetry` raises ImportError
     try:
         import openvino
     except ImportError:
