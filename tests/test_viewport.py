@@ -215,3 +215,20 @@ def test_viewport_left_behind_is_dropped_once_asked_tiles_are_answered(pix, scen
     res = live.prediction(scene, "pix", Z, t.x, t.y)
     clear, want = _expected(pix, scene, t)
     np.testing.assert_array_equal(res.classes[clear], want)
+
+
+def test_viewport_hint_off_predicts_only_the_asked_tile(pix, scene, monkeypatch):
+    """Several server processes (serve --workers N) would each predict a hinted view in full: there the hint is
+    off, and `serve --workers 2` turns it off unless the operator set it."""
+    monkeypatch.setenv("FLAIR_VIZ_VIEWPORT_HINT", "0")
+    tiles = _block(scene, 3, 2)
+    live.prediction(scene, "pix", Z, tiles[1].x, tiles[1].y, viewport_hint=_range(tiles))
+    assert viewport.REGIONS.regions == [1]
+    from flair_viz.server import run
+
+    monkeypatch.delenv("FLAIR_VIZ_VIEWPORT_HINT")
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: None)
+    monkeypatch.setattr(models, "prepare_cpu_engines", lambda **k: [])
+    monkeypatch.setattr(run, "bound_memory", lambda: None)  # no process-wide GDAL or malloc settings in pytest
+    run.serve(None, "127.0.0.1", 0, workers=2)
+    assert not live.hints_on()

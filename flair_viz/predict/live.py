@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import threading
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -237,9 +238,18 @@ class _Place:
                                 viewport.inner_window(self.info, src_bounds), Future(), asked)
 
 
+def hints_on() -> bool:
+    """Whether ``viewport=`` hints are followed (``FLAIR_VIZ_VIEWPORT_HINT``, default 1).
+
+    Off (0) where requests of one map are shared among processes (``serve --workers N`` turns it off, and
+    replicas behind a balancer should): the table of tiles in flight is per process, so every process that
+    gets one of the view's requests would predict the whole view."""
+    return os.environ.get("FLAIR_VIZ_VIEWPORT_HINT", "1") != "0"
+
+
 def _around(x: int, y: int, hint: Viewport | None) -> list[tuple[int, int]]:
     """The hinted range's tiles, at most ``MAX_VIEWPORT`` around (x, y); none unless it holds (x, y)."""
-    if hint is None or not (hint[0] <= x <= hint[2] and hint[1] <= y <= hint[3]):
+    if hint is None or not hints_on() or not (hint[0] <= x <= hint[2] and hint[1] <= y <= hint[3]):
         return []
     (cols, rows), (x0, y0, x1, y1) = MAX_VIEWPORT, hint
     x0, y0 = max(x0, min(x - cols // 2, x1 - cols + 1)), max(y0, min(y - rows // 2, y1 - rows + 1))

@@ -102,6 +102,8 @@ def serve(catalog: str | None, host: str, port: int, workers: int = 1, token: st
         os.environ["FLAIR_VIZ_CATALOG"] = str(Path(catalog).resolve())
     if token:
         os.environ["FLAIR_VIZ_TOKEN"] = token
+    if workers > 1:  # each worker would predict an announced view in full: see flair_viz.predict.live.hints_on
+        os.environ.setdefault("FLAIR_VIZ_VIEWPORT_HINT", "0")
     from flair_viz.predict import models
 
     models.prepare_cpu_engines(say=lambda line: print(line, file=sys.stderr, flush=True))  # before serving: see its doc
