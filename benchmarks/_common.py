@@ -6,11 +6,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+import psutil
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
@@ -94,3 +96,30 @@ def timed(fn, repeat: int = 1) -> tuple[float, object]:
         out = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
+
+
+class RssSampler(threading.Thread):
+    """Samples the server's resident memory (process and children) every ``period`` seconds."""
+
+    def __init__(self, pid: int, period: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.proc = psutil.Process(pid)
+        self.period = period
+        self.samples: list[tuple[float, int]] = []  # (monotonic time, bytes)
+        self._stop_event = threading.Event()
+
+    def rss(self) -> int:
+        try:
+            procs = [self.proc, *self.proc.children(recursive=True)]
+            return sum(p.memory_info().rss for p in procs)
+        except psutil.NoSuchProcess:
+            return 0
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.samples.append((time.monotonic(), self.rss()))
+            self._stop_event.wait(self.period)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()

@@ -20,7 +20,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import rasterio
 from rasterio.warp import transform_bounds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, free_port, python, start  # noqa: E402
+from _common import REPO, RssSampler, free_port, python, start  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from flair_viz.core.catalog import Catalog  # noqa: E402
@@ -69,18 +68,8 @@ def one_view(browser, engine_cache: Path, hint: bool, size: tuple[int, int], eng
                "FLAIR_VIZ_INT8_BUILD": "1" if build else "0", "FLAIR_VIZ_TOKEN": ""}
         server = start([python(), "-m", "flair_viz", "serve", "--port", str(port)], f"http://127.0.0.1:{port}/healthz",
                        env=env, timeout=180)
-        peak, stop = [0], threading.Event()
-
-        def sample() -> None:
-            proc = psutil.Process(server.pid)
-            while not stop.is_set():
-                try:
-                    peak[0] = max(peak[0], sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]))
-                except psutil.NoSuchProcess:
-                    return
-                stop.wait(0.05)
-
-        threading.Thread(target=sample, daemon=True).start()
+        sampler = RssSampler(server.pid, period=0.05)
+        sampler.start()
         try:
             tab = browser.new_page(viewport={"width": size[0] + 40, "height": size[1] + 40})
             events: list[tuple[float, int]] = []
@@ -99,10 +88,10 @@ def one_view(browser, engine_cache: Path, hint: bool, size: tuple[int, int], eng
             while build and time.monotonic() < deadline and not list(engine_cache.glob("*.agreement.json")):
                 time.sleep(0.5)  # auto's background build of the reduced engines (bf16 or int8) and its record
         finally:
-            stop.set()
+            sampler.stop()
             server.terminate()
             server.wait(15)
-    return {"tiles": len(ends), "all_s": max(ends), "first_s": min(ends), "peak_rss_mb": peak[0] / 2**20}
+    return {"tiles": len(ends), "all_s": max(ends), "first_s": min(ends), "peak_rss_mb": max(b for _, b in sampler.samples) / 2**20}
 
 
 def main() -> int:

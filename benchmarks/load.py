@@ -33,7 +33,7 @@ from pyproj import Transformer
 from rasterio.warp import transform_bounds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, free_port, python, start  # noqa: E402
+from _common import REPO, RssSampler, free_port, python, start  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from flair_viz import change  # noqa: E402
@@ -90,33 +90,6 @@ def tile_plan(catalog: Catalog, zooms: list[int], model: str = DEMO_MODEL) -> di
     if missing:
         raise SystemExit(f"the catalog gives no {', '.join(missing)} tiles to request")
     return plan
-
-
-class RssSampler(threading.Thread):
-    """Samples the server's resident memory (process and children) every ``period`` seconds."""
-
-    def __init__(self, pid: int, period: float = 0.1) -> None:
-        super().__init__(daemon=True)
-        self.proc = psutil.Process(pid)
-        self.period = period
-        self.samples: list[tuple[float, int]] = []  # (monotonic time, bytes)
-        self._stop_event = threading.Event()
-
-    def rss(self) -> int:
-        try:
-            procs = [self.proc, *self.proc.children(recursive=True)]
-            return sum(p.memory_info().rss for p in procs)
-        except psutil.NoSuchProcess:
-            return 0
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            self.samples.append((time.monotonic(), self.rss()))
-            self._stop_event.wait(self.period)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
 
 
 def png_size(body: bytes) -> tuple[int, int] | None:
