@@ -374,6 +374,22 @@ def test_pages_show_a_missing_or_broken_catalog_as_an_error(page, tmp_path, monk
     assert_page_error(at, "broken.toml is not valid TOML")
 
 
+def test_pages_name_the_files_a_scan_left_out_and_show_the_rest(tmp_path, monkeypatch, tile_server):
+    from tests.test_catalog_index import grid_tree
+
+    folder = tmp_path / "data" / "flair"
+    grid_tree(folder, 1, 2)
+    bad = sorted(folder.rglob("IMG_*.tif"))[0]
+    bad.write_bytes(b"not a tiff at all")
+    cat = tmp_path / "data" / "catalog.toml"
+    cat.write_text('data_root = "."\n[[scan]]\npath = "flair"\n', encoding="utf-8")
+    at = run_page("pages/1_Explore.py", monkeypatch, cat)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    warned = " ".join(w.value for w in at.sidebar.warning)
+    assert bad.name in warned and "Fix:" in warned
+    assert "Catalog: 1 file(s) left out" in [e.label for e in at.sidebar.expander]
+
+
 def test_metrics_page_reports_a_crs_mismatch_and_writes_no_store(bad, tmp_path, monkeypatch, tile_server):
     cat = write_catalog(tmp_path / "in" / "cat.toml", [
         {"id": "MSK_P1", "path": "mask.tif", "role": "truth", "patch": "P1"},

@@ -197,3 +197,24 @@ def test_a_damaged_index_file_names_the_fix(tmp_path, capsys):
     assert main(["catalog", "list", "--catalog", str(cat_file)]) == 2
     err = capsys.readouterr().err
     assert "lacks the columns" in err and "catalog scan" in err
+
+
+def test_a_broken_file_in_a_scan_folder_is_left_out_and_named(tmp_path, capsys):
+    """One corrupt patch among many must not take the catalog (and every page) down: it is left out, named
+    with its fix on each load (cached or not), by `catalog list` and `catalog validate`; the rest loads."""
+    folder = tmp_path / "data" / "flair"
+    grid_tree(folder, 2, 2)
+    bad = sorted(folder.rglob("IMG_*.tif"))[1]
+    bad.write_bytes(b"II*\x00 not a tiff")
+    cat_file = tmp_path / "data" / "catalog.toml"
+    cat_file.write_text('data_root = "."\n[[scan]]\npath = "flair"\n', encoding="utf-8")
+    for _ in range(2):  # scanned, then from the scan cache
+        cat = Catalog.load(cat_file)
+        good = {p.stem for p in folder.rglob("IMG_*.tif")} - {bad.stem}
+        assert good <= {d.id for d in cat} and bad.stem not in cat
+        assert len(cat.problems) == 1 and bad.name in cat.problems[0] and "Fix:" in cat.problems[0]
+    assert main(["catalog", "list", "--catalog", str(cat_file)]) == 0
+    out = capsys.readouterr()
+    assert bad.name in out.err and "IMG_" in out.out and bad.stem not in out.out
+    assert main(["catalog", "validate", "--catalog", str(cat_file)]) == 2
+    assert bad.name in capsys.readouterr().out

@@ -31,6 +31,22 @@ def setup(title: str, icon: str | None = None) -> None:
     """Page title and wide layout. ``icon`` is ignored: Streamlit fetches emoji and Material favicons
     from the internet, and the app must stay offline, so every page keeps the bundled favicon."""
     st.set_page_config(page_title=f"FLAIR Viz · {title}", layout="wide")
+    _catalog_problems()
+
+
+def _catalog_problems() -> None:
+    """Name, on every page, the files a ``[[scan]]`` left out of the catalog (broken, duplicate, misaligned),
+    so an analyst who misses a patch knows why; the rest of the catalog works."""
+    try:
+        problems = catalog().problems
+    except FlairVizError:
+        return  # the page itself shows a catalog that does not load, with its fix
+    if problems:
+        with st.sidebar.expander(f"Catalog: {len(problems)} file(s) left out", expanded=False):
+            for p in problems[:50]:
+                st.warning(p)
+            if len(problems) > 50:
+                st.caption(f"... and {len(problems) - 50} more: run `flair-viz catalog validate`")
 
 
 @st.cache_resource

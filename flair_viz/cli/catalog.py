@@ -99,6 +99,8 @@ def _check_values(table: pd.DataFrame, root: Path, errors: list, threads: int | 
 
 def cmd_list(args: argparse.Namespace) -> int:
     cat = Catalog.load(shared.catalog_file(args))
+    for p in cat.problems:  # on stderr: --json keeps stdout for the JSON alone
+        print(f"warning: {p}", file=sys.stderr)
     if args.json:
         return _print_json(cat)
     rows = [(d.id, d.role, d.domain or "", d.zone or "", d.vintage or "", ",".join(d.bands) or d.nomenclature,
@@ -121,7 +123,7 @@ def _print_json(cat: Catalog) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     cat = Catalog.load(shared.catalog_file(args))
-    problems = cat.validate_all(scan_values=True)
+    problems = cat.problems + cat.validate_all(scan_values=True)
     for p in problems:
         print(f"invalid: {p}")
     print(f"{len(cat)} datasets checked, {len(problems)} problem(s)")

@@ -100,6 +100,7 @@ class Catalog:
         self.attribution = attribution
         self.source = source
         self.sources: list[dict] = []  # the [[scan]] and [[index]] entries, written back by save()
+        self.problems: list[str] = []  # files a [[scan]] left out, and why (the rest loads)
         self._by_id: dict[str, Dataset] = {}  # datasets added one by one (TOML entries, registrations)
         self._tables: list[index.PatchIndex] = []  # scanned trees: rows become Datasets only when asked for
         self._made: dict[str, Dataset] = {}
@@ -339,8 +340,10 @@ class Catalog:
         for entry in doc.get("scan", []):
             cat.sources.append({"kind": "scan", **entry})
             with context(f"Catalog {path.name}, [[scan]] {entry.get('path')}"):
-                cat.add_index(scan.cached_scan(root / entry["path"], root, entry.get("metadata"),
-                                               _levels(entry.get("mosaics", ["zone"]))), entry.get("path", ""))
+                table, problems = scan.cached_scan(root / entry["path"], root, entry.get("metadata"),
+                                                   _levels(entry.get("mosaics", ["zone"])))
+                cat.add_index(table, entry.get("path", ""))
+                cat.problems += [f"[[scan]] {entry.get('path')}: left out: {p}" for p in problems]
         for entry in doc.get("index", []):
             cat.sources.append({"kind": "index", **entry})
             with context(f"Catalog {path.name}"):
