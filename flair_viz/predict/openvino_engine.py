@@ -108,10 +108,10 @@ class OpenVinoRunner:
     0.2 s). Why not one dynamic-shape model: OpenVINO's CPU plugin packs a static graph's intermediate
     buffers with its memory solver, but gives a dynamic one fresh buffers per tensor. With the probability
     output left out where only pixel stats are asked (live regions), a plan needs a third less memory: a
-    2.9 Mpx chunk of the full U-Net ResNet34 in bf16 takes 0.9 GB instead of 1.3 GB (benchmarks/plan_memory.py),
-    at the same speed. At most ``SHAPES`` plans are
-    kept (least recently used first out), each with at most ``REQUESTS`` infer requests lent to calling
-    threads one at a time (a request is not shareable, and it holds its plan's buffers).
+    2.9 Mpx chunk of the full U-Net ResNet34 in bf16 takes 0.9 GB instead of 1.3 GB at the same speed
+    (benchmarks/plan_memory.py). At most ``SHAPES`` plans are kept (least recently used first out), each
+    with at most ``REQUESTS`` infer requests lent to calling threads one at a time (a request is not
+    shareable, and it holds its plan's buffers, so only the plan in use keeps idle ones).
     """
 
     gives_proba = True
