@@ -138,3 +138,41 @@ def test_batch_predictions_get_a_zone_mosaic_that_explore_shows_on_the_zone(zone
     assert [p.id for p in scenes["IMG_000000"].predictions] == ["PRED_000000_tiny"]  # a single patch still works
     zone_scenes = [s.image.id for s in explore.list_scenes(cat) if s.zone == "Z9_AA"]
     assert zone_scenes[0] == MOSAIC and len(zone_scenes) == 101
+
+
+def test_a_zone_with_missing_patches_shows_its_gaps_transparent_and_predicts_nothing_there(tmp_path, capsys, model_dir):
+    """Patches missing from a zone leave gaps: FLAIR images have no nodata value, so without the mosaic's
+    footprint mask the gaps read as black pixels on the map and as real pixels fed to the model."""
+    from flair_viz.core import raster
+
+    folder = tmp_path / "data" / "flair"
+    grid_tree(folder, 6, 6)
+    zone_dir = folder / "D034_2021" / "Z9_AA"
+    gap = {(r, c) for r in (2, 3) for c in (2, 3)}  # four patches in the middle: a 12.8 m hole
+    for r, c in gap:
+        for kind in ("img", "msk"):
+            (zone_dir / kind / f"{kind.upper()}_{r * 6 + c:06d}.tif").unlink()
+    cat = tmp_path / "catalog.toml"
+    assert main(["catalog", "scan", str(folder), "--catalog", str(cat), "--root", str(tmp_path / "data")]) == 0
+    capsys.readouterr()
+    client = app_client(cat)
+    vrt = client.app.state.catalog.get().get(MOSAIC).path
+    # the one window reader: zeros and invalid in the gap, the patch files' pixels elsewhere
+    data, valid = raster.read_window(vrt, [1, 2, 3, 4, 5], rasterio.windows.Window(N, N, 4 * N, 4 * N), None)
+    assert not valid[N:3 * N, N:3 * N].any() and not data[:, N:3 * N, N:3 * N].any()
+    with rasterio.open(zone_dir / "img" / f"IMG_{1 * 6 + 1:06d}.tif") as ds:
+        np.testing.assert_array_equal(data[:, :N, :N], ds.read())
+    assert valid[:N, :].all() and valid[:, :N].all()
+    # map tiles: transparent in the gap, opaque on the patches
+    t = centre_tile(vrt, 20)
+    col, row = tile_to_raster(t, vrt)
+    in_gap = np.isin((np.floor(row) // N) * 6 + np.floor(col) // N, [r * 6 + c for r, c in gap])
+    on_patch = (row >= 0) & (col >= 0) & (row < 6 * N) & (col < 6 * N) & ~in_gap
+    assert in_gap.sum() > 5000 and on_patch.sum() > 5000
+    aerial = decode_png(client.get(f"/datasets/{MOSAIC}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?preset=rgb"))
+    assert (aerial[in_gap][:, 3] == 0).mean() > 0.99 and (aerial[on_patch][:, 3] == 255).mean() > 0.99
+    # live predictions: nothing in the gap, classes on the patches
+    make_model(model_dir, "tiny", "safetensors")
+    predict_tiles.clear_caches()
+    pred = decode_png(client.get(f"/datasets/{MOSAIC}/predict/tiny/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png"))
+    assert (pred[in_gap][:, 3] == 0).mean() > 0.99 and (pred[on_patch][:, 3] == 255).mean() > 0.99

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.enums
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
@@ -151,6 +152,39 @@ def read(path: str | os.PathLike[str], indexes: list[int] | int | None = None, w
                 f"Cannot read the pixels of {Path(path).name}: {str(exc).splitlines()[0][:160]}",
                 "the file is probably truncated or corrupt; re-export it",
             ) from None
+
+
+def read_window(path: str | os.PathLike[str], indexes: list[int], window: Window,
+                nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """A window's pixels as a model sees them, and which of them are real: the one window reader of batch
+    prediction and live tiles.
+
+    Real means inside the raster, not ``nodata`` in every band, and inside the raster's footprint mask
+    where it has one: a zone mosaic with missing patches (its VRT masks the gaps between sources) or a COG
+    with an internal mask. Other pixels are zeros, as the model saw them in batch prediction; the read is
+    boundless only where the window leaves the raster.
+    """
+    col, row, w, h = int(window.col_off), int(window.row_off), int(window.width), int(window.height)
+    with open_raster(path) as ds:
+        r0, c0, r1, c1 = max(0, -row), max(0, -col), min(h, ds.height - row), min(w, ds.width - col)
+        try:
+            # rasterio replaces nodata pixels by fill_value, so fill with nodata itself to still recognise them
+            data = ds.read(indexes, window=window, boundless=(r0, c0, r1, c1) != (0, 0, h, w),
+                           fill_value=nodata if nodata is not None else 0)
+            valid = np.zeros((h, w), dtype=bool)
+            if r1 > r0 and c1 > c0:
+                flags = ds.mask_flag_enums[0]
+                if rasterio.enums.MaskFlags.per_dataset in flags and rasterio.enums.MaskFlags.all_valid not in flags:
+                    valid[r0:r1, c0:c1] = ds.read_masks(1, window=Window(col + c0, row + r0, c1 - c0, r1 - r0)) > 0
+                else:
+                    valid[r0:r1, c0:c1] = True
+        except RasterioIOError as exc:
+            raise UnreadableRaster(f"Cannot read the pixels of {Path(path).name}: {str(exc).splitlines()[0][:160]}",
+                                   "the file is probably truncated or corrupt; re-export it") from None
+    if nodata is not None:
+        valid &= ~np.all(data == nodata, axis=0)
+    data[:, ~valid] = 0
+    return data, valid
 
 
 def band_names_for(count: int) -> tuple[str, ...]:

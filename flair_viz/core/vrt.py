@@ -134,8 +134,25 @@ def _write(infos: Sequence[raster.RasterInfo], vrt_path: Path, palette: bool) ->
             else:
                 lines.append("    </SimpleSource>")
         lines.append("  </VRTRasterBand>")
+    if nodata is None:
+        lines += _footprint_mask(rects)
     lines += ["</VRTDataset>", ""]
     return atomic.write_text(vrt_path, "\n".join(lines))
+
+
+def _footprint_mask(rects: list) -> list[str]:
+    """A dataset mask that is 255 over each source and 0 between them (gdalbuildvrt's -addalpha trick: a
+    source scaled by 0 plus 255). Why: FLAIR images have no nodata value, so the gaps of an incomplete
+    zone read as 0 and would show black on the map and be fed to the model; with the mask, map tiles are
+    transparent there and live predictions leave them out."""
+    lines = ["  <MaskBand>", '    <VRTRasterBand dataType="Byte">']
+    for info, rel, xoff, yoff in rects:
+        lines += ["      <ComplexSource>", f'        <SourceFilename relativeToVRT="1">{rel}</SourceFilename>',
+                  "        <SourceBand>1</SourceBand>",
+                  f'        <SrcRect xOff="0" yOff="0" xSize="{info.width}" ySize="{info.height}"/>',
+                  f'        <DstRect xOff="{xoff}" yOff="{yoff}" xSize="{info.width}" ySize="{info.height}"/>',
+                  "        <ScaleOffset>255</ScaleOffset>", "        <ScaleRatio>0</ScaleRatio>", "      </ComplexSource>"]
+    return lines + ["    </VRTRasterBand>", "  </MaskBand>"]
 
 
 def window_vrt(src: Path, info: raster.RasterInfo, r0: int, r1: int, c0: int, c1: int, dst: Path) -> Path:

@@ -272,17 +272,7 @@ def _file_reader(path: Path, indexes: list[int], info: raster.RasterInfo) -> Rea
     size = WINDOW
 
     def read(row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
-        win = Window(col, row, size, size)
-        inside = row + size <= info.height and col + size <= info.width
-        # rasterio replaces nodata pixels by fill_value, so fill with nodata itself to still recognise them
-        data = raster.read(path, indexes, window=win, boundless=not inside,
-                           fill_value=nodata if nodata is not None else 0)
-        valid = np.zeros((size, size), dtype=bool)
-        valid[:max(0, min(size, info.height - row)), :max(0, min(size, info.width - col))] = True
-        if nodata is not None:
-            valid &= ~np.all(data == nodata, axis=0)
-        data[:, ~valid] = 0  # the model sees invalid pixels as zeros, exactly like predict_proba_array
-        return data, valid
+        return raster.read_window(path, indexes, Window(col, row, size, size), nodata)
 
     return read
 

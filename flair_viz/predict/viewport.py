@@ -218,17 +218,7 @@ def warp(src: np.ndarray, src_transform, src_crs, dst_transform, dst_crs) -> np.
 
 def read_live(ds: Dataset, info: raster.RasterInfo, indexes: list[int], win: Window) -> tuple[np.ndarray, np.ndarray]:
     """The window's pixels (zero where invalid, as the model saw them in batch) and their validity."""
-    nodata = info.nodata
-    data = raster.read(ds.path, indexes, window=win, boundless=True, fill_value=nodata if nodata is not None else 0)
-    valid = np.zeros(data.shape[1:], bool)
-    r0, c0 = max(0, -int(win.row_off)), max(0, -int(win.col_off))
-    r1 = min(data.shape[1], info.height - int(win.row_off))
-    c1 = min(data.shape[2], info.width - int(win.col_off))
-    valid[r0:r1, c0:c1] = True
-    if nodata is not None:
-        valid &= ~np.all(data == nodata, axis=0)
-    data[:, ~valid] = 0
-    return data, valid
+    return raster.read_window(ds.path, indexes, win, info.nodata)
 
 
 
