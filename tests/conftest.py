@@ -8,11 +8,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DEMO_CATALOG, REPO, app_client, start_server, stop_server
+from tests.helpers import DEMO_CATALOG, REPO, app_client, free_port, start_server, stop_server
 
 # Most tests compare torch results exactly with a reference; the ONNX engines (the CPU default, "auto")
 # have their own tests (tests/test_engines.py), which ask for them by name. Servers started here inherit it.
 os.environ.setdefault("FLAIR_VIZ_ENGINE", "torch")
+# A page run without the tile_server fixture starts a tile server in the background (ui.common.tiles_url), detached
+# from the test: on a port of this session's own, never the user's 8765, and stopped when the session ends.
+SESSION_TILE_PORT = os.environ.setdefault("FLAIR_VIZ_TILE_PORT", str(free_port()))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Stop background tile servers on the session's port: they would outlive the suite, serving its data."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "flair_viz" in cmd and "serve" in cmd and SESSION_TILE_PORT in cmd:
+            try:
+                proc.terminate()
+            except psutil.Error:
+                pass
 
 
 @pytest.fixture(autouse=True)

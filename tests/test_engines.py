@@ -350,3 +350,13 @@ def test_openvino_never_phones_home(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["0", "None"]
     assert not (home / "intel").exists()
+
+
+def test_a_damaged_openvino_graph_is_named_and_removed(tmp_path):
+    ref = models.load_model(DEMO, "cpu", "openvino")
+    broken = tmp_path / ref.runner.path.name
+    broken.write_bytes(ref.runner.path.read_bytes()[:5000])  # a truncated export
+    with pytest.raises(InvalidModel) as err:
+        openvino_engine.OpenVinoRunner(broken, "openvino")
+    assert broken.name in err.value.problem and "exported again" in err.value.fix
+    assert not broken.exists()  # removed, so the next load exports it again

@@ -124,12 +124,10 @@ class OpenVinoRunner:
         ov()  # the named error when openvino is not installed, even if an earlier call cached a Core
         try:
             self.model = _with_outputs(_core().read_model(str(path)))
-            self.compiled = _core().compile_model(self.model, "CPU", self.config)  # checks the graph compiles
         except Exception as exc:  # noqa: BLE001 - a damaged cache file: remove it so the next load re-exports
             atomic.discard(path)
             raise InvalidModel(f"OpenVINO could not load the cached model {path.name} ({str(exc)[:200]}); "
                                "it was removed", "retry: the model is exported again, or use --engine onnx") from None
-        del self.compiled  # the dynamic plan was only a check; plans are per shape (see the class docstring)
         self._plans: OrderedDict[tuple[tuple[int, ...], tuple[str, ...]], _Plan] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -143,8 +141,13 @@ class OpenVinoRunner:
                 model = self.model.clone()
                 model.reshape({model.inputs[0]: list(shape)})
                 kept = [r for r in model.get_results() if r.output(0).get_names() & set(outputs)]
-                plan = _Plan(_core().compile_model(ov().Model(kept, model.get_parameters(), "flair-viz"), "CPU",
-                                                   self.config))
+                try:
+                    plan = _Plan(_core().compile_model(ov().Model(kept, model.get_parameters(), "flair-viz"), "CPU",
+                                                       self.config))
+                except Exception as exc:  # noqa: BLE001 - any compiler failure becomes one named condition
+                    raise InvalidModel(f"OpenVINO could not compile {self.path.name} for input {list(shape)} "
+                                       f"({str(exc)[:200]})", "use --engine onnx or --engine torch for this "
+                                       "model") from None
             for other in self._plans.values():
                 other.drop_idle()  # buffers are per request: only the plan in use keeps idle ones
             self._plans[(shape, outputs)] = plan  # most recently used last
