@@ -5,7 +5,8 @@
 #   2. a 5000x5000 px synthetic ortho predicted in batch (flair-viz predict)  goal <= 5 s
 #   3. bf16/fp16 autocast vs fp32 argmax agreement; 4. the OOM fallback on a real OOM (card filled
 #      but ~3 GiB); 5. batch size vs latency. Live tiles form one region per viewport (predict/viewport.py),
-#      REGION_MPX input megapixels per forward pass (default 16 here: a GPU has the memory).
+#      REGION_MPX input megapixels per forward pass (default 16 here: a GPU has the memory); then the same
+#      count of z19 tiles as Explore loads them: 6 connections, each URL with the viewport= range.
 # Model: full FLAIR U-Net ResNet34 (5 bands, 19 classes), random weights (timing only).
 # Usage: benchmarks/gpu.sh            (env: SIZE=5000 COLS=9 ROWS=7 DEVICE=cuda BATCH=16 PORT=8799)
 # A CPU smoke run: SIZE=1200 COLS=2 ROWS=2 DEVICE=cpu BATCH=4 benchmarks/gpu.sh
@@ -134,5 +135,22 @@ print(f"viewport {cols}x{rows} = {len(view)} z{z} live prediction tiles, concurr
       f"(goal <= 1 s on an H100); status codes {sorted(set(codes))}")
 dt2, _ = asyncio.run(load([f"{base}/{x}/{y}.png" for x, y in view]))
 print(f"same viewport again (cached): {dt2 * 1000:.0f} ms")
+
+async def browser(urls, connections=6):
+    """As Chromium loads Explore's map: at most 6 connections, each URL with the shown range (viewport=)."""
+    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=connections)) as cl:
+        t = time.perf_counter()
+        rs = await asyncio.gather(*(cl.get(u) for u in urls))
+        return time.perf_counter() - t, [r.status_code for r in rs]
+
+c19 = tms.tile((w + e) / 2, (s + n) / 2, z + 1)  # one zoom in, same centre: cold, and inside the ortho
+zoomed = [(c19.x + dx, c19.y + dy) for dy in range(-(rows // 2), rows - rows // 2)
+          for dx in range(-(cols // 2), cols - cols // 2)]
+shown = f"{min(x for x, _ in zoomed)},{min(y for _, y in zoomed)},{max(x for x, _ in zoomed)},{max(y for _, y in zoomed)}"
+order = sorted(zoomed, key=lambda t: (t[0] - c19.x) ** 2 + (t[1] - c19.y) ** 2)  # Leaflet: centre first
+base19 = base[: base.rindex("/")] + f"/{z + 1}"
+dt3, codes = asyncio.run(browser([f"{base19}/{x}/{y}.png?viewport={shown}" for x, y in order]))
+print(f"viewport {cols}x{rows} z{z + 1} as Explore loads it (6 connections, viewport hint), cold: {dt3:.2f} s; "
+      f"status codes {sorted(set(codes))}")
 print(httpx.get(f"http://127.0.0.1:{port}/device").json())
 EOF

@@ -156,7 +156,8 @@ def _cached(key: tuple, disk: Path) -> TileResult | None:
 
 
 Viewport = tuple[int, int, int, int]  # x0, y0, x1, y1: the tile range a map shows (inclusive)
-MAX_VIEWPORT = (8, 8)  # columns, rows of an announced viewport predicted ahead, around the asked tile
+MAX_VIEWPORT = (12, 8)  # columns, rows of an announced viewport predicted ahead, around the asked tile (a 1920 px
+# wide screen shows 9 × 6 z18 tiles at most; larger ranges are cut around the asked tile, the rest gathered as usual)
 
 _INFLIGHT: dict[tuple, viewport.TileJob] = {}  # tiles queued or being predicted: later requests wait for these
 _inflight_lock = threading.Lock()
