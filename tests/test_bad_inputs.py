@@ -375,14 +375,9 @@ def test_pages_show_a_missing_or_broken_catalog_as_an_error(page, tmp_path, monk
 
 
 def test_pages_name_the_files_a_scan_left_out_and_show_the_rest(tmp_path, monkeypatch, tile_server):
-    from tests.test_catalog_index import grid_tree
+    from tests.test_catalog_index import scan_with_a_broken_patch
 
-    folder = tmp_path / "data" / "flair"
-    grid_tree(folder, 1, 2)
-    bad = sorted(folder.rglob("IMG_*.tif"))[0]
-    bad.write_bytes(b"not a tiff at all")
-    cat = tmp_path / "data" / "catalog.toml"
-    cat.write_text('data_root = "."\n[[scan]]\npath = "flair"\n', encoding="utf-8")
+    _, bad, cat = scan_with_a_broken_patch(tmp_path, 1, 2)
     at = run_page("pages/1_Explore.py", monkeypatch, cat)
     assert not at.exception and not at.error, [e.value for e in at.error]
     warned = " ".join(w.value for w in at.sidebar.warning)

@@ -199,15 +199,21 @@ def test_a_damaged_index_file_names_the_fix(tmp_path, capsys):
     assert "lacks the columns" in err and "catalog scan" in err
 
 
-def test_a_broken_file_in_a_scan_folder_is_left_out_and_named(tmp_path, capsys):
-    """One corrupt patch among many must not take the catalog (and every page) down: it is left out, named
-    with its fix on each load (cached or not), by `catalog list` and `catalog validate`; the rest loads."""
+def scan_with_a_broken_patch(tmp_path: Path, rows: int, cols: int) -> tuple[Path, Path, Path]:
+    """(FLAIR folder, its broken image, a catalog naming the folder with [[scan]]): one patch is not a TIFF."""
     folder = tmp_path / "data" / "flair"
-    grid_tree(folder, 2, 2)
-    bad = sorted(folder.rglob("IMG_*.tif"))[1]
+    grid_tree(folder, rows, cols)
+    bad = sorted(folder.rglob("IMG_*.tif"))[-1]
     bad.write_bytes(b"II*\x00 not a tiff")
     cat_file = tmp_path / "data" / "catalog.toml"
     cat_file.write_text('data_root = "."\n[[scan]]\npath = "flair"\n', encoding="utf-8")
+    return folder, bad, cat_file
+
+
+def test_a_broken_file_in_a_scan_folder_is_left_out_and_named(tmp_path, capsys):
+    """One corrupt patch among many must not take the catalog (and every page) down: it is left out, named
+    with its fix on each load (cached or not), by `catalog list` and `catalog validate`; the rest loads."""
+    folder, bad, cat_file = scan_with_a_broken_patch(tmp_path, 2, 2)
     for _ in range(2):  # scanned, then from the scan cache
         cat = Catalog.load(cat_file)
         good = {p.stem for p in folder.rglob("IMG_*.tif")} - {bad.stem}
