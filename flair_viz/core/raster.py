@@ -148,10 +148,13 @@ def read(path: str | os.PathLike[str], indexes: list[int] | int | None = None, w
         try:
             return ds.read(indexes, window=window, boundless=boundless, fill_value=fill_value)
         except RasterioIOError as exc:
-            raise UnreadableRaster(
-                f"Cannot read the pixels of {Path(path).name}: {str(exc).splitlines()[0][:160]}",
-                "the file is probably truncated or corrupt; re-export it",
-            ) from None
+            raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: str | os.PathLike[str], exc: RasterioIOError) -> UnreadableRaster:
+    """The one error for pixels GDAL could not decode (a truncated or corrupt block)."""
+    return UnreadableRaster(f"Cannot read the pixels of {Path(path).name}: {str(exc).splitlines()[0][:160]}",
+                            "the file is probably truncated or corrupt; re-export it")
 
 
 def read_window(path: str | os.PathLike[str], indexes: list[int], window: Window,
@@ -179,8 +182,7 @@ def read_window(path: str | os.PathLike[str], indexes: list[int], window: Window
                 else:
                     valid[r0:r1, c0:c1] = True
         except RasterioIOError as exc:
-            raise UnreadableRaster(f"Cannot read the pixels of {Path(path).name}: {str(exc).splitlines()[0][:160]}",
-                                   "the file is probably truncated or corrupt; re-export it") from None
+            raise _unreadable(path, exc) from None
     if nodata is not None:
         valid &= ~np.all(data == nodata, axis=0)
     data[:, ~valid] = 0

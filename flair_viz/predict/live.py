@@ -260,7 +260,11 @@ def _around(x: int, y: int, hint: Viewport | None) -> list[tuple[int, int]]:
 
 def _live(place: _Place, x: int, y: int, hint: Viewport | None) -> Future:
     """The future of tile (x, y): the one already queued, or a new job queued with the hinted viewport's
-    tiles that are neither cached nor queued. Results are cached by each job's callback."""
+    tiles that are neither cached nor queued. Results are cached by each job's callback.
+
+    The jobs (a reprojected footprint each, ~1 ms) are made under the lock on purpose: the other requests
+    of a view arrive together and would each make the whole view's jobs again; waiting, they just join.
+    Made outside it, a 12-tile view measured 1.22–1.29× instead of 1.46× (benchmarks/viewport.py)."""
     key = place.key(x, y)
     with _inflight_lock:
         queued = _INFLIGHT.get(key)

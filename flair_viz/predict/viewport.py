@@ -97,7 +97,7 @@ def region_mpx() -> float:
 
     3 rather than more: a 12-tile z18 viewport is then two 2.9 Mpx chunks, 0.9 GB of OpenVINO buffers for the
     full U-Net ResNet34 in bf16; one 5.2 Mpx chunk would save 10 % of the pixels but take 1.5 GB, and a 20-tile
-    view in Chromium loaded only 4 % sooner with it, at a 0.55 GB higher server peak (docs/benchmarks.md)."""
+    view in Chromium loaded at most 7 % sooner with it, at a 0.55 GB higher server peak (docs/benchmarks.md)."""
     return float(os.environ.get("FLAIR_VIZ_REGION_MPX", "3"))
 
 
@@ -145,7 +145,7 @@ def predict_region(jobs: list[TileJob], forward: inference.Forward, stale: Calla
                 j.done.cancel()
             return
         h, w = _padded(b - a), _padded(d - c)
-        data, valid = read_live(ds, info, indexes, Window(c - m, a - m, w, h))
+        data, valid = raster.read_window(ds.path, indexes, Window(c - m, a - m, w, h), info.nodata)
         stats = forward.stats(inference.normalise(loaded.card, data)[None])[0]
         keep = np.s_[m:m + b - a, m:m + d - c]
         sl = np.s_[a - r0:b - r0, c - c0:d - c0]
@@ -184,7 +184,7 @@ def _resolve(job: TileJob, codes: tuple[np.ndarray, ...], origin: tuple[int, int
         job.done.set_result(tuple(warped))
 
 
-# -- reading and coding (shared with the coarse path in live.py) --------------------------------
+# -- coding (shared with the coarse path in live.py) ---------------------------------------------
 def code(u: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Uncertainty 0..1 as uint8 1..255 with 0 kept for "no data", so nearest resampling stays exact."""
     out = (1 + np.rint(np.clip(u, 0, 1) * 254)).astype(np.uint8)
@@ -214,12 +214,6 @@ def warp(src: np.ndarray, src_transform, src_crs, dst_transform, dst_crs) -> np.
     reproject(src, out, src_transform=src_transform, src_crs=src_crs, src_nodata=0, dst_transform=dst_transform,
               dst_crs=dst_crs, dst_nodata=0, resampling=Resampling.nearest)
     return out
-
-
-def read_live(ds: Dataset, info: raster.RasterInfo, indexes: list[int], win: Window) -> tuple[np.ndarray, np.ndarray]:
-    """The window's pixels (zero where invalid, as the model saw them in batch) and their validity."""
-    return raster.read_window(ds.path, indexes, win, info.nodata)
-
 
 
 class RegionBatcher:
