@@ -10,9 +10,9 @@ import geopandas as gpd
 from flair_viz.annotate import ranking, scenes, selections
 from flair_viz.annotate.grid import cell_m_for
 from flair_viz.annotate.scoring import score_files
-from flair_viz.cli.args import add_catalog_arg, catalog_file
 from flair_viz.core import raster
 from flair_viz.core.catalog import Catalog
+from flair_viz.core.cliargs import add_catalog_arg, catalog_file
 from flair_viz.core.errors import InvalidInput
 
 

@@ -30,8 +30,8 @@ from flair_viz.change import gpkg, qml
 from flair_viz.change.compute import ChangeResult, compute_change
 from flair_viz.change.outputs import write_outputs
 from flair_viz.change.trend import Trend, catalog_series, compute_trend
-from flair_viz.cli import args as shared
 from flair_viz.core import atomic, classes
+from flair_viz.core import cliargs as shared
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import InvalidInput
 

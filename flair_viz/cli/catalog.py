@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import tomli_w
 
-from flair_viz.cli import args as shared
 from flair_viz.core import atomic, config, describe, index, mosaics, raster
+from flair_viz.core import cliargs as shared
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import FlairVizError, OutsideDataRoot, context
 from flair_viz.core.locks import locked

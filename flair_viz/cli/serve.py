@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from flair_viz.cli import args as shared
+from flair_viz.core import cliargs as shared
 from flair_viz.core import config
 from flair_viz.server.run import serve
 

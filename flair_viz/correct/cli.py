@@ -11,9 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flair_viz.cli.args import add_catalog_arg, catalog_file
 from flair_viz.core import atomic
 from flair_viz.core.catalog import Catalog
+from flair_viz.core.cliargs import add_catalog_arg, catalog_file
 from flair_viz.core.errors import FlairVizError, Unreadable
 from flair_viz.correct import evaluate, export, jobs, store, training
 

@@ -15,7 +15,7 @@ from typing import TextIO
 import numpy as np
 
 from flair_viz import metrics
-from flair_viz.cli import args as shared
+from flair_viz.core import cliargs as shared
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import InvalidInput
 

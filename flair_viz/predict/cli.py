@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from flair_viz.cli import args as shared
+from flair_viz.core import cliargs as shared
 from flair_viz.core import scenes
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import InvalidInput, InvalidModel

@@ -1,7 +1,9 @@
 """Arguments shared by several ``flair-viz`` commands, declared once.
 
 ``--catalog`` and the cluster options mean the same thing on every command, so they are declared
-here and every command reads them through :func:`catalog_file` and :func:`client`.
+here and every command reads them through :func:`catalog_file` and :func:`client`. They live in core,
+below the features, because each feature's ``cli.py`` uses them while ``flair_viz.cli.main`` imports
+those modules: in ``flair_viz.cli`` they made features import their own entry point.
 """
 
 from __future__ import annotations
