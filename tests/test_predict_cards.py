@@ -53,3 +53,15 @@ def test_cards_come_in_folder_order_so_fine_tuned_ones_never_become_the_default(
     repo_ids = sorted(p.stem for p in (REPO / "models").glob("*.toml"))
     assert ids[0] == "zz-given" and ids[-1] == "aa-finetuned" and "demo-unet-r18" in ids
     assert ids.index("demo-unet-r18") < ids.index("aa-finetuned") and len(ids) == 2 + len(repo_ids)
+
+
+def test_a_default_card_comes_first_in_its_folder_and_user_folders_still_come_first(model_dir, _isolated_user_data):
+    """`default = true` picks a folder's first model (what every page offers first), never above a user's folder."""
+    write_card(model_dir, "aa-first-by-name", "a.pth")
+    write_card(model_dir, "zz-default", "b.pth", extra="default = true")
+    ids = [c.id for c in cards.scan_cards()[0]]
+    assert ids[:2] == ["zz-default", "aa-first-by-name"]
+    shipped = [c for c in cards.scan_cards()[0] if c.card_path.parent == (REPO / "models").resolve()]
+    flagged = [c.id for c in shipped if c.default]
+    assert [c.id for c in shipped][:len(flagged)] == flagged  # the shipped default, if any, leads the repo's cards
+    assert cards.get_card("zz-default").to_json()["default"] is True

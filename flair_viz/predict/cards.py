@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ast
 import functools
-import hashlib
 import importlib.util
 import os
 import re
 import threading
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,14 @@ import numpy as np
 
 from flair_viz.core import classes, config
 from flair_viz.core.errors import InvalidModel, Misconfigured, NotFound, UnknownModel
+from flair_viz.core.stamps import file_sha256
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BAND_NAMES = ("R", "G", "B", "NIR", "elevation")
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 REQUIRED = ("id", "arch", "encoder", "in_bands", "mean", "std", "classes", "nomenclature")
-OPTIONAL = ("title", "checkpoint", "sha256", "licence", "demo", "description", "provenance", "arch_params",
-            "training")
+OPTIONAL = ("title", "checkpoint", "sha256", "licence", "demo", "default", "description", "provenance",
+            "arch_params", "training", "scores")
 ARCH_FIX = "use an smp class name such as Unet, UnetPlusPlus, FPN, DeepLabV3Plus or Segformer"
 
 
@@ -56,6 +57,8 @@ class ModelCard:
     provenance: str = ""
     arch_params: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    default: bool = False  # listed first, so every page and script that takes "the first model" takes this one
+    scores: dict[str, Any] = field(default_factory=dict)  # the card's own measured scores (e.g. on an unseen zone)
 
     @property
     def label(self) -> str:
@@ -71,15 +74,16 @@ class ModelCard:
         """What the UI and ``/models`` need to show a model honestly (demo flag included)."""
         return {"id": self.id, "title": self.title or self.id, "arch": self.arch, "encoder": self.encoder,
                 "in_bands": list(self.in_bands), "classes": self.classes, "nomenclature": self.nomenclature,
-                "licence": self.licence, "demo": self.demo, "description": self.description,
+                "licence": self.licence, "demo": self.demo, "default": self.default, "scores": self.scores,
+                "description": self.description,
                 "checkpoint": self.checkpoint.name if self.checkpoint else None, "sha256": self.sha256}
 
 
-def model_dirs() -> list[Path]:
-    """Folders searched for cards: ``$FLAIR_VIZ_MODELS`` entries first, then the repo's ``models/``, then
-    ``models/`` in the user data folder, where ``flair-viz finetune`` writes fine-tuned models."""
-    extra = [Path(p) for p in os.environ.get("FLAIR_VIZ_MODELS", "").split(os.pathsep) if p.strip()]
-    return [*extra, config.MODELS_DIR, config.user_data_dir() / "models"]
+def model_dirs(extra: Sequence[Path] = ()) -> list[Path]:
+    """Folders searched for cards: ``$FLAIR_VIZ_MODELS`` entries first, then ``extra`` (a command's
+    ``--models-dir``), then the repo's ``models/``, then ``models/`` in the user data folder, where
+    ``flair-viz finetune`` writes fine-tuned models."""
+    return [*config.settings().models, *map(Path, extra), config.MODELS_DIR, config.user_data_dir() / "models"]
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -161,11 +165,12 @@ def parse_card(path: str | os.PathLike[str]) -> ModelCard:
         raise _bad(path, "std", "must be positive", "give the per-band standard deviations used in training")
     _check_classes(path, doc)
     _check_weights(path, doc)
-    for name in ("arch_params", "training"):
+    for name in ("arch_params", "training", "scores"):
         if not isinstance(doc.get(name, {}), dict):
             raise _bad(path, name, "must be a table", f"write it as [{name}]")
-    if not isinstance(doc.get("demo", False), bool):
-        raise _bad(path, "demo", "must be true or false", "write demo = true or demo = false")
+    for name in ("demo", "default"):
+        if not isinstance(doc.get(name, False), bool):
+            raise _bad(path, name, "must be true or false", f"write {name} = true or {name} = false")
     ckpt, sha = doc.get("checkpoint"), doc.get("sha256")
     return ModelCard(
         id=doc["id"], arch=doc["arch"], encoder=doc["encoder"], in_bands=tuple(bands), mean=mean, std=std,
@@ -174,6 +179,7 @@ def parse_card(path: str | os.PathLike[str]) -> ModelCard:
         licence=str(doc.get("licence", "")), demo=doc.get("demo", False),
         description=str(doc.get("description", "")).strip(), provenance=str(doc.get("provenance", "")).strip(),
         arch_params=dict(doc.get("arch_params", {})), training=dict(doc.get("training", {})),
+        default=doc.get("default", False), scores=dict(doc.get("scores", {})),
     )
 
 
@@ -182,11 +188,12 @@ _scan_lock = threading.Lock()
 _scan_cache: tuple[tuple, tuple[list[ModelCard], list[str]]] | None = None
 
 
-def scan_cards() -> tuple[list[ModelCard], list[str]]:
-    """All valid cards and one message per invalid card, so one broken user card never hides the others."""
+def scan_cards(extra: Sequence[Path] = ()) -> tuple[list[ModelCard], list[str]]:
+    """All valid cards (in ``model_dirs(extra)``) and one message per invalid card, so one broken user card
+    never hides the others."""
     global _scan_cache
     # folder order, then name: the shipped and user-given cards come before fine-tuned ones, whatever the paths
-    files = list(dict.fromkeys(p.resolve() for d in model_dirs() if d.is_dir() for p in sorted(d.glob("*.toml"))))
+    files = list(dict.fromkeys(p.resolve() for d in model_dirs(extra) if d.is_dir() for p in sorted(d.glob("*.toml"))))
     key = tuple((str(p), p.stat().st_mtime_ns) for p in files)
     with _scan_lock:
         if _scan_cache is not None and _scan_cache[0] == key:
@@ -205,6 +212,10 @@ def scan_cards() -> tuple[list[ModelCard], list[str]]:
             continue
         seen[card.id] = p
         cards.append(card)
+    # Stable: folder order stays ($FLAIR_VIZ_MODELS first), and inside a folder a `default = true` card comes first.
+    folders = [d.resolve() for d in model_dirs(extra)]
+    cards.sort(key=lambda c: (folders.index(c.card_path.parent) if c.card_path.parent in folders else len(folders),
+                              not c.default))
     with _scan_lock:
         _scan_cache = (key, (cards, problems))
     return cards, problems
@@ -215,12 +226,13 @@ def list_cards() -> list[ModelCard]:
     return scan_cards()[0]
 
 
-def get_card(id_or_path: str | os.PathLike[str]) -> ModelCard:
-    """A card by ID, or by the path of a ``.toml`` card; unknown IDs list the known ones."""
+def get_card(id_or_path: str | os.PathLike[str], extra: Sequence[Path] = ()) -> ModelCard:
+    """A card by ID (searched in ``model_dirs(extra)``), or by the path of a ``.toml`` card; unknown IDs
+    list the known ones."""
     text = str(id_or_path)
     if text.endswith(".toml") or os.sep in text:
         return parse_card(text)
-    cards, problems = scan_cards()
+    cards, problems = scan_cards(extra)
     for card in cards:
         if card.id == text:
             return card
@@ -267,22 +279,6 @@ def check_arch(card: ModelCard) -> None:
     is valid without smp installed; ``models list`` and model loading both run it."""
     if card.arch not in smp_architectures():
         raise _bad(card.card_path, "arch", f"{card.arch!r} is not a segmentation_models_pytorch architecture", ARCH_FIX)
-
-
-_sha_cache: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, cached by (path, size, mtime): checksums key every cache, so they must be cheap."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)  # TODO(lead): use core.stamps.file_stamp when it lands
-    if key not in _sha_cache:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _sha_cache[key] = h.hexdigest()
-    return _sha_cache[key]
 
 
 def resolve_checkpoint(card: ModelCard) -> tuple[Path, str]:
