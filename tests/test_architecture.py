@@ -157,3 +157,30 @@ def test_no_string_registries_of_modules():
     """Modules are imported by name in code, not looked up from strings (importlib.import_module)."""
     users = [m for m, p in MODULES.items() if "import_module(" in p.read_text(encoding="utf-8")]
     assert users == []
+
+
+def _environment_uses(path: Path) -> list[int]:
+    """Lines that touch the process environment: ``os.environ``, ``os.getenv``/``putenv``/``unsetenv``, or
+    those names imported from ``os``."""
+    names = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Attribute) and node.attr in names and isinstance(node.value, ast.Name)
+                and node.value.id == "os"):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and {a.name for a in node.names} & names:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_config_reads_the_environment():
+    """Every setting has one name, parser and default (core/config.py's table): modules ask config, never
+    ``os.environ``, so no second reader drifts from the documented default."""
+    users = {m: _environment_uses(p) for m, p in MODULES.items() if m != "flair_viz.core.config"}
+    assert {m: lines for m, lines in users.items() if lines} == {}
+
+
+def test_environment_finder_finds_planted_reads(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text("import os\nfrom os import getenv\nx = os.environ.get('A')\ny = os.getenv('B')\nz = 'environ'\n")
+    assert sorted(_environment_uses(planted)) == [2, 3, 4]  # the import, os.environ, os.getenv; not the string

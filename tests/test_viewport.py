@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from flair_viz.core import raster
+from flair_viz.core import config, raster
 from flair_viz.core.catalog import Dataset
 from flair_viz.predict import cards, inference, live, models, viewport
 from flair_viz.predict import tiles as predict_tiles
@@ -230,6 +230,6 @@ def test_viewport_hint_off_predicts_only_the_asked_tile(pix, scene, monkeypatch)
     monkeypatch.delenv("FLAIR_VIZ_VIEWPORT_HINT")
     monkeypatch.setattr("uvicorn.run", lambda *a, **k: None)
     monkeypatch.setattr(models, "prepare_cpu_engines", lambda **k: [])
-    monkeypatch.setattr(run, "bound_memory", lambda: None)  # no process-wide GDAL or malloc settings in pytest
+    monkeypatch.setattr(config, "bound_memory", lambda: None)  # no process-wide GDAL or malloc settings in pytest
     run.serve(None, "127.0.0.1", 0, workers=2)
     assert not live.hints_on()

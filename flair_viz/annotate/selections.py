@@ -48,8 +48,7 @@ FORMATS: dict[str, str] = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "Geo
 
 def default_path() -> Path:
     """``$FLAIR_VIZ_SELECTIONS`` or ``selections.gpkg`` in the user data folder."""
-    env = os.environ.get("FLAIR_VIZ_SELECTIONS")
-    return Path(env) if env else config.user_data_dir() / "selections.gpkg"
+    return config.settings().selections or config.user_data_dir() / "selections.gpkg"
 
 
 def now() -> str:

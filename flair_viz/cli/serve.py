@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from flair_viz.core import cliargs as shared
 from flair_viz.core import config
@@ -11,9 +10,7 @@ from flair_viz.server.run import serve
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    if args.engine:  # read by predict.engines in this process and in uvicorn's workers
-        os.environ["FLAIR_VIZ_ENGINE"] = args.engine
-    serve(str(shared.catalog_file(args)), args.host, args.port, args.workers, args.token)
+    serve(str(shared.catalog_file(args)), args.host, args.port, args.workers, args.token, args.engine)
     return 0
 
 

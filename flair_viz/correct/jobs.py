@@ -52,7 +52,7 @@ def start(parent_id: str, corrections: str | os.PathLike[str], out_id: str, *, e
     write_progress(folder / "progress.json", {"state": "starting", "epoch": 0, "epochs": epochs, "model_id": out_id})
     with open(folder / "log.txt", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=dict(os.environ, **(env or {})), cwd=config.REPO_ROOT)
+                                env={**config.child_environment(), **(env or {})}, cwd=config.REPO_ROOT)
     _PROCS[job_id] = proc
     atomic.write_text(folder / "job.json", json.dumps({"pid": proc.pid, "cmd": cmd, "out_id": out_id}))
     return job_id

@@ -11,7 +11,6 @@ so two tabs or the CLI never lose each other's changes and a crash never leaves 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -37,8 +36,7 @@ DEFAULT_BRUSH_M = 1.0  # a brush stroke covers this many metres either side of t
 
 def default_path() -> Path:
     """``$FLAIR_VIZ_CORRECTIONS`` or ``corrections.gpkg`` in the user data folder."""
-    env = os.environ.get("FLAIR_VIZ_CORRECTIONS")
-    return Path(env) if env else config.user_data_dir() / "corrections.gpkg"
+    return config.settings().corrections or config.user_data_dir() / "corrections.gpkg"
 
 
 def empty() -> gpd.GeoDataFrame:
@@ -105,15 +103,6 @@ def read_file(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     except (DataSourceError, DataLayerError) as exc:
         raise Unreadable(f"Cannot read corrections {path.name}: {str(exc).splitlines()[0][:160]}",
                          "the file is corrupt or not a GeoPackage; draw the corrections again") from None
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of the corrections file: the fine-tuned card records exactly which corrections it learnt."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def shape_from_feature(feature: Mapping, brush_m: float = DEFAULT_BRUSH_M, crs: str = "EPSG:4326") -> shapely.Geometry:

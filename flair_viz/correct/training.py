@@ -33,8 +33,9 @@ import numpy as np
 from flair_viz.core import config
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import InvalidInput, InvalidModel, UnknownModel
+from flair_viz.core.stamps import file_sha256
 from flair_viz.correct.labels import Window_, channel_lut, training_windows
-from flair_viz.correct.store import file_sha256, read_file
+from flair_viz.correct.store import read_file
 from flair_viz.predict import cards, models
 
 TRAIN_PARTS: tuple[str, ...] = ("head", "decoder", "all")
@@ -294,8 +295,8 @@ def finetune(parent_id: str, corrections_path: str | os.PathLike[str], out_id: s
     try:
         ckpt_name = f"{out_id}.safetensors"
         save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(stage / ckpt_name))
-        sha = cards.file_sha256(stage / ckpt_name)
-        training = {"parent": parent.id, "parent_sha256": cards.file_sha256(parent_ckpt),
+        sha = file_sha256(stage / ckpt_name)
+        training = {"parent": parent.id, "parent_sha256": file_sha256(parent_ckpt),
                     "corrections": str(corrections_path), "corrections_sha256": file_sha256(corrections_path),
                     "corrections_count": len(corrections), "pixels": pixels, "windows": len(wins),
                     "train": settings.train, "epochs": settings.epochs, "lr": settings.lr, "keep": settings.keep,

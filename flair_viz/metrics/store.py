@@ -135,4 +135,4 @@ def input_key(pair: Pair) -> dict:
 
 def default_store() -> Path:
     """Where the app keeps its metrics: ``$FLAIR_VIZ_METRICS`` or ``<user data>/metrics.parquet``."""
-    return Path(os.environ.get("FLAIR_VIZ_METRICS") or config.user_data_dir() / "metrics.parquet")
+    return config.settings().metrics or config.user_data_dir() / "metrics.parquet"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ WINDOW = 512
 
 def requested(name: str | None = None) -> str:
     """The engine asked for: ``name``, else ``$FLAIR_VIZ_ENGINE``, else ``auto``; checked."""
-    name = (name or os.environ.get("FLAIR_VIZ_ENGINE") or AUTO).strip().lower()
+    name = (name or config.settings().engine or AUTO).strip().lower()
     if name not in (*ENGINES, AUTO):
         raise InvalidInput(f"Unknown engine {name!r}", f"use one of {', '.join((AUTO, *ENGINES))}")
     return name
@@ -105,7 +104,7 @@ def exact(engine: str) -> bool:
 def reduced_wanted(card: ModelCard, checksum: str) -> list[str]:
     """The reduced-precision engines ``auto`` should build in the background, fastest first: those
     faster than the engine it picks now and not measured yet (none with ``FLAIR_VIZ_INT8_BUILD=0``)."""
-    if os.environ.get("FLAIR_VIZ_INT8_BUILD", "1") == "0":
+    if not config.settings().int8_build:
         return []
     out = []
     for engine in auto_order():
@@ -122,7 +121,7 @@ def reduced_wanted(card: ModelCard, checksum: str) -> list[str]:
 # -- calibration images ------------------------------------------------------------------------------
 def calibration_images() -> list[Path]:
     """Real aerial patches: ``$FLAIR_VIZ_CALIBRATION`` (folder or glob) or the demo FLAIR patches, sorted."""
-    spec = os.environ.get("FLAIR_VIZ_CALIBRATION")
+    spec = config.settings().calibration
     if spec:
         found = sorted(Path(spec).glob("**/*.tif")) if Path(spec).is_dir() else sorted(map(Path, glob.glob(spec)))
     else:
@@ -214,7 +213,7 @@ def open_runner(engine: str, path: Path):
     """The session that runs a cached graph: onnxruntime for onnx/onnx-int8, OpenVINO for openvino*."""
     if engine.startswith("openvino"):
         return openvino_engine.OpenVinoRunner(path, engine)
-    return onnx_engine.OnnxRunner(path)
+    return onnx_engine.OnnxRunner(path, engine)
 
 
 def runner(card: ModelCard, module: Any, checksum: str, engine: str):
@@ -263,7 +262,8 @@ def _bf16_without_torch(card: ModelCard, checksum: str, fp32: Path):
 
 
 def attach(card: ModelCard, module: Any, checksum: str, engine: str, asked: str) -> tuple[str, Any]:
-    """(engine actually used, runner or None); ``auto`` falls back to torch with a warning on failure."""
+    """(engine actually used, its CPU runtime runner, or None when torch runs it); ``auto`` falls back to
+    torch with a warning on failure."""
     if engine == "torch":
         return "torch", None
     try:

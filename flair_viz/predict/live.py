@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import threading
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -178,7 +177,7 @@ def prediction(ds: Dataset, model_id: str, z: int, x: int, y: int, tms_id: str =
         raise InvalidInput(f"Dataset {ds.id} is a {ds.role} raster; predictions need an aerial image",
                            "use the catalog ID of an image (role image), e.g. IMG_000473")
     card = cards.get_card(model_id)
-    info = raster.describe(ds.path)
+    info = raster.check_image_dtype(raster.describe(ds.path), ds.id)  # the CLI's dtype rule (issue 22)
     bands = ds.bands or raster.band_names_for(info.count)
     indexes = inference.band_indexes(card, tuple(bands), ds.id)
     loaded = models.load_model(card)
@@ -245,7 +244,7 @@ def hints_on() -> bool:
     Off (0) where requests of one map are shared among processes (``serve --workers N`` turns it off, and
     replicas behind a balancer should): the table of tiles in flight is per process, so every process that
     gets one of the view's requests would predict the whole view."""
-    return os.environ.get("FLAIR_VIZ_VIEWPORT_HINT", "1") != "0"
+    return config.settings().viewport_hint
 
 
 def _around(x: int, y: int, hint: Viewport | None) -> list[tuple[int, int]]:

@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from flair_viz.core import atomic, config
+from flair_viz.core import atomic, config, uncertainty
 from flair_viz.core.errors import InvalidModel, Misconfigured
 from flair_viz.predict.cards import ModelCard
+from flair_viz.predict.runner import Channels, stats_from_probabilities
 
 OPSET = 17
 EXPORT_VERSION = 1  # bump when the export or quantisation recipe changes: old cache entries are then ignored
@@ -132,7 +133,7 @@ def build_elsewhere(card: ModelCard, engine: str) -> None:
             "try:\n    models.load_model(sys.argv[1], 'cpu', sys.argv[2])\n"
             "except FlairVizError as e:\n"
             "    print(json.dumps({'kind': type(e).__name__, 'problem': e.problem, 'fix': e.fix}))\n    sys.exit(3)\n")
-    env = {**os.environ, "FLAIR_VIZ_ONNX_BUILD_HERE": "1", "FLAIR_VIZ_INT8_BUILD": "0"}
+    env = config.child_environment(onnx_build_here=True, int8_build=False)
     proc = subprocess.run([sys.executable, "-c", code, str(card.card_path), engine], capture_output=True, text=True,
                           env=env, timeout=1800)
     if proc.returncode == 0:
@@ -150,7 +151,7 @@ def build_here() -> bool:
     """Build in this process when torch is loaded anyway (or a child build asks): no child to start."""
     import sys
 
-    return "torch" in sys.modules or os.environ.get("FLAIR_VIZ_ONNX_BUILD_HERE") == "1"
+    return "torch" in sys.modules or config.settings().onnx_build_here
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -159,9 +160,10 @@ def threads() -> int:
     else the CPUs this process may use (no torch import just to ask)."""
     import sys
 
-    for var in ("FLAIR_VIZ_THREADS", "OMP_NUM_THREADS"):
-        if os.environ.get(var, "").strip().isdigit():
-            return max(1, int(os.environ[var]))
+    asked = config.settings().threads
+    asked = config.omp_threads() if asked is None else asked
+    if asked is not None:
+        return max(1, asked)
     if "torch" in sys.modules:
         return sys.modules["torch"].get_num_threads()
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -174,13 +176,15 @@ def arena_enabled() -> bool:
     tile server's RSS creeps up with it and stays flat without it, at no measurable speed cost on
     these networks (docs/benchmarks.md, engines section).
     """
-    return os.environ.get("FLAIR_VIZ_ORT_ARENA", "0") == "1"
+    return config.settings().ort_arena
 
 
 class OnnxRunner:
-    """Logits (N, classes, H, W) float32 for normalised float32 inputs (N, C, H, W); thread-safe."""
+    """The onnx and onnx-int8 engines (:class:`~flair_viz.predict.runner.Runner`); thread-safe. Called
+    directly it gives the graph's logits (N, classes, H, W) for normalised float32 inputs (N, C, H, W):
+    what agreement with torch is measured on."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, engine: str = "onnx") -> None:
         rt = ort()
         so = rt.SessionOptions()
         so.intra_op_num_threads = threads()
@@ -189,6 +193,7 @@ class OnnxRunner:
         so.enable_cpu_mem_arena = arena_enabled()
         so.log_severity_level = 3
         self.path = path
+        self.engine = engine
         try:
             self.session = rt.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - a damaged cache file: remove it so the next load re-exports
@@ -198,3 +203,15 @@ class OnnxRunner:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """The logits' softmax in place, in numpy: a CPU server that runs this engine never imports torch."""
+        proba = self(batch)
+        np.subtract(proba, proba.max(axis=1, keepdims=True), out=proba)
+        np.exp(proba, out=proba)
+        np.divide(proba, proba.sum(axis=1, keepdims=True), out=proba)
+        return proba
+
+    def stats(self, batch: np.ndarray, channels: Channels) -> list[uncertainty.PixelStats]:
+        """From the probabilities: onnxruntime has no summarising graph here (OpenVINO's is the fast one)."""
+        return stats_from_probabilities(self, batch, channels)

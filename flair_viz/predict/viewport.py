@@ -15,7 +15,6 @@ region's class and uncertainty codes (3 bytes per pixel), never by the number of
 from __future__ import annotations
 
 import math
-import os
 import queue
 import threading
 import time
@@ -30,7 +29,7 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from flair_viz.core import raster, uncertainty
+from flair_viz.core import config, raster, uncertainty
 from flair_viz.core.catalog import Dataset
 from flair_viz.predict import inference, models
 
@@ -98,7 +97,7 @@ def region_mpx() -> float:
     3 rather than more: a 12-tile z18 viewport is then two 2.9 Mpx chunks, 0.9 GB of OpenVINO buffers for the
     full U-Net ResNet34 in bf16; one 5.2 Mpx chunk would save 10 % of the pixels but take 1.5 GB, and a 20-tile
     view in Chromium loaded at most 7 % sooner with it, at a 0.55 GB higher server peak (docs/benchmarks.md)."""
-    return float(os.environ.get("FLAIR_VIZ_REGION_MPX", "3"))
+    return config.settings().region_mpx
 
 
 def _padded(n: int) -> int:
@@ -285,4 +284,4 @@ class RegionBatcher:
 
 
 # a burst of tile requests (a viewport) arrives over tens of ms on a busy CPU: 100 ms gaps, 1 s at most
-REGIONS = RegionBatcher(max_wait_s=float(os.environ.get("FLAIR_VIZ_REGION_WAIT_MS", "100")) / 1000)
+REGIONS = RegionBatcher(max_wait_s=config.settings().region_wait_ms / 1000)

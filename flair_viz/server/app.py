@@ -90,7 +90,7 @@ def create_app(catalog_path: str | os.PathLike[str] | None = None, token: str | 
     """Build the tile server. ``token`` (or ``$FLAIR_VIZ_TOKEN``) makes every request require it."""
     app = FastAPI(title="FLAIR Viz tile server", description="Serves catalog datasets by ID only.")
     app.state.catalog = CatalogStore(FsPath(catalog_path or config.catalog_path()))
-    token = token or os.environ.get("FLAIR_VIZ_TOKEN") or None
+    token = token or config.settings().token
 
     @app.middleware("http")
     async def guard(request: Request, call_next):

@@ -23,7 +23,8 @@ def app_factory():
     """uvicorn ``--factory`` entry: reads catalog and token from the environment set by ``serve``."""
     from flair_viz.server.app import create_app
 
-    return create_app(os.environ.get("FLAIR_VIZ_CATALOG"), token=os.environ.get("FLAIR_VIZ_TOKEN"))
+    s = config.settings()
+    return create_app(s.catalog, token=s.token)
 
 
 def is_up(url: str, timeout: float = 0.5) -> bool:
@@ -41,8 +42,9 @@ def fetch_json(base_url: str, path: str, timeout: float = 5.0):
     its status stands for, so the page shows *why* (an unknown model, a bad raster), not just "failed".
     """
     request = urllib.request.Request(f"{base_url.rstrip('/')}{path}")
-    if os.environ.get("FLAIR_VIZ_TOKEN"):
-        request.add_header("Authorization", f"Bearer {os.environ['FLAIR_VIZ_TOKEN']}")
+    token = config.settings().token
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             return json.loads(r.read())
@@ -67,47 +69,16 @@ def _server_error(exc: urllib.error.HTTPError, base_url: str, path: str) -> Flai
     return condition(detail, fix or f"see the tile server's log ({base_url})")
 
 
-MALLOC_ARENAS = "2"
-GDAL_CACHE_MB = "256"
-
-
-def bound_memory() -> None:
-    """Cap GDAL's block cache at 256 MB and glibc's malloc arenas at 2 in this process (and, through the
-    environment, in its workers and build children), unless ``GDAL_CACHEMAX``/``MALLOC_ARENA_MAX`` are set.
-
-    Why: GDAL's default cache is 5 % of the RAM (1.2 GB here), and each request thread that allocates big
-    numpy arrays gets its own malloc arena whose freed memory glibc keeps. Under 8 concurrent map clients
-    the two together took the server's peak RSS from ~0.9 GB to 1.7 GB (docs/benchmarks.md, tile-server
-    memory). glibc reads its variable only at start, so this process sets its own limit with ``mallopt``
-    before any request thread exists; GDAL reads its own at the first raster read, which comes later.
-    """
-    os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB)
-    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
-        return
-    os.environ["MALLOC_ARENA_MAX"] = MALLOC_ARENAS
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-8, int(MALLOC_ARENAS))  # M_ARENA_MAX
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to cap
-        pass
-
-
-def serve(catalog: str | None, host: str, port: int, workers: int = 1, token: str | None = None) -> None:
+def serve(catalog: str | None, host: str, port: int, workers: int = 1, token: str | None = None,
+          engine: str | None = None) -> None:
     import uvicorn
 
-    bound_memory()
-
-    if catalog:
-        os.environ["FLAIR_VIZ_CATALOG"] = str(Path(catalog).resolve())
-    if token:
-        os.environ["FLAIR_VIZ_TOKEN"] = token
-    if workers > 1:  # each worker would predict an announced view in full: see flair_viz.predict.live.hints_on
-        os.environ.setdefault("FLAIR_VIZ_VIEWPORT_HINT", "0")
+    config.bound_memory()  # GDAL cache and malloc arenas: see its doc
+    config.export_for_workers(Path(catalog) if catalog else None, token, engine, workers)
     from flair_viz.predict import models
 
     models.prepare_cpu_engines(say=lambda line: print(line, file=sys.stderr, flush=True))  # before serving: see its doc
-    if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("FLAIR_VIZ_TOKEN"):
+    if host not in ("127.0.0.1", "localhost", "::1") and not config.settings().token:
         print(f"warning: serving on {host} without a token; anyone who can reach it can read the catalog's "
               "datasets. Set --token or FLAIR_VIZ_TOKEN.", file=sys.stderr)
     uvicorn.run("flair_viz.server.run:app_factory", factory=True, host=host, port=port, workers=workers,

@@ -6,7 +6,6 @@ One builder means one place that knows the ``{z}/{x}/{y}`` pattern and adds the 
 
 from __future__ import annotations
 
-import os
 from urllib.parse import urlencode
 
 from flair_viz.core import config
@@ -15,6 +14,6 @@ from flair_viz.core import config
 def tile_url(route: str, base_url: str | None = None, **params: str | int | float | None) -> str:
     """``{base}{route}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?...`` for a route such as ``/datasets/ID``."""
     base = (base_url or config.tile_server_url()).rstrip("/")
-    token = os.environ.get("FLAIR_VIZ_TOKEN")
+    token = config.settings().token
     query = urlencode({k: v for k, v in {**params, "token": token}.items() if v is not None})
     return f"{base}{route}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png" + (f"?{query}" if query else "")
