@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -88,11 +87,9 @@ def _compare_in_child(args: argparse.Namespace) -> list[dict]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    if args.models_dir:
-        os.environ["FLAIR_VIZ_MODELS"] = os.pathsep.join(
-            p for p in (os.environ.get("FLAIR_VIZ_MODELS", ""), str(args.models_dir)) if p)
     cat = Catalog.load(catalog_file(args))
-    rows = evaluate.compare(args.parent, args.model, store.read_file(args.corrections), cat, args.scope, args.device)
+    rows = evaluate.compare(args.parent, args.model, store.read_file(args.corrections), cat, args.scope, args.device,
+                            models_dirs=[args.models_dir] if args.models_dir else ())
     if args.json_out:
         atomic.write_text(args.json_out, json.dumps(rows))
     for r in rows:

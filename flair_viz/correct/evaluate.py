@@ -9,6 +9,9 @@ come from :func:`flair_viz.metrics.scores.scores`, so they mean what they mean o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 import rasterio.features
 
@@ -23,21 +26,22 @@ SUBSETS: tuple[str, ...] = ("fine-tuning pixels", "other pixels")
 MAX_PIXELS = 4096 * 4096  # bigger images are skipped: use `flair-viz predict` + `evaluate` for those
 
 
-def _predict(model_id: str, data: np.ndarray, device: str | None) -> np.ndarray:
-    loaded = models.load_model(cards.get_card(model_id), device)
+def _predict(model_id: str, data: np.ndarray, device: str | None, models_dirs: Sequence[Path]) -> np.ndarray:
+    loaded = models.load_model(cards.get_card(model_id, models_dirs), device)
     return inference.classes_from_proba(inference.predict_proba_array(loaded, data))
 
 
 def compare(parent_id: str, new_id: str, corrections, cat: Catalog, scope: str = "corrected",
-            device: str | None = None) -> list[dict]:
+            device: str | None = None, models_dirs: Sequence[Path] = ()) -> list[dict]:
     """One row per (model, subset): pixels, overall accuracy and mIoU (FLAIR-1 protocol) over the images.
 
-    ``scope`` is ``corrected`` (images holding corrections) or ``all`` (every image with ground truth).
+    ``scope`` is ``corrected`` (images holding corrections) or ``all`` (every image with ground truth);
+    ``models_dirs`` (``corrections compare --models-dir``) are searched for both cards, before ``models/``.
     """
     groups = assign_images(corrections, cat)
     images = [cat.get(i) for i in groups] if scope == "corrected" else cat.by_role("image")
     totals = {(m, s): np.zeros((classes.N_CLASSES,) * 2, np.int64) for m in (parent_id, new_id) for s in SUBSETS}
-    card = cards.get_card(parent_id)
+    card = cards.get_card(parent_id, models_dirs)
     for ds in images:
         truth = cat.truth_of(ds)
         if truth is None:
@@ -55,7 +59,7 @@ def compare(parent_id: str, new_id: str, corrections, cat: Catalog, scope: str =
             used = rasterio.features.rasterize([(g, 1) for g in shapes.to_crs(info.crs).geometry], out_shape=shape,
                                                transform=info.transform, fill=0, dtype="uint8") > 0
         for model_id in (parent_id, new_id):
-            pred = _predict(model_id, data, device)
+            pred = _predict(model_id, data, device, models_dirs)
             totals[(model_id, SUBSETS[0])] += confusion(t[used], pred[used])[0]
             totals[(model_id, SUBSETS[1])] += confusion(t[~used], pred[~used])[0]
     rows = []
