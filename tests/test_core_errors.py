@@ -51,3 +51,13 @@ def test_context_prefixes_the_problem_and_keeps_class_and_fix():
         raise errors.UnreadableRaster("Cannot read a.tif", "re-export it")
     assert exc.value.problem == "Dataset A: Cannot read a.tif" and exc.value.fix == "re-export it"
     assert exc.value.__cause__ is None and "Fix: re-export it" in str(exc.value)
+
+
+def test_first_line_keeps_one_bounded_line_of_what_a_library_said():
+    """GDAL and pyarrow messages run to many lines: a user's error keeps the first, bounded, or the type name."""
+    long_first = "x" * 500
+    assert errors.first_line(OSError("\n  'a.tif' not recognized\nstack line 2\n")) == "'a.tif' not recognized"
+    assert errors.first_line(ValueError(long_first + "\nmore")) == long_first[:160]
+    assert errors.first_line(ValueError(long_first), limit=200) == long_first[:200]
+    assert errors.first_line(KeyError()) == "KeyError"  # said nothing: its type says what happened
+    assert errors.first_line(RuntimeError("   ")) == "RuntimeError"

@@ -34,7 +34,7 @@ from flair_viz.annotate.ranking import summarise_region
 from flair_viz.annotate.scenes import Scene, scene_at, scene_grid
 from flair_viz.annotate.scoring import COMPONENTS
 from flair_viz.core import atomic, config
-from flair_viz.core.errors import InvalidInput, Mismatch, NotFound, Unreadable
+from flair_viz.core.errors import InvalidInput, Mismatch, NotFound, Unreadable, first_line
 from flair_viz.core.locks import locked
 
 CRS = "EPSG:2154"
@@ -126,7 +126,7 @@ def read_file(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
         # keep ISO timestamps as text: GDAL would otherwise parse them and change their format
         return normalise(gpd.read_file(path, engine="pyogrio", DATE_AS_STRING="YES"), path.name)
     except (DataSourceError, DataLayerError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise Unreadable(f"Cannot read {path.name}: {str(exc).splitlines()[0][:160]}",
+        raise Unreadable(f"Cannot read {path.name}: {first_line(exc)}",
                             "the file is corrupt or not a selection export; export it again") from None
 
 

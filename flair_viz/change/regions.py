@@ -17,7 +17,7 @@ import rasterio.features
 import rasterio.windows
 from rasterio.windows import Window
 
-from flair_viz.core.errors import InvalidInput, NotFound, Unreadable
+from flair_viz.core.errors import InvalidInput, NotFound, Unreadable, first_line
 
 NAME_FIELDS = ("name", "nom", "NOM", "NOM_COM", "nom_com", "libelle", "id", "insee_com", "INSEE_COM", "code")
 
@@ -44,7 +44,7 @@ def load_regions(path: str | os.PathLike[str], crs: Any, name_field: str | None 
     try:
         gdf = gpd.read_file(p)
     except Exception as exc:  # pyogrio raises several types for unreadable files
-        raise Unreadable(f"Cannot read regions from {p.name}: {str(exc).splitlines()[0][:160]}", fix) from None
+        raise Unreadable(f"Cannot read regions from {p.name}: {first_line(exc)}", fix) from None
     if name_field is None:
         name_field = next((c for c in NAME_FIELDS if c in gdf.columns), None)
     if name_field is not None and name_field not in gdf.columns:

@@ -17,7 +17,7 @@ from rio_tiler.io import Reader
 
 from flair_viz.core import classes
 from flair_viz.core.catalog import Dataset
-from flair_viz.core.errors import RasterNotFound, UnreadableRaster
+from flair_viz.core.errors import RasterNotFound, UnreadableRaster, first_line
 from flair_viz.core.raster import tile_source
 
 TILE_SIZE = 256
@@ -37,7 +37,7 @@ def read_class_tile(ds: Dataset, tms_id: str, z: int, x: int, y: int, size: int 
         return None
     except RasterioError as exc:
         raise UnreadableRaster(
-            f"Cannot read {ds.path.name} (dataset {ds.id}): {str(exc).splitlines()[0][:160]}",
+            f"Cannot read {ds.path.name} (dataset {ds.id}): {first_line(exc)}",
             "the file is probably truncated or corrupt; re-export it, then check it with `flair-viz catalog validate`",
         ) from None
     values = classes.to_flair1(np.asarray(img.array.data[0]), ds.nomenclature, nodata)

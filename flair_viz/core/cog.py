@@ -22,7 +22,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.shutil import copy as rio_copy
 
 from flair_viz.core import atomic
-from flair_viz.core.errors import Misconfigured
+from flair_viz.core.errors import Misconfigured, first_line
 
 # Tiled LZW with internal overviews: titiler serves any zoom without reading full resolution.
 COG_OPTIONS: dict[str, Any] = {"compress": "LZW", "blocksize": 256, "overview_resampling": "nearest",
@@ -33,7 +33,7 @@ SCRATCH_PROFILE: dict[str, Any] = {"driver": "GTiff", "tiled": True, "blockxsize
 
 
 def _cannot_write(final: Path, exc: RasterioIOError, src: str | os.PathLike[str] | None = None) -> Misconfigured:
-    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc, 200)
     source = f" from {Path(src).name}" if src is not None else ""
     return Misconfigured(f"Cannot write {final.name}{source} in {final.parent}: {first}",
                          "check that the output folder is writable and has free space"

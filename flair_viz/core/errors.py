@@ -50,6 +50,17 @@ def context(prefix: str) -> Iterator[None]:
         raise exc.with_context(prefix) from None
 
 
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """What a library said, in one line: the first line of ``exc``'s message (at most ``limit`` characters),
+    or its type name when it said nothing.
+
+    GDAL, OGR, pyarrow and Dask messages can run to many lines (driver stacks, tracebacks); the first one
+    names the problem, and the error a user reads must stay one line beside our fix.
+    """
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 # -- conditions ----------------------------------------------------------------------------------
 class NotFound(FlairVizError):
     """A dataset ID, model, file or tile that does not exist."""

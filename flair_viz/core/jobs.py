@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flair_viz.core import atomic, raster
-from flair_viz.core.errors import FlairVizError, InvalidInput, Misconfigured
+from flair_viz.core.errors import FlairVizError, InvalidInput, Misconfigured, first_line
 from flair_viz.core.names import safe_name
 from flair_viz.core.stamps import file_stamp
 
@@ -79,7 +79,7 @@ def get_client(workers: int = 2, scheduler: str | None = None) -> Client:
         try:
             return Client(scheduler, timeout="15s")
         except (OSError, TimeoutError) as exc:
-            raise Misconfigured(f"Cannot reach the Dask scheduler at {scheduler}: {str(exc).splitlines()[0][:160]}",
+            raise Misconfigured(f"Cannot reach the Dask scheduler at {scheduler}: {first_line(exc)}",
                                 "start it with `dask scheduler` and workers with `dask worker ADDRESS`, "
                                 "check host, port and firewall, or drop --scheduler to use local workers") from None
     if workers < 1:
@@ -211,7 +211,7 @@ def gather(client: Client, futures: dict[Any, str], desc: str, progress: bool) -
             kind = type(exc).__name__
             fix = ("the task killed its worker several times (out of memory?): lower --batch-size or give "
                    "workers more memory" if kind == "KilledWorker" else "see the worker logs; rerun to retry it")
-            out = TaskOutcome(name, False, problem=f"{kind}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
+            out = TaskOutcome(name, False, problem=f"{kind}: {first_line(exc, 300) if str(exc).strip() else ''}",
                               fix=fix)
         outcomes.append(out)
         if bar is not None:

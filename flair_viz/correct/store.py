@@ -24,7 +24,7 @@ from pyogrio.errors import DataLayerError, DataSourceError
 
 from flair_viz.annotate.selections import now, table_edits, write_table
 from flair_viz.core import classes, config
-from flair_viz.core.errors import InvalidInput, NotFound, Unreadable
+from flair_viz.core.errors import InvalidInput, NotFound, Unreadable, first_line
 from flair_viz.core.locks import locked
 
 CRS = "EPSG:2154"
@@ -101,7 +101,7 @@ def read_file(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
         layer = LAYER if LAYER in layers else None
         return normalise(gpd.read_file(path, layer=layer, engine="pyogrio"), path.name)
     except (DataSourceError, DataLayerError) as exc:
-        raise Unreadable(f"Cannot read corrections {path.name}: {str(exc).splitlines()[0][:160]}",
+        raise Unreadable(f"Cannot read corrections {path.name}: {first_line(exc)}",
                          "the file is corrupt or not a GeoPackage; draw the corrections again") from None
 
 

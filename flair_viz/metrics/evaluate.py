@@ -18,7 +18,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from flair_viz.core import classes, errors, raster
-from flair_viz.core.errors import UnreadableRaster
+from flair_viz.core.errors import UnreadableRaster, first_line
 from flair_viz.core.jobs import TaskOutcome, raise_failures
 from flair_viz.metrics.confusion import N, confusion, confusion_torch
 from flair_viz.metrics.pairs import Pair
@@ -60,7 +60,7 @@ def _count(pair: Pair, height: int, width: int, use_torch: bool) -> tuple[np.nda
                 t_raw, p_raw = tds.read(1, window=win), pds.read(1, window=win)
             except Exception as exc:
                 raise UnreadableRaster(f"Cannot read the pixels of {pair.truth.name} or {pair.pred.name}: "
-                                       f"{str(exc).splitlines()[0][:160]}",
+                                       f"{first_line(exc)}",
                                        "the file is probably truncated; re-export it") from None
             cm, ign = count(classes.to_flair1(t_raw, pair.truth_nomenclature, tds.nodata),
                             classes.to_flair1(p_raw, pair.pred_nomenclature, pds.nodata))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from flair_viz.core import atomic, config
-from flair_viz.core.errors import InvalidInput, Misconfigured, RasterNotFound, Unreadable
+from flair_viz.core.errors import InvalidInput, Misconfigured, RasterNotFound, Unreadable, first_line
 from flair_viz.core.stamps import file_stamp
 from flair_viz.metrics.confusion import N
 from flair_viz.metrics.pairs import Pair
@@ -97,7 +97,7 @@ class MetricsTable:
         try:
             df = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for a corrupt file
-            raise Unreadable(f"Cannot read the metrics file {path}: {str(exc).splitlines()[0][:160]}",
+            raise Unreadable(f"Cannot read the metrics file {path}: {first_line(exc)}",
                              "delete it (it will be recomputed) or give another --out") from None
         return cls.from_frame(df)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from flair_viz.core.errors import InvalidModel
+from flair_viz.core.errors import InvalidModel, first_line
 
 # Longest first, so ``model.seg_model.`` wins over ``model.``.
 KNOWN_PREFIXES: tuple[str, ...] = ("model.seg_model.", "seg_model.", "module.", "model.", "net.")
@@ -48,7 +48,7 @@ def read_state_dict(path: str | os.PathLike[str], label: str = "") -> dict[str, 
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 200)
         raise InvalidModel(f"{who}cannot read checkpoint {path.name}: {first}",
                            "the file may be truncated or not a PyTorch/safetensors checkpoint; "
                            "re-download or re-export it (torch.save(model.state_dict(), ...))") from None

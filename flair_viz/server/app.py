@@ -26,7 +26,7 @@ from flair_viz.annotate.routes import CandidatesExtension
 from flair_viz.change.tiles import ChangeTilerFactory
 from flair_viz.core import config, describe
 from flair_viz.core.catalog import Catalog, CatalogStore, Dataset
-from flair_viz.core.errors import FlairVizError, InvalidInput, UnreadableRaster, status_code
+from flair_viz.core.errors import FlairVizError, InvalidInput, UnreadableRaster, first_line, status_code
 from flair_viz.metrics.tiles import ConfusionExtension
 from flair_viz.overview.tiles import OverviewRouter
 from flair_viz.predict.tiles import LivePredictionExtension, ModelsRouter
@@ -81,7 +81,7 @@ def unreadable_raster(request: Request, exc: Exception) -> UnreadableRaster:
     except FlairVizError:
         pass
     what = " or ".join(names) or "a raster of this request"
-    return UnreadableRaster(f"Cannot read {what}: {str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}",
+    return UnreadableRaster(f"Cannot read {what}: {first_line(exc)}",
                       "the file is probably truncated or corrupt; re-export it, then check it with "
                       "`flair-viz catalog validate`")
 
