@@ -199,6 +199,12 @@ def load_model(card: ModelCard | str, device: str | None = None, engine: str | N
     return loaded
 
 
+def build_cpu_engine(card_path: str, engine: str) -> None:
+    """The export child's job (:func:`flair_viz.predict.onnx_engine.build_elsewhere`): build and cache the
+    engine's graph with torch. Nothing is returned: the parent opens the cached graph itself."""
+    load_model(card_path, "cpu", engine)
+
+
 def prepare_cpu_engines(budget_s: float = 90.0, say: Callable[[str], None] = print) -> list[str]:
     """Export the graph each model card will run from on this CPU, before a tile server serves anything;
     the IDs of the cards it exported.

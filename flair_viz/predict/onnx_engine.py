@@ -124,27 +124,13 @@ def build_elsewhere(card: ModelCard, engine: str) -> None:
     The child runs the in-process build (``load_model`` with torch); its error, if any, is raised here
     as the same condition with the same fix.
     """
-    import subprocess
-    import sys
+    from flair_viz.core import child
 
-    from flair_viz.core import errors
-
-    code = ("import json, sys\nfrom flair_viz.core.errors import FlairVizError\nfrom flair_viz.predict import models\n"
-            "try:\n    models.load_model(sys.argv[1], 'cpu', sys.argv[2])\n"
-            "except FlairVizError as e:\n"
-            "    print(json.dumps({'kind': type(e).__name__, 'problem': e.problem, 'fix': e.fix}))\n    sys.exit(3)\n")
-    env = config.child_environment(onnx_build_here=True, int8_build=False)
-    proc = subprocess.run([sys.executable, "-c", code, str(card.card_path), engine], capture_output=True, text=True,
-                          env=env, timeout=1800)
-    if proc.returncode == 0:
-        return
-    try:
-        info = json.loads(proc.stdout.strip().splitlines()[-1])
-        cls = getattr(errors, info["kind"], InvalidModel)
-    except (ValueError, IndexError, KeyError):
-        raise InvalidModel(f"{card.label}: building the {engine} model failed: {proc.stderr.strip()[-300:]}",
-                           "use --engine torch (or FLAIR_VIZ_ENGINE=torch) for this model") from None
-    raise cls(info["problem"], info["fix"])
+    # named, not imported: predict.models imports this module, and the child runs models' own build
+    child.run("flair_viz.predict.models:build_cpu_engine", {"card_path": str(card.card_path), "engine": engine},
+              what=f"{card.label}: building the {engine} model", crash=InvalidModel,
+              fix="use --engine torch (or FLAIR_VIZ_ENGINE=torch) for this model",
+              settings={"onnx_build_here": True, "int8_build": False}, timeout=1800)
 
 
 def build_here() -> bool:
