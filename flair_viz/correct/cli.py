@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 from flair_viz.core import atomic
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.cliargs import add_catalog_arg, catalog_file
-from flair_viz.core.errors import FlairVizError, Unreadable
-from flair_viz.correct import evaluate, export, jobs, store, training
+from flair_viz.core.errors import FlairVizError
+from flair_viz.correct import export, jobs, store, training
 
 
 def _terminate(signum, frame) -> None:
@@ -24,36 +21,28 @@ def _terminate(signum, frame) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _terminate)
-    cat = Catalog.load(catalog_file(args))
-    settings = training.Settings(epochs=args.epochs, lr=args.lr, train=args.train, keep=args.keep, seed=args.seed,
-                                 device=args.device)
 
     def progress(doc: dict) -> None:
-        jobs.write_progress(args.progress, {**doc, "model_id": args.out})
+        jobs.write_progress(args.progress, doc)
         if "loss" in doc:
             print(f"epoch {doc['epoch']}/{doc['epochs']} loss {doc['loss']}", flush=True)
 
     try:
-        result = training.finetune(args.model, args.corrections, args.out, cat, settings,
-                                   models_dir=args.models_dir, progress=progress)
-        doc = {"state": "evaluating", **result.to_json()}
-        jobs.write_progress(args.progress, doc)
-        rows = []
-        if args.evaluate != "none":
-            rows = _compare_in_child(args)
-        doc = {**doc, "state": "done", "evaluation": rows}
-        jobs.write_progress(args.progress, doc)
+        doc = jobs.finetune_and_compare(args.model, str(args.corrections), args.out, str(catalog_file(args)),
+                                        epochs=args.epochs, lr=args.lr, train=args.train, keep=args.keep,
+                                        seed=args.seed, device=args.device, evaluate=args.evaluate,
+                                        models_dir=args.models_dir, progress=progress)
     except FlairVizError as exc:
         jobs.write_progress(args.progress, {"state": "failed", "problem": exc.problem, "fix": exc.fix})
         raise
     except KeyboardInterrupt:
         jobs.write_progress(args.progress, {"state": "cancelled", "model_id": args.out})
         raise
-    print(f"wrote {result.card_path} ({result.pixels} corrected px in {result.windows} window(s), "
-          f"{result.seconds:.1f} s on {result.device})")
-    print(f"painted class predicted on {100 * result.agreement_before:.1f}% of corrected pixels before, "
-          f"{100 * result.agreement_after:.1f}% after")
-    for r in rows:
+    print(f"wrote {doc['card_path']} ({doc['pixels']} corrected px in {doc['windows']} window(s), "
+          f"{doc['seconds']:.1f} s on {doc['device']})")
+    print(f"painted class predicted on {100 * doc['agreement_before']:.1f}% of corrected pixels before, "
+          f"{100 * doc['agreement_after']:.1f}% after")
+    for r in doc["evaluation"]:
         print(f"  {r['role']:>10} {r['pixels']:<19} OA {r['overall_accuracy']}  mIoU {r['miou']}  "
               f"({r['truth_pixels']} truth px)")
     if args.json:
@@ -61,35 +50,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare_in_child(args: argparse.Namespace) -> list[dict]:
-    """Parent vs new model, run by ``flair-viz corrections compare`` in a fresh process.
-
-    Predicting with the new model in the process that trained it made torch 2.14 (CPU) abort at
-    interpreter exit ("terminate called without an active exception", exit 134); a fresh process
-    only predicts, and costs one more torch import.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "rows.json"
-        cmd = [sys.executable, "-m", "flair_viz", "corrections", "compare", "--parent", args.model, "--model",
-               args.out, "--corrections", str(args.corrections), "--scope", args.evaluate, "--json-out", str(out),
-               "--catalog", str(catalog_file(args))]
-        if args.models_dir:
-            cmd += ["--models-dir", str(args.models_dir)]
-        if args.device:
-            cmd += ["--device", args.device]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0 or not out.exists():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-2:]
-            raise Unreadable(f"The comparison of {args.model} and {args.out} failed: {' '.join(tail)[:300]}",
-                             f"run `flair-viz corrections compare --parent {args.model} --model {args.out} "
-                             f"--corrections {args.corrections}` to see why; the new model itself is saved")
-        return json.loads(out.read_text(encoding="utf-8"))
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
-    cat = Catalog.load(catalog_file(args))
-    rows = evaluate.compare(args.parent, args.model, store.read_file(args.corrections), cat, args.scope, args.device,
-                            models_dirs=[args.models_dir] if args.models_dir else ())
+    rows = jobs.compare(args.parent, args.model, str(args.corrections), str(catalog_file(args)), args.scope,
+                        args.device, args.models_dir)
     if args.json_out:
         atomic.write_text(args.json_out, json.dumps(rows))
     for r in rows:
