@@ -24,6 +24,8 @@ from rasterio.windows import Window
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
+    from flair_viz.web.explore import Scene
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "data" / "demo"
 DEMO_CATALOG = DEMO / "catalog.toml"
@@ -207,3 +209,34 @@ def tile_to_raster(tile: morecantile.Tile, path: Path, size: int = 256) -> tuple
     x, y = Transformer.from_crs("EPSG:3857", crs, always_xy=True).transform(mx, my)
     col, row = ~transform @ (x, y)
     return np.asarray(col), np.asarray(row)
+
+
+# -- Explore's filters, scene by scene: the reference web/browse.py's index filters must equal ----------------
+def scene_year(scene: Scene) -> str:
+    return (scene.image.vintage or "")[:4]
+
+
+def filter_options(scenes: list[Scene], domains: list[str] = ()) -> tuple[list[str], list[str], list[str]]:
+    """(domains, zones, years) offered by the filters; zones narrow to the chosen domains."""
+    all_domains = sorted({s.domain for s in scenes if s.domain})
+    zones = sorted({s.zone for s in scenes if s.zone and (not domains or s.domain in domains)})
+    years = sorted({scene_year(s) for s in scenes if s.image.vintage})
+    return all_domains, zones, years
+
+
+def filter_scenes(scenes: list[Scene], domains: list[str] = (), zones: list[str] = (),
+                  years: list[str] = ()) -> list[Scene]:
+    """Scenes matching every non-empty filter; all of them when nothing matches, so the page never empties."""
+    shown = [s for s in scenes if (not domains or s.domain in domains) and (not zones or s.zone in zones)
+             and (not years or scene_year(s) in years)]
+    return shown or list(scenes)
+
+
+def clear_live_caches() -> None:
+    """Forget in-memory live tiles and their PNGs, so a test sees a fresh server's answer (the disk cache
+    stays; it is keyed by checksum, so it cannot go stale)."""
+    from flair_viz.predict import live
+    from flair_viz.predict import tiles as predict_tiles
+
+    live.RESULTS.clear()
+    predict_tiles.PNGS.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flair_viz.core.catalog import Catalog
 from flair_viz.web import explore
-from tests.helpers import DEMO_CATALOG
+from tests.helpers import DEMO_CATALOG, filter_options, filter_scenes
 
 
 def test_a_story_link_sets_the_widgets_and_stays_until_another_patch() -> None:
@@ -39,16 +39,16 @@ def test_model_defaults_follow_the_link_and_drop_unknown_models() -> None:
 def test_filters_match_the_demo_catalogs_domains_zones_and_years() -> None:
     cat = Catalog.load(DEMO_CATALOG)
     scenes = explore.list_scenes(cat)
-    domains, zones, years = explore.filter_options(scenes)
+    domains, zones, years = filter_options(scenes)
     assert years == sorted({d.vintage[:4] for d in cat.by_role("image") if d.vintage})  # read from the catalog itself
     assert {"2019", "2020", "2021"} <= set(years)
     assert domains == sorted({s.domain for s in scenes if s.domain}) and len(domains) >= 2
     d = domains[0]
-    _, zones_d, _ = explore.filter_options(scenes, [d])
+    _, zones_d, _ = filter_options(scenes, [d])
     assert set(zones_d) == {s.zone for s in scenes if s.domain == d and s.zone} and set(zones_d) <= set(zones)
-    in_2020 = explore.filter_scenes(scenes, years=["2020"])
+    in_2020 = filter_scenes(scenes, years=["2020"])
     assert len(in_2020) == 2 and all(s.image.vintage.startswith("2020") for s in in_2020)
-    assert explore.filter_scenes(scenes, domains=[d], years=["1900"]) == scenes  # nothing matches: show all
+    assert filter_scenes(scenes, domains=[d], years=["1900"]) == scenes  # nothing matches: show all
 
 
 def test_confusion_caption_names_classes_only_in_full_numbering() -> None:

@@ -184,3 +184,33 @@ def test_environment_finder_finds_planted_reads(tmp_path):
     planted = tmp_path / "planted.py"
     planted.write_text("import os\nfrom os import getenv\nx = os.environ.get('A')\ny = os.getenv('B')\nz = 'environ'\n")
     assert sorted(_environment_uses(planted)) == [2, 3, 4]  # the import, os.environ, os.getenv; not the string
+
+
+def _facade_uses(name: str, path: Path) -> list[str]:
+    """Names a package's module takes from its own package's ``__init__`` (not a sibling submodule)."""
+    package = ".".join(name.split(".")[:2])
+    own = package.split(".")[1]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module == "flair_viz":
+            out += [a.name for a in node.names if a.name == own]
+        elif isinstance(node, ast.ImportFrom) and node.module == package:
+            out += [a.name for a in node.names if f"{package}.{a.name}" not in MODULES]
+        elif isinstance(node, ast.Import):
+            out += [a.name for a in node.names if a.name == package]
+    return out
+
+
+def test_package_modules_never_import_their_own_facade():
+    """A facade ``__init__`` re-exports for outside callers; inside, modules import siblings, so the facade
+    can change without an import cycle (docs/architecture.md)."""
+    bad = {m: _facade_uses(m, p) for m, p in MODULES.items()
+           if m.count(".") >= 2 and m.split(".")[1] in FEATURES and not p.name == "__init__.py"}
+    assert {m: names for m, names in bad.items() if names} == {}
+
+
+def test_facade_finder_finds_planted_uses(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text("from flair_viz import metrics\nfrom flair_viz.metrics import scores, Scores\n"
+                       "from flair_viz.metrics.scores import view\n")
+    assert sorted(_facade_uses("flair_viz.metrics.cli", planted)) == ["Scores", "metrics"]  # scores is a module

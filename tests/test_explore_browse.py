@@ -5,7 +5,7 @@ from __future__ import annotations
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.describe import kind_of
 from flair_viz.web import browse, explore
-from tests.helpers import DEMO_CATALOG
+from tests.helpers import DEMO_CATALOG, filter_options, filter_scenes, scene_year
 from tests.test_catalog_index import grid_tree, scan
 
 
@@ -13,15 +13,15 @@ def test_demo_options_and_listing_equal_the_scene_by_scene_answer():
     cat = Catalog.load(DEMO_CATALOG)
     scenes = explore.list_scenes(cat)  # the old way: every scene built, then filtered
     table = browse.image_table(cat)
-    assert browse.options(table) == explore.filter_options(scenes)
-    d = explore.filter_options(scenes)[0][0]
-    assert browse.options(table, [d]) == explore.filter_options(scenes, [d])
+    assert browse.options(table) == filter_options(scenes)
+    d = filter_options(scenes)[0][0]
+    assert browse.options(table, [d]) == filter_options(scenes, [d])
     for filters in ([], [d]), ([d], []), ((), ()):
         got = browse.browse(cat, *filters)
-        want = explore.filter_scenes(scenes, *filters)
+        want = filter_scenes(scenes, *filters)
         assert not got.limited and {s.image.id for s in got.scenes} == {s.image.id for s in want}
     zone = next(s for s in scenes if s.kind == "mosaic")
-    got = browse.browse(cat, zones=[zone.zone], years=[explore.scene_year(zone)])
+    got = browse.browse(cat, zones=[zone.zone], years=[scene_year(zone)])
     assert zone.image.id in {s.image.id for s in got.scenes}
     assert {s.truth.id if s.truth else None for s in got.scenes if s.image.id == zone.image.id} == \
         {zone.truth.id if zone.truth else None}

@@ -16,8 +16,7 @@ import torch
 
 from flair_viz.cli.main import main
 from flair_viz.core import classes
-from flair_viz.predict import tiles as predict_tiles
-from tests.helpers import app_client, centre_tile, decode_png, tile_to_raster, write_tif
+from tests.helpers import app_client, centre_tile, clear_live_caches, decode_png, tile_to_raster, write_tif
 from tests.model_fixtures import make_model
 from tests.test_catalog_index import RES, X0, Y0, N, grid_tree
 
@@ -77,7 +76,7 @@ def test_mosaic_tiles_are_the_patches_pixels(zone):
 def test_live_prediction_on_a_mosaic_has_no_seam_at_patch_borders(zone, model_dir):
     cat, _, _ = zone
     make_model(model_dir, "tiny", "safetensors")
-    predict_tiles.clear_caches()
+    clear_live_caches()
     client = app_client(cat)
     vrt = client.app.state.catalog.get().get(MOSAIC).path
     t = centre_tile(vrt, 20)
@@ -173,6 +172,6 @@ def test_a_zone_with_missing_patches_shows_its_gaps_transparent_and_predicts_not
     assert (aerial[in_gap][:, 3] == 0).mean() > 0.99 and (aerial[on_patch][:, 3] == 255).mean() > 0.99
     # live predictions: nothing in the gap, classes on the patches
     make_model(model_dir, "tiny", "safetensors")
-    predict_tiles.clear_caches()
+    clear_live_caches()
     pred = decode_png(client.get(f"/datasets/{MOSAIC}/predict/tiny/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png"))
     assert (pred[in_gap][:, 3] == 0).mean() > 0.99 and (pred[on_patch][:, 3] == 255).mean() > 0.99

@@ -10,14 +10,14 @@ import geopandas as gpd
 from flair_viz.annotate import ranking, scenes, selections
 from flair_viz.annotate.grid import cell_m_for
 from flair_viz.annotate.scoring import score_files
-from flair_viz.core import raster
+from flair_viz.core import geotable, raster
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.cliargs import add_catalog_arg, catalog_file
 from flair_viz.core.errors import InvalidInput
 
 
 def _check_inputs(args: argparse.Namespace) -> None:
-    if Path(args.out).suffix.lower() not in selections.FORMATS:
+    if Path(args.out).suffix.lower() not in geotable.FORMATS:
         raise InvalidInput(f"Cannot write {Path(args.out).name}: unknown format", "name it .gpkg, .geojson or .csv")
     if args.proba and len(args.proba) != len(args.dataset):
         raise InvalidInput(f"{len(args.proba)} --proba file(s) for {len(args.dataset)} --dataset ID(s)",
@@ -57,7 +57,7 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     ranked = ranking.rank(frames, weights, args.top, args.spacing, rare_below=args.rare_below)
     table = ranking.candidate_table(ranked)
     out = Path(args.out)
-    selections.write_table(table, out, layer="candidates")
+    geotable.write_table(table, out, layer="candidates")
     rare = ", ".join(str(v) for v in ranked.attrs.get("rare_classes", []))
     print(f"wrote {len(table)} candidates to {out} (EPSG:2154; rare classes: {rare or 'none'})")
     if args.select:

@@ -19,7 +19,6 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 
 import geopandas as gpd
@@ -33,27 +32,21 @@ from flair_viz.annotate.grid import FLAIR_CELL_M, Grid, cell_id, snap
 from flair_viz.annotate.ranking import summarise_region
 from flair_viz.annotate.scenes import Scene, scene_at, scene_grid
 from flair_viz.annotate.scoring import COMPONENTS
-from flair_viz.core import atomic, config
+from flair_viz.core import config
 from flair_viz.core.errors import InvalidInput, Mismatch, NotFound, Unreadable, first_line
+from flair_viz.core.geotable import CRS, FORMATS, now, table_edits, write_table
 from flair_viz.core.locks import locked
 
-CRS = "EPSG:2154"
 LAYER = "selections"
 STATUSES: tuple[str, ...] = ("to annotate", "in progress", "done")
 SOURCES: tuple[str, ...] = ("candidate", "drawn")
 TEXT_COLUMNS: tuple[str, ...] = ("id", "source", "dataset", "note", "status", "created", "updated")
 COLUMNS: tuple[str, ...] = ("id", "source", "dataset", *COMPONENTS, "score", "note", "status", "created", "updated")
-FORMATS: dict[str, str] = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".csv": "CSV"}
 
 
 def default_path() -> Path:
     """``$FLAIR_VIZ_SELECTIONS`` or ``selections.gpkg`` in the user data folder."""
     return config.settings().selections or config.user_data_dir() / "selections.gpkg"
-
-
-def now() -> str:
-    """UTC time as ISO text: it survives GPKG, GeoJSON and CSV alike, unlike native datetime fields."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def empty() -> gpd.GeoDataFrame:
@@ -138,26 +131,7 @@ def _layers(path: Path) -> list[str]:
 
 def write_file(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
     """Write selections atomically: the final name holds either the old file or the complete new one."""
-    return write_table(normalise(gdf), path, fmt)
-
-
-def write_table(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str], fmt: str | None = None,
-                layer: str = LAYER) -> Path:
-    """Atomically write any EPSG:2154 table (selections, ranked candidates) as GPKG, GeoJSON or CSV with WKT."""
-    path = Path(path)
-    fmt = fmt or FORMATS.get(path.suffix.lower())
-    if fmt not in set(FORMATS.values()):
-        raise InvalidInput(f"Cannot export to {path.name}: unknown format", f"use a name ending in {', '.join(FORMATS)}")
-    if gdf.crs is None or not gdf.crs.equals(CRS):
-        gdf = gdf.set_crs(CRS) if gdf.crs is None else gdf.to_crs(CRS)
-    with atomic.atomic_path(path) as tmp:
-        if fmt == "CSV":
-            df = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-            df["geometry"] = shapely.to_wkt(gdf.geometry.values, rounding_precision=-1)
-            df.to_csv(tmp, index=False)
-        else:
-            gdf.to_file(tmp, driver=fmt, layer=layer, engine="pyogrio")
-    return path
+    return write_table(normalise(gdf), path, fmt, layer=LAYER)
 
 
 class SelectionStore:
@@ -321,20 +295,6 @@ class SelectionStore:
 
         self._change(fn)
         return counts[0], counts[1]
-
-
-def table_edits(before: pd.DataFrame, after: pd.DataFrame,
-                editable: tuple[str, ...]) -> tuple[dict[str, dict[str, object]], list[str]]:
-    """What a person changed in an edited table of rows keyed by ``id``: the ``editable`` cells that differ
-    per row, and the rows whose ``remove`` box is ticked (their other edits are dropped)."""
-    b, a = before.set_index("id"), after.set_index("id")
-    gone = a.index[a["remove"].fillna(False).astype(bool)].tolist() if "remove" in a else []
-    changes: dict[str, dict[str, object]] = {}
-    for rid in a.index.intersection(b.index):
-        diff = {k: a.loc[rid, k] for k in editable if k in a and a.loc[rid, k] != b.loc[rid, k]}
-        if diff and rid not in gone:
-            changes[rid] = diff
-    return changes, gone
 
 
 def _concat(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:

@@ -20,7 +20,7 @@ from flair_viz.core.catalog import Dataset
 from flair_viz.core.errors import RasterNotFound, UnreadableRaster, first_line
 from flair_viz.core.raster import tile_source
 
-TILE_SIZE = 256
+TILE_SIZE = 256  # px side of a map tile: the web standard, served by every tile route and live prediction
 
 
 def read_class_tile(ds: Dataset, tms_id: str, z: int, x: int, y: int, size: int = TILE_SIZE) -> np.ndarray | None:

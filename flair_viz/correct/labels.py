@@ -23,11 +23,10 @@ from flair_viz.core import raster
 from flair_viz.core.catalog import Catalog, Dataset
 from flair_viz.core.errors import InvalidInput, InvalidModel, context
 from flair_viz.predict.cards import ModelCard
+from flair_viz.predict.geometry import ALIGN, MARGIN
 from flair_viz.predict.inference import band_indexes, normalise
 
 MAX_WINDOW = 512
-CONTEXT_PX = 128  # image pixels of context kept around the corrected pixels (the zone-detection margin)
-ALIGN = 32  # U-Net input sizes must be divisible by the encoder's total stride
 
 
 @dataclass
@@ -106,7 +105,7 @@ def _spans(lo: int, hi: int, length: int) -> list[tuple[int, int]]:
     """
     if length <= MAX_WINDOW:
         return [(0, -(-length // ALIGN) * ALIGN)]
-    lo, hi = lo - CONTEXT_PX, hi + CONTEXT_PX
+    lo, hi = lo - MARGIN, hi + MARGIN  # context around the corrected pixels, as zone detection keeps
     n = max(1, math.ceil((hi - lo) / MAX_WINDOW))
     size = min(MAX_WINDOW, -(-math.ceil((hi - lo) / n) // ALIGN) * ALIGN)
     out = []

@@ -4,8 +4,8 @@ One row per shape: an EPSG:2154 polygon, the FLAIR-1 class (1..19) the analyst s
 image it was painted on (``dataset_id``), the model whose mistake it corrects (``model_id``), when
 (``created``) and a ``note``. Brush strokes (lines) are stored as the polygon the brush covered.
 
-Writes reuse the selections' machinery: the whole layer is rewritten into a temporary GeoPackage and
-renamed over (:func:`flair_viz.annotate.selections.write_table`, atomic), under the one file lock,
+Writes use the selections' machinery (:mod:`flair_viz.core.geotable`): the whole layer is rewritten into a
+temporary GeoPackage and renamed over (``write_table``, atomic), under the one file lock,
 so two tabs or the CLI never lose each other's changes and a crash never leaves half a file.
 """
 
@@ -22,12 +22,11 @@ import shapely
 import shapely.geometry
 from pyogrio.errors import DataLayerError, DataSourceError
 
-from flair_viz.annotate.selections import now, table_edits, write_table
 from flair_viz.core import classes, config
 from flair_viz.core.errors import InvalidInput, NotFound, Unreadable, first_line
+from flair_viz.core.geotable import CRS, now, table_edits, write_table
 from flair_viz.core.locks import locked
 
-CRS = "EPSG:2154"
 LAYER = "corrections"
 TEXT_COLUMNS: tuple[str, ...] = ("id", "dataset_id", "model_id", "created", "note")
 COLUMNS: tuple[str, ...] = ("id", "class", "dataset_id", "model_id", "created", "note")

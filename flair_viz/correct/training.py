@@ -37,10 +37,10 @@ from flair_viz.core.stamps import file_sha256
 from flair_viz.correct.labels import Window_, channel_lut, training_windows
 from flair_viz.correct.store import read_file
 from flair_viz.predict import cards, models
+from flair_viz.predict.geometry import ALIGN
 
 TRAIN_PARTS: tuple[str, ...] = ("head", "decoder", "all")
 CROP_MARGIN = 64  # px of context around the corrected pixels in a training step (beyond the decoder's reach)
-CROP_ALIGN = 32  # crops start and end on the encoder's coarsest stride, so every feature scale cuts exactly
 Progress = Callable[[dict], None]
 
 
@@ -150,7 +150,7 @@ def crop_box(painted: np.ndarray, part: str) -> tuple[int, int, int, int]:
     if part == "all":
         return 0, h, 0, w
     rows, cols = np.nonzero(painted)
-    a = CROP_ALIGN
+    a = ALIGN  # crops start and end on the encoder's coarsest stride, so every feature scale cuts exactly
     y0, x0 = max(0, (rows.min() - CROP_MARGIN) // a * a), max(0, (cols.min() - CROP_MARGIN) // a * a)
     y1 = min(h, -(-(rows.max() + 1 + CROP_MARGIN) // a) * a)
     x1 = min(w, -(-(cols.max() + 1 + CROP_MARGIN) // a) * a)

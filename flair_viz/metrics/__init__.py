@@ -12,8 +12,9 @@ Conventions:
 
 This package is a facade: the code lives in submodules named by job (``confusion``: counting;
 ``pairs``: what to compare; ``store``: the Parquet store; ``evaluate``: the one engine, with
-``batch`` its Dask runner; ``scores``: protocol views, scores, filters and rankings; ``page``: what
-the Metrics page shows). Submodules import each other directly, never this facade.
+``batch`` its Dask runner; ``scores``: protocol views, scores, filters and rankings; ``views``: what
+the Metrics page offers and where a confusion click leads; ``tiles``: the confusion tile route; ``cli``:
+``flair-viz evaluate``). Submodules import each other directly, never this facade.
 """
 
 from flair_viz.metrics.confusion import N, confusion, confusion_torch

@@ -14,20 +14,23 @@ from typing import TextIO
 
 import numpy as np
 
-from flair_viz import metrics
 from flair_viz.core import cliargs as shared
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import InvalidInput
+from flair_viz.metrics.evaluate import EvaluationRun, evaluate
+from flair_viz.metrics.pairs import Pair, resolve_pairs
+from flair_viz.metrics.scores import PROTOCOLS, Scores, miou_classes, scores, summary
+from flair_viz.metrics.store import default_store
 
 
 def _fmt(x: float) -> str:
     return "   n/a" if np.isnan(x) else f"{x:6.3f}"
 
 
-def print_table(sc: metrics.Scores, run: metrics.EvaluationRun, out: TextIO) -> None:
+def print_table(sc: Scores, run: EvaluationRun, out: TextIO) -> None:
     """Per-class scores, then the headline, with the protocol named so numbers are not misread."""
     width = max(len(n) for n in sc.names)
-    k = metrics.miou_classes(sc.protocol)
+    k = miou_classes(sc.protocol)
     print(f"{'class'.ljust(width)}     IoU      F1    prec  recall  truth px", file=out)
     for i, name in enumerate(sc.names):
         flag = "" if i < k else "  (not in mIoU)"
@@ -42,7 +45,7 @@ def print_table(sc: metrics.Scores, run: metrics.EvaluationRun, out: TextIO) -> 
           f"{ignored} pixel(s) ignored (nodata or outside 1..19)", file=out)
 
 
-def evaluate_many(pairs: list[metrics.Pair], store: Path, args: argparse.Namespace) -> metrics.EvaluationRun:
+def evaluate_many(pairs: list[Pair], store: Path, args: argparse.Namespace) -> EvaluationRun:
     """``flair-viz evaluate ... --workers N | --scheduler ADDR``: the same store, counted on Dask."""
     if getattr(args, "gpu", False):
         raise InvalidInput("--gpu counts in this process; it cannot be combined with --workers/--scheduler",
@@ -56,9 +59,9 @@ def evaluate_many(pairs: list[metrics.Pair], store: Path, args: argparse.Namespa
 def cmd_evaluate(args: argparse.Namespace) -> int:
     by_path = all(v is not None and Path(v).exists() for v in (args.truth, args.pred))
     catalog = None if by_path else Catalog.load(shared.catalog_file(args))
-    out = args.out or metrics.default_store()
-    pairs = metrics.resolve_pairs(args.truth, args.pred, catalog=catalog, model=args.model,
-                                  pred_nomenclature=args.pred_nomenclature)
+    out = args.out or default_store()
+    pairs = resolve_pairs(args.truth, args.pred, catalog=catalog, model=args.model,
+                          pred_nomenclature=args.pred_nomenclature)
     use_torch = False
     if args.gpu:
         import torch
@@ -69,12 +72,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if shared.wants_cluster(args):  # many pairs on Dask, same store and reuse rule
         run = evaluate_many(pairs, Path(out), args)
     else:
-        run = metrics.evaluate(pairs, store=out, progress=True, use_torch=use_torch)
-    sc = metrics.scores(run.table.total(), args.protocol)
+        run = evaluate(pairs, store=out, progress=True, use_torch=use_torch)
+    sc = scores(run.table.total(), args.protocol)
     print_table(sc, run, sys.stderr if args.json else sys.stdout)
     if args.json:
-        doc = metrics.summary(sc) | {"pairs": len(run.table), "computed": run.computed, "reused": run.reused,
-                                     "ignored_pixels": int(run.table.meta["ignored"].sum()), "store": str(out)}
+        doc = summary(sc) | {"pairs": len(run.table), "computed": run.computed, "reused": run.reused,
+                             "ignored_pixels": int(run.table.meta["ignored"].sum()), "store": str(out)}
         json.dump(doc, sys.stdout, indent=1)
         print()
     return 0
@@ -90,7 +93,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pred", metavar="P", help="prediction: folder, file or catalog ID")
     p.add_argument("--out", type=Path, default=None, help="Parquet store of per-patch matrices "
                    "(default: $FLAIR_VIZ_METRICS or <user data>/metrics.parquet)")
-    p.add_argument("--protocol", choices=metrics.PROTOCOLS, default="flair1",
+    p.add_argument("--protocol", choices=PROTOCOLS, default="flair1",
                    help="flair1: 13 classes (14..19 merged into other), mIoU over 12; full: all 19 (default flair1)")
     p.add_argument("--json", action="store_true", help="write a JSON summary to stdout (the table goes to stderr)")
     p.add_argument("--model", help="model name to record (default: from the catalog, or the prediction folder name)")

@@ -15,10 +15,10 @@ import morecantile
 import numpy as np
 from rio_tiler.utils import render
 
+from flair_viz.core.classtile import TILE_SIZE
 from flair_viz.core.errors import InvalidInput
 from flair_viz.overview.footprints import Footprints
 
-TILE_SIZE = 256
 DOT_PX = 3
 OUTLINE_MIN_PX = 12  # footprints drawn this wide or more get a darker one-pixel border
 OUTLINE_SHADE = 0.6

@@ -176,26 +176,6 @@ def keep_link_for(state: MutableMapping[str, Any], link: dict, scene_id: str) ->
     return link
 
 
-def scene_year(scene: Scene) -> str:
-    return (scene.image.vintage or "")[:4]
-
-
-def filter_options(scenes: list[Scene], domains: list[str] = ()) -> tuple[list[str], list[str], list[str]]:
-    """(domains, zones, years) offered by the filters; zones narrow to the chosen domains."""
-    all_domains = sorted({s.domain for s in scenes if s.domain})
-    zones = sorted({s.zone for s in scenes if s.zone and (not domains or s.domain in domains)})
-    years = sorted({scene_year(s) for s in scenes if s.image.vintage})
-    return all_domains, zones, years
-
-
-def filter_scenes(scenes: list[Scene], domains: list[str] = (), zones: list[str] = (),
-                  years: list[str] = ()) -> list[Scene]:
-    """Scenes matching every non-empty filter; all of them when nothing matches, so the page never empties."""
-    shown = [s for s in scenes if (not domains or s.domain in domains) and (not zones or s.zone in zones)
-             and (not years or scene_year(s) in years)]
-    return shown or list(scenes)
-
-
 def model_defaults(state: MutableMapping[str, Any], link: dict, known: list[str]) -> list[str] | None:
     """Default live models: the link's model, else the first the server offers; None when the widget has state.
 
