@@ -5,19 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-import tomli_w
 
-from flair_viz.core import atomic, config, describe, index, mosaics, raster
+from flair_viz.core import catalog_file, config, describe, index, mosaics, raster
 from flair_viz.core import cliargs as shared
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import FlairVizError, OutsideDataRoot, context
-from flair_viz.core.locks import locked
 from flair_viz.core.names import safe_name
 
 
@@ -26,15 +23,12 @@ def _scan_target(args: argparse.Namespace) -> Path:
     return shared.catalog_file(args, default=config.user_data_dir() / "catalog.toml")
 
 
-BLOCK = "# --- BEGIN index {name} (written by flair-viz catalog scan; do not edit by hand) ---\n{body}# --- END index {name} ---\n"
-BLOCK_RE = r"# --- BEGIN index {name} .*?# --- END index {name} ---\n"
-
-
 def cmd_scan(args: argparse.Namespace) -> int:
     """Index a FLAIR tree (headers read in parallel) into Parquet beside the catalog, with zone mosaics.
 
-    The TOML file only gains one marked ``[[index]]`` block, so what a person wrote in it survives.
-    Broken files, duplicate IDs and misaligned masks are listed and left out; the rest is indexed.
+    The TOML file gains (or replaces) one ``[[index]]`` entry for the folder through the one catalog writer,
+    so what a person wrote in it survives. Broken files, duplicate IDs, misaligned masks and masks without
+    an image are listed and left out (and kept in the index, so ``catalog validate`` names them later).
     """
     target = _scan_target(args).resolve()
     folder = Path(args.dir).resolve()
@@ -54,18 +48,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     built, mosaic_errors = mosaics.build_mosaics(table, root, idx_dir / name, levels) if levels else (table[:0], [])
     errors += mosaic_errors
     full = pd.concat([table, built], ignore_index=True) if len(built) else table
-    index.write_index(full, idx_dir / f"{name}.parquet", index.folder_stamp(folder))
-    entry = {"index": [{"path": os.path.relpath(idx_dir / f"{name}.parquet", target.parent),
-                        "folder": str(folder.relative_to(root)) or "."}]}
-    with locked(target):
-        text = target.read_text(encoding="utf-8") if target.exists() else \
-            f'data_root = "{os.path.relpath(root, target.parent)}"\n'
-        block = BLOCK.format(name=name, body=tomli_w.dumps(entry))
-        pattern = re.compile(BLOCK_RE.format(name=re.escape(name)), re.DOTALL)
-        text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
-        with atomic.atomic_path(target) as tmp, context(f"Cannot add the index to {target.name}"):
-            tmp.write_text(text, encoding="utf-8")
-            Catalog.load(tmp)  # the new text must load before it replaces the file
+    index.write_index(full, idx_dir / f"{name}.parquet", index.folder_stamp(folder), [e.message for e in errors])
+    entry = {"path": os.path.relpath(idx_dir / f"{name}.parquet", target.parent),
+             "folder": str(folder.relative_to(root)) or "."}
+    catalog_file.upsert(target, "index", [entry], key="path", data_root=os.path.relpath(root, target.parent))
     for e in errors:  # stdout lists them with the summary; stderr says each problem and its fix
         print(f"invalid: {e.message}")
         print(f"error: {e.problem}\nfix: {e.fix}", file=sys.stderr)

@@ -12,16 +12,16 @@ second because a row becomes a :class:`Dataset` only when it is asked for.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import tomli_w
 
 from flair_viz.core import atomic, config, index, raster, scan
+from flair_viz.core.dataset import ID_RE, ROLES, Dataset, check_id
 from flair_viz.core.errors import (
     FlairVizError,
     InvalidCatalog,
@@ -31,64 +31,7 @@ from flair_viz.core.errors import (
     context,
 )
 
-ROLES = ("image", "truth", "prediction", "change")
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 IMG_RE = index.IMG_RE
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """One registered raster. ``patch`` links an image with its ground truth and predictions."""
-
-    id: str
-    path: Path
-    role: str
-    vintage: str | None = None  # ISO date of acquisition
-    domain: str | None = None  # e.g. D004_2021
-    zone: str | None = None  # e.g. Z6_NU
-    patch: str | None = None  # FLAIR patch number, e.g. 000473
-    nomenclature: str = "flair1"  # for class rasters
-    bands: tuple[str, ...] = ()  # for images, in file order
-    title: str = ""
-    simulated: bool = False
-    outside_root: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
-    series: str | None = None  # name of a series: vintages of one area at several dates (the change trend)
-
-    @property
-    def is_class_raster(self) -> bool:
-        return self.role in ("truth", "prediction", "change")
-
-    @property
-    def label(self) -> str:
-        parts = [self.title or self.id]
-        if self.domain:
-            parts.append(self.domain)
-        if self.zone:
-            parts.append(self.zone)
-        if self.vintage:
-            parts.append(self.vintage)
-        if self.simulated:
-            parts.append("SIMULATED")
-        return " · ".join(parts)
-
-    def to_toml(self, root: Path) -> dict:
-        d = {k: v for k, v in asdict(self).items() if v not in (None, "", (), {}, False) or k in ("id", "role")}
-        try:
-            d["path"] = str(self.path.relative_to(root))
-        except ValueError:
-            d["path"] = str(self.path)
-        if "bands" in d:
-            d["bands"] = list(d["bands"])
-        if self.nomenclature == "flair1":
-            d.pop("nomenclature", None)
-        return d
-
-
-def _check_id(ds_id: str) -> None:
-    if not ID_RE.match(ds_id):
-        raise InvalidCatalog(f"Invalid dataset ID {ds_id!r}",
-                           "use letters, digits, '_', '-' or '.', starting with a letter or digit (max 128)")
 
 
 class Catalog:
@@ -106,6 +49,7 @@ class Catalog:
         self._made: dict[str, Dataset] = {}
         self._removed: set[str] = set()
         self._lookup: dict[tuple[str, str], list[str]] | None = None  # (patch or mosaic key, role) -> IDs
+        self._table: pd.DataFrame | None = None
         for ds in datasets or []:
             self.add(ds)
 
@@ -162,6 +106,23 @@ class Catalog:
             title=r["title"] or "", outside_root=bool(r["outside_root"]),
             extra={k: r[k] for k in ("camera", "mosaic") if r[k]})
         return ds
+
+    def table(self) -> pd.DataFrame:
+        """Every dataset as one row, in catalog order: the one view for table work (filters, listings, maps).
+
+        Columns: ``id, role, path`` (absolute), ``domain, zone, vintage, patch, bands`` (comma-joined),
+        ``title, mosaic`` (the key of a zone/domain mosaic, else ""), ``nomenclature, simulated``, the
+        bounds ``left, bottom, right, top`` in EPSG:2154 and ``indexed``: false for an entry registered
+        one by one, whose bounds are NaN (its header is not read here). An entry that replaces an index
+        row (:meth:`add` with ``replace_existing``) is that row. Built once per change of the catalog.
+        """
+        if self._table is None:
+            explicit = [{**{k: getattr(d, k) for k in ("id", "role", "domain", "zone", "vintage", "patch", "title",
+                                                       "nomenclature", "simulated")},
+                         "path": str(d.path), "bands": ",".join(d.bands), "mosaic": d.extra.get("mosaic", ""),
+                         "indexed": False} for d in self._by_id.values()]
+            self._table = index.catalog_table(self.index_tables(), explicit, self._removed, self.root)
+        return self._table
 
     def index_tables(self) -> list[pd.DataFrame]:
         """The patch indexes (one DataFrame per scanned tree), for fast table work such as the overview map."""
@@ -248,7 +209,7 @@ class Catalog:
     # -- mutation ---------------------------------------------------------------------------
     def add(self, ds: Dataset, replace_existing: bool = False) -> Dataset:
         """Register a dataset; its path must be inside the data root unless marked ``outside_root``."""
-        _check_id(ds.id)
+        check_id(ds.id)
         if ds.role not in ROLES:
             raise InvalidCatalog(f"Dataset {ds.id}: unknown role {ds.role!r}", f"use one of {', '.join(ROLES)}")
         path = Path(ds.path)
@@ -266,7 +227,7 @@ class Catalog:
         ds = replace(ds, path=path, bands=tuple(ds.bands))
         self._by_id[ds.id] = ds
         self._removed.discard(ds.id)
-        self._lookup = None
+        self._lookup = self._table = None
         return ds
 
     def add_index(self, table: pd.DataFrame, source: str = "") -> None:
@@ -291,14 +252,14 @@ class Catalog:
                                  f"e.g. {', '.join(taken[:3])}", "scan the common parent folder once, or remove one "
                                  "of the [[index]]/[[scan]] entries")
         self._tables.append(new)
-        self._lookup = None
+        self._lookup = self._table = None
 
     def remove(self, ds_id: str) -> None:
         self.get(ds_id)
         self._by_id.pop(ds_id, None)
         if self._tables and self._locate(ds_id) is not None:
             self._removed.add(ds_id)
-        self._lookup = None
+        self._lookup = self._table = None
 
     # -- validation -------------------------------------------------------------------------
     def validate(self, ds: Dataset, scan_values: bool = False) -> raster.RasterInfo:
@@ -327,12 +288,24 @@ class Catalog:
     def load(cls, path: str | os.PathLike[str]) -> Catalog:
         """Read a catalog TOML; ``[[scan]]`` entries are expanded by scanning FLAIR-layout folders."""
         path = Path(path)
+        check_catalog_path(path)
         if not path.exists():
             raise MissingSource(f"Catalog file not found: {path}",
                                "create one with `flair-viz catalog scan DIR --catalog FILE`")
         try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidCatalog(f"Catalog {path.name} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                                 f"save {path} as UTF-8") from None
+        return cls.from_text(text, path)
+
+    @classmethod
+    def from_text(cls, text: str, path: Path) -> Catalog:
+        """The catalog ``text`` would be if it were the file ``path``: the writer checks an edit with it
+        before replacing the file, and its errors name the real file, not a temp copy."""
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
             raise InvalidCatalog(f"Catalog {path.name} is not valid TOML: {exc}",
                                  f"fix the syntax at that line of {path}") from None
         root = (path.parent / doc.get("data_root", ".")).resolve()
@@ -347,12 +320,19 @@ class Catalog:
         for entry in doc.get("index", []):
             cat.sources.append({"kind": "index", **entry})
             with context(f"Catalog {path.name}"):
-                cat.add_index(index.read_index(path.parent / entry["path"]), entry["path"])
-        for entry in doc.get("dataset", []):
+                parquet = path.parent / entry["path"]
+                cat.add_index(index.read_index(parquet), entry["path"])
+                cat.problems += [f"[[index]] {entry['path']} (catalog scan {entry.get('folder', '')}): left out: {p}"
+                                 for p in index.read_problems(parquet)]
+        defined: dict[str, str] = {}  # ID -> where the [[dataset]] entry defining it is
+        for n, entry in enumerate(doc.get("dataset", []), 1):
+            where = f"[[dataset]] #{n} (path {entry.get('path')!r})"
+            _check_unique(str(entry.get("id")), where, defined, cat, path)
+            defined[str(entry.get("id"))] = where
             try:
                 entry = dict(entry)
                 entry["bands"] = tuple(entry.get("bands", ()))
-                cat.add(Dataset(**entry), replace_existing=True)
+                cat.add(Dataset(**entry))
             except TypeError as exc:
                 raise InvalidCatalog(f"Catalog {path.name}: bad dataset entry {entry.get('id', '?')}: {exc}",
                                    "see docs/architecture.md for the dataset fields") from None
@@ -370,6 +350,27 @@ class Catalog:
         self.source = path
         return path
 
+
+
+def check_catalog_path(path: Path) -> None:
+    """A folder given as the catalog (``--catalog data/``) is named with the file it probably meant."""
+    if path.is_dir():
+        inside = path / "catalog.toml"
+        raise InvalidCatalog(f"The catalog {path} is a folder, not a TOML file",
+                             f"give the catalog file, e.g. --catalog {inside}"
+                             + ("" if inside.exists() else " (catalog scan creates it)"))
+
+
+def _check_unique(ds_id: str, where: str, defined: dict[str, str], cat: Catalog, path: Path) -> None:
+    """Two definitions of one ID are refused by name: letting the last one win silently showed one file
+    under another's ID, and ``validate`` found nothing wrong."""
+    first = defined.get(ds_id)
+    if first is None and cat._in_tables(ds_id):
+        t, i = cat._locate(ds_id)
+        first = f"a patch indexed from {cat._tables[t].source} (file {cat._tables[t].row(i)['path']})"
+    if first is not None:
+        raise InvalidCatalog(f"Catalog {path.name}: dataset ID {ds_id!r} is defined twice: by {first} and by {where}",
+                             f"rename or remove one of them in {path}: IDs must be unique")
 
 
 def scan_flair_folder(folder: str | os.PathLike[str], metadata: str | os.PathLike[str] | None = None,

@@ -56,14 +56,8 @@ def listing(ds: Dataset) -> dict:
 
 def catalog_listing(cat: Catalog) -> list[dict]:
     """:func:`listing` of every dataset; rows of a patch index take their bounds from it (no file opened)."""
-    bounds = {}
-    for t in cat.index_tables():
-        bounds.update(zip(t["id"], zip(t["left"], t["bottom"], t["right"], t["top"])))
-    explicit = {d.id for d in cat.explicit_datasets()}
-    out = []
-    for ds in cat:
-        if ds.id in bounds and ds.id not in explicit:
-            out.append({**summary(ds), "bounds": [float(v) for v in bounds[ds.id]]})
-        else:
-            out.append(listing(ds))
-    return out
+    t = cat.table()
+    t = t[t["indexed"]]
+    bounds = dict(zip(t["id"], zip(t["left"], t["bottom"], t["right"], t["top"])))
+    return [{**summary(ds), "bounds": [float(v) for v in bounds[ds.id]]} if ds.id in bounds else listing(ds)
+            for ds in cat]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +36,12 @@ from flair_viz.core.errors import (
     MissingSource,
     OutsideDataRoot,
     context,
+    first_line,
 )
 from flair_viz.core.names import safe_name
 
 IMG_RE = re.compile(r"^IMG_(?P<id>.+?)\.tiff?$", re.IGNORECASE)  # any name: real folders hold "IMG_ölé 1.tif"
+MSK_RE = re.compile(r"^MSK_(?P<id>.+?)\.tiff?$", re.IGNORECASE)
 COLUMNS = ("id", "role", "path", "domain", "zone", "vintage", "patch", "bands", "count", "dtype", "width",
            "height", "left", "bottom", "right", "top", "crs", "title", "camera", "mosaic", "outside_root")
 TEXT = ("id", "role", "path", "domain", "zone", "vintage", "patch", "bands", "dtype", "crs", "title", "camera", "mosaic")
@@ -79,7 +81,7 @@ def l93_bounds(info: raster.RasterInfo) -> list[float]:
         return [float(v) for v in transform_bounds(info.crs, raster.LAMBERT93, *info.bounds)]
     except (CRSError, RasterioError, ValueError) as exc:
         raise InvalidRaster(f"{info.path.name}: its bounds cannot be reprojected from {info.crs} to EPSG:2154 "
-                            f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})",
+                            f"({first_line(exc)})",
                             "reproject the raster to EPSG:2154 (gdalwarp -t_srs EPSG:2154)") from None
 
 
@@ -151,14 +153,42 @@ def load_metadata(path: Path | None) -> dict[str, dict]:
     return meta
 
 
-def find_images(folder: Path) -> list[Path]:
-    """``<domain>/<zone>/img/IMG_*.tif`` under ``folder``, sorted (one os.walk; symlinked folders are not followed)."""
-    found: list[Path] = []
+def find_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """``<domain>/<zone>/img/IMG_*.tif`` and ``.../msk/MSK_*.tif`` under ``folder``, sorted (one os.walk;
+    symlinked folders are not followed). Masks are listed so that one without its image can be named."""
+    images: list[Path] = []
+    masks: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
-        if os.path.basename(dirpath) == "img":
-            found += [Path(dirpath) / f for f in sorted(filenames) if IMG_RE.match(f)]
-    return found
+        kind = os.path.basename(dirpath)
+        if kind in ("img", "msk"):
+            pattern, out = (IMG_RE, images) if kind == "img" else (MSK_RE, masks)
+            out += [Path(dirpath) / f for f in sorted(filenames) if pattern.match(f)]
+    return images, masks
+
+
+def _not_utf8(path: Path) -> InvalidInput | None:
+    """A file name that is not UTF-8 (a Latin-1 name copied from an old disk) cannot go into the index, the
+    JSON answers or the TOML file: it is named with its raw bytes and left out, never a traceback."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return InvalidInput(f"The file name {os.fsencode(path)!r} is not UTF-8, so the file is left out",
+                            "rename it to a UTF-8 name (e.g. `convmv -f latin1 -t utf8 --notrunc -r --notest DIR`), "
+                            "then scan again")
+    return None
+
+
+def _orphan_masks(masks: list[Path], images: list[Path]) -> list[FlairVizError]:
+    """Masks with no image ``../img/IMG_<id>`` beside them: named, since a scan indexes patches by their image."""
+    have = {(img.parent.parent, IMG_RE.match(img.name).group("id"), img.suffix) for img in images}
+    out: list[FlairVizError] = []
+    for m in masks:
+        name = MSK_RE.match(m.name).group("id")
+        if (m.parent.parent, name, m.suffix) not in have and _not_utf8(m) is None:
+            out.append(InvalidInput(f"Mask {m} has no image IMG_{name}{m.suffix} in {m.parent.parent / 'img'}, "
+                                    "so it is left out", "add the image beside it (img/), or remove the mask"))
+    return out
 
 
 def scan_tree(folder: str | os.PathLike[str], root: Path, metadata: str | os.PathLike[str] | None = None,
@@ -178,7 +208,11 @@ def scan_tree(folder: str | os.PathLike[str], root: Path, metadata: str | os.Pat
         meta_path = root / metadata
     meta = load_metadata(meta_path)
     jobs, problems, seen = [], [], {}
-    for img in find_images(folder):
+    images, masks = find_images(folder)
+    problems += [e for e in map(_not_utf8, images + masks) if e is not None] + _orphan_masks(masks, images)
+    for img in images:
+        if _not_utf8(img) is not None:
+            continue
         name = IMG_RE.match(img.name).group("id")
         pid = safe_name(name)
         if pid in seen:
@@ -195,7 +229,7 @@ def scan_tree(folder: str | os.PathLike[str], root: Path, metadata: str | os.Pat
         vintage = md.get("date") or (domain.split("_")[-1] if domain and "_" in domain else None)
         common = {"domain": domain, "zone": zone, "vintage": vintage, "patch": pid, "camera": md.get("camera")}
         msk = zone_dir / "msk" / f"MSK_{name}{img.suffix}"
-        msk = msk if msk.exists() else None
+        msk = msk if msk.exists() and _not_utf8(msk) is None else None
         jobs.append((img, name, pid, common, _rel(img, root), _rel(msk, root) if msk else None, msk, root))
     for d in {p.parent for j in jobs for p in (j[0], j[6]) if p is not None}:
         _check_inside(d, root)  # a linked img/ or msk/ folder, checked once per folder
@@ -220,14 +254,17 @@ def _rel(path: Path, root: Path) -> str:
         return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
 
 
-def write_index(table: pd.DataFrame, path: str | os.PathLike[str], folder_stamp: str = "") -> Path:
-    """Write the table as Parquet atomically; the schema version and folder stamp go into its metadata."""
+def write_index(table: pd.DataFrame, path: str | os.PathLike[str], folder_stamp: str = "",
+                problems: Sequence[str] = ()) -> Path:
+    """Write the table as Parquet atomically; the schema version, folder stamp and the files the scan left
+    out (so that ``catalog validate`` names them long after the scan) go into its metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     t = pa.Table.from_pandas(table[list(COLUMNS)].reset_index(drop=True), preserve_index=False)
     t = t.replace_schema_metadata({**(t.schema.metadata or {}), b"flair_viz_index": INDEX_VERSION.encode(),
-                                   b"folder_stamp": folder_stamp.encode()})
+                                   b"folder_stamp": folder_stamp.encode(),
+                                   b"problems": json.dumps(list(problems), ensure_ascii=False).encode()})
     with atomic.atomic_path(Path(path)) as tmp:
         pq.write_table(t, tmp)
     return Path(path)
@@ -250,6 +287,17 @@ def read_index(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise InvalidCatalog(f"Catalog index {path.name} lacks the columns {sorted(missing)}",
                              "rerun `flair-viz catalog scan DIR` to rebuild it with this version")
     return t.to_pandas()
+
+
+def read_problems(path: str | os.PathLike[str]) -> list[str]:
+    """What the scan that wrote this index left out (one message each); indexes older than this list none."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return [str(p) for p in json.loads(meta.get(b"problems", b"[]"))]
+    except (OSError, ValueError, TypeError):
+        return []  # read_index has already named an unreadable file
 
 
 ROW_FIELDS = ("id", "role", "path", "domain", "zone", "vintage", "patch", "bands", "title", "camera", "mosaic",
@@ -336,35 +384,54 @@ def folder_stamp(folder: Path, extra: Iterable[Path] = ()) -> str:
             parts.append(f"{d}:-")
     import hashlib
 
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+TABLE_COLUMNS = ("id", "role", "path", "domain", "zone", "vintage", "patch", "bands", "title", "mosaic",
+                 "nomenclature", "simulated", "left", "bottom", "right", "top", "indexed")
+
+
+def catalog_table(frames: Sequence[pd.DataFrame], explicit: Sequence[dict], removed: Collection[str],
+                  root: Path) -> pd.DataFrame:
+    """Index rows and entries registered one by one as one table (:meth:`Catalog.table` documents it).
+
+    Built here, column-wise, so the catalog's two storage shapes are merged in one place: an explicit
+    entry with an index row's ID replaces that row where it stands, the others follow the index rows.
+    """
+    idx = [f.assign(nomenclature="flair1", simulated=False, indexed=True)[list(TABLE_COLUMNS)] for f in frames if len(f)]
+    df = pd.concat(idx, ignore_index=True) if idx else pd.DataFrame(columns=list(TABLE_COLUMNS))
+    if removed:
+        df = df[~df["id"].isin(list(removed))].reset_index(drop=True)
+    rel = df["path"].astype(str)
+    df["path"] = rel.where(rel.str.startswith("/"), f"{root}{os.sep}" + rel)
+    df["mosaic"] = df["mosaic"].fillna("")
+    ex = pd.DataFrame(list(explicit), columns=list(TABLE_COLUMNS))
+    if ex.empty:
+        return df
+    shadow = df["id"].isin(ex["id"])
+    if shadow.any():
+        cols = [c for c in TABLE_COLUMNS if c != "id"]
+        df.loc[shadow, cols] = ex.set_index("id").loc[df.loc[shadow, "id"], cols].to_numpy()
+    ex = ex[~ex["id"].isin(df["id"])]
+    frames_out = [f for f in (df, ex) if len(f)]
+    return pd.concat(frames_out, ignore_index=True) if len(frames_out) > 1 else frames_out[0].reset_index(drop=True)
 
 
 def patch_table(catalog) -> pd.DataFrame:
     """Every patch dataset (image or truth with a patch number): id, role, domain, zone, vintage, patch, bounds.
 
-    Bounds are ``left, bottom, right, top`` in EPSG:2154. Rows come straight from the catalog's
-    indexes; patches registered one by one in the TOML file are read from their headers (a broken
-    file gets NaN bounds rather than hiding the others).
+    Bounds are ``left, bottom, right, top`` in EPSG:2154. Index rows carry them; patches registered
+    one by one in the TOML file are read from their headers (a broken file gets NaN bounds rather than
+    hiding the others).
     """
-    frames = [t[t["patch"].notna() & (t["patch"] != "")][PATCH_COLUMNS] for t in catalog.index_tables()]
-    rows = []
-    for ds in catalog.explicit_datasets():
-        if not ds.patch:
-            continue
+    t = catalog.table()
+    t = t[t["patch"].notna() & (t["patch"] != "")][[*PATCH_COLUMNS, "path", "indexed"]].reset_index(drop=True)
+    for i in np.flatnonzero(~t["indexed"].to_numpy(dtype=bool)):
         try:
-            b = l93_bounds(raster.describe(ds.path))
+            t.loc[i, ["left", "bottom", "right", "top"]] = l93_bounds(raster.describe(t.at[i, "path"]))
         except FlairVizError:
-            b = [float("nan")] * 4
-        rows.append({"id": ds.id, "role": ds.role, "domain": ds.domain, "zone": ds.zone, "vintage": ds.vintage,
-                     "patch": ds.patch, "left": b[0], "bottom": b[1], "right": b[2], "top": b[3]})
-    if rows:
-        frames.append(pd.DataFrame(rows, columns=PATCH_COLUMNS))
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("left", "bottom", "right", "top") else "object")
-                             for c in PATCH_COLUMNS})
-    out = pd.concat(frames, ignore_index=True)
-    return out.drop_duplicates("id", keep="last").reset_index(drop=True)
+            t.loc[i, ["left", "bottom", "right", "top"]] = float("nan")
+    return t[PATCH_COLUMNS].astype({c: "float64" for c in ("left", "bottom", "right", "top")})
 
 
 def mosaic_groups(table: pd.DataFrame, by: Sequence[str] = ("domain", "zone")) -> dict[tuple, pd.DataFrame]:

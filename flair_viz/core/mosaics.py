@@ -55,8 +55,9 @@ def build_mosaics(table: pd.DataFrame, root: Path, out_dir: Path, levels: Sequen
                   min_patches: int = 2) -> tuple[pd.DataFrame, list[FlairVizError]]:
     """VRTs of every zone (and/or domain) with at least ``min_patches`` patches, as index rows.
 
-    Bounds in the index are in EPSG:2154, and so are FLAIR patches; a group whose patches are in
-    different CRSs (or pixel sizes) is refused with the reason and left out, the others are built.
+    Bounds in the index are in EPSG:2154, and so are FLAIR patches. A patch whose CRS, pixel size or
+    band layout differs from most of its group's is left out of the mosaic and named; a group with no
+    such majority (half in one CRS, half in another) is refused with the reason, the others are built.
     """
     check_levels(levels)
     rows, errors = [], []
@@ -73,8 +74,10 @@ def build_mosaics(table: pd.DataFrame, root: Path, out_dir: Path, levels: Sequen
                 path = out_dir / f"{ds_id}.vrt"
                 try:
                     with context(f"Mosaic {ds_id} of {len(members)} patches (not built)"):
-                        _check_crs(members)
-                        infos = [_info(r, root) for r in members.itertuples()]
+                        members, infos, odd = _usable(members, root)
+                        errors += [e.with_context(f"Mosaic {ds_id}: patch {pid} is left out of it") for pid, e in odd]
+                        if len(members) < min_patches:
+                            continue
                         vrt.write_mosaic(infos, path, palette=role == "truth")
                 except FlairVizError as exc:
                     errors.append(exc)
@@ -94,6 +97,46 @@ def build_mosaics(table: pd.DataFrame, root: Path, out_dir: Path, levels: Sequen
                              "camera": None, "mosaic": label,
                              "outside_root": os.path.isabs(rel)})
     return pd.DataFrame(rows, columns=list(COLUMNS)), errors
+
+
+def _layout(info: raster.RasterInfo) -> tuple:
+    """What one VRT needs all its sources to share: CRS, north-up pixel size, band count and type."""
+    t = info.transform
+    return (info.crs.to_wkt() if info.crs else "", round(t.a, 9), round(t.e, 9), t.b == 0 and t.d == 0,
+            info.count, str(info.dtype))
+
+
+def _usable(members: pd.DataFrame, root: Path) -> tuple[pd.DataFrame, list[raster.RasterInfo],
+                                                        list[tuple[str, FlairVizError]]]:
+    """The patches a mosaic can hold, their headers, and each other patch with the reason it is left out.
+
+    One odd patch (4 bands among 5-band images, another pixel size or CRS, an unreadable header) must
+    not cost its whole zone the mosaic: when most patches share one layout, the others are left out
+    and named. Without a majority nothing says which patches are the odd ones, so the group is refused.
+    """
+    infos: dict[int, raster.RasterInfo] = {}
+    odd: list[tuple[str, FlairVizError]] = []
+    for k, r in enumerate(members.itertuples()):
+        try:
+            infos[k] = _info(r, root)
+        except FlairVizError as exc:
+            odd.append((r.patch, exc))
+    if not infos:
+        return members.iloc[:0], [], odd
+    layouts = {k: _layout(i) for k, i in infos.items()}
+    counts = pd.Series(list(layouts.values()), dtype=object).value_counts()
+    if counts.iloc[0] * 2 <= len(members):
+        _check_crs(members)  # no majority: refused, naming two CRSs when that is the split
+        vrt.check_mosaic_grids(list(infos.values()))
+    keep = [k for k in infos if layouts[k] == counts.index[0]]
+    for k in sorted(set(infos) - set(keep)):
+        try:
+            vrt.check_mosaic_grids([infos[keep[0]], infos[k]])
+            keep.append(k)  # a layout that differs only within the grid tolerance
+        except FlairVizError as exc:
+            odd.append((members.iloc[k]["patch"], exc))
+    keep.sort()
+    return members.iloc[keep], [infos[k] for k in keep], odd
 
 
 def _check_crs(members: pd.DataFrame) -> None:

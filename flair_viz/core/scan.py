@@ -15,7 +15,8 @@ import pandas as pd
 from flair_viz.core import atomic, config, index, mosaics
 from flair_viz.core.errors import FlairVizError, MissingSource, Unreadable
 
-FORMAT = 2  # bumped when what a scan writes changes (2: image mosaics mask the gaps between patches)
+FORMAT = 3  # bumped when what a scan writes changes (2: image mosaics mask the gaps between patches; 3: masks
+# without an image are named, and an odd patch is left out of its zone mosaic instead of refusing it)
 
 
 def cached_scan(folder: Path, root: Path, metadata: str | None = None,
@@ -34,7 +35,8 @@ def cached_scan(folder: Path, root: Path, metadata: str | None = None,
                             "give a folder in FLAIR layout <domain>/<zone>/img/IMG_<id>.tif")
     meta = [root / metadata] if metadata else sorted(folder.glob("*metadata*.json"))
     stamp = index.folder_stamp(folder.resolve(), meta)
-    key = hashlib.sha256(f"{FORMAT}|{folder.resolve()}|{root}|{metadata}|{sorted(levels)}".encode()).hexdigest()[:16]
+    key_text = f"{FORMAT}|{folder.resolve()}|{root}|{metadata}|{sorted(levels)}"
+    key = hashlib.sha256(key_text.encode("utf-8", "surrogateescape")).hexdigest()[:16]  # any folder name
     cache = config.cache_dir() / "catalog-scans" / key
     cached, noted = cache / f"{stamp}.parquet", cache / f"{stamp}.problems.json"
     if cached.exists():

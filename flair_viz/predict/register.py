@@ -1,28 +1,25 @@
 """Register a batch prediction in the catalog, so the tile server and the map show it like any other.
 
-The entries are one marked block appended to the catalog file's text rather than a rewrite of the
-whole catalog, so hand-written ``[[scan]]`` entries and comments survive; concurrent jobs take turns
-through :func:`flair_viz.core.locks.locked`.
+The entries are ``[[dataset]]`` tables added or replaced by ID through the one catalog writer
+(:mod:`flair_viz.core.catalog_file`), so hand-written entries and comments survive and concurrent
+jobs take turns under its lock.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flair_viz.core import atomic, errors, mosaics
+from flair_viz.core import catalog_file as toml_file
+from flair_viz.core import mosaics
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import OutsideDataRoot
-from flair_viz.core.locks import locked
 from flair_viz.core.names import safe_name
 from flair_viz.core.scenes import Scene
 from flair_viz.core.vrt import write_vrt
 from flair_viz.predict.cards import ModelCard
-
-BLOCK_RE = r"# --- BEGIN batch {id} .*?# --- END batch {id} ---\n"
 
 
 def register_mosaic(catalog_file: str | os.PathLike[str], vrt: Path, card: ModelCard,
@@ -33,9 +30,7 @@ def register_mosaic(catalog_file: str | os.PathLike[str], vrt: Path, card: Model
     so the Explore page shows them over their image and ``flair-viz evaluate`` pairs them with their
     ground truth, and each zone with two or more of them a zone mosaic (:func:`zone_mosaics`). Outputs outside the catalog's data root are refused unless ``outside_root``.
     """
-    import tomli_w
-
-    catalog_file = Path(catalog_file)
+    catalog_path = Path(catalog_file)
     ds_id = f"MOSAIC_{safe_name(card.id)}"
     made_by = {"model": card.id, "made_by": "flair-viz predict"}
     entries: list[dict[str, Any]] = [{"id": ds_id, "path": Path(vrt), "role": "prediction",
@@ -51,22 +46,11 @@ def register_mosaic(catalog_file: str | os.PathLike[str], vrt: Path, card: Model
     entries += zone_mosaics(vrt, card, outputs, made_by)
     if not outside_root:
         check_under_root(catalog_file, vrt, ds_id)
-    with locked(catalog_file):
-        text = catalog_file.read_text(encoding="utf-8") if catalog_file.exists() else 'data_root = "."\n'
-        root = data_root(catalog_file)
-        for e in entries:
-            path = e["path"].resolve()
-            e["path"] = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-            if outside_root:
-                e["outside_root"] = True
-        block = (f"# --- BEGIN batch {ds_id} (written by flair-viz predict; do not edit by hand) ---\n"
-                 + tomli_w.dumps({"dataset": entries}) + f"# --- END batch {ds_id} ---\n")
-        pattern = re.compile(BLOCK_RE.format(id=re.escape(ds_id)), re.DOTALL)
-        text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
-        where = f"Cannot register the mosaic in {catalog_file.name}"
-        with atomic.atomic_path(catalog_file) as tmp, errors.context(where):
-            tmp.write_text(text, encoding="utf-8")
-            Catalog.load(tmp)  # the new text must load as a catalog before it replaces the file
+    for e in entries:
+        e["path"] = Path(e["path"])  # the writer stores it relative to the data root when it lies under it
+        if outside_root:
+            e["outside_root"] = True
+    toml_file.upsert(catalog_path, "dataset", entries, key="id", drop=lambda old: _same_model(old, card.id))
     return ds_id
 
 
@@ -93,6 +77,13 @@ def zone_mosaics(vrt: Path, card: ModelCard, outputs: Sequence[tuple[Scene, Path
     return entries
 
 
+def _same_model(entry: dict[str, Any], model: str) -> bool:
+    """An entry an earlier ``predict`` run of this model registered: a rerun replaces that whole set, so
+    a scene left out this time does not keep a stale prediction in the catalog."""
+    extra = entry.get("extra") or {}
+    return extra.get("made_by") == "flair-viz predict" and extra.get("model") == model
+
+
 def data_root(catalog_file: str | os.PathLike[str]) -> Path:
     """The folder the catalog's paths are relative to (loading the catalog, so a broken one fails here)."""
     catalog_file = Path(catalog_file)
@@ -105,14 +96,12 @@ def check_under_root(catalog_file: str | os.PathLike[str], vrt: Path, ds_id: str
     Batch prediction writes its outputs first and turns this refusal into a note, so the fix names both
     ways out: a rerun with ``--outside-root`` (finished scenes are skipped) or the entry to add by hand.
     """
-    import tomli_w
-
     catalog_file, vrt = Path(catalog_file), Path(vrt).resolve()
     root = data_root(catalog_file)
     if vrt.parent.is_relative_to(root):
         return
-    entry = tomli_w.dumps({"dataset": [{"id": ds_id, "path": str(vrt), "role": "prediction", "outside_root": True}]})
+    entry = toml_file.entry_text("dataset", {"id": ds_id, "path": str(vrt), "role": "prediction", "outside_root": True})
     raise OutsideDataRoot(f"{vrt} is outside the data root {root} of the catalog {catalog_file}, so {ds_id} "
                           "was not registered there",
                           f"rerun the same command with --outside-root (finished scenes are skipped), "
-                          f"or add this entry to {catalog_file}:\n{entry.rstrip()}")
+                          f"or add this entry to {catalog_file}:\n{entry}")

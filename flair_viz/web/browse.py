@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import pandas as pd
 
 from flair_viz.core.catalog import Catalog
-from flair_viz.core.describe import kind_of
 from flair_viz.web.explore import Scene, list_scenes
 
 SCENE_LIST_LIMIT = 2000
@@ -31,25 +30,15 @@ class SceneList:
 
 def image_table(cat: Catalog) -> pd.DataFrame:
     """One row per aerial image: id, domain, zone, year, patch, and whether it is a single patch."""
-    frames = []
-    for t in cat.index_tables():
-        img = t[t["role"] == "image"]
-        mosaic = img["mosaic"].fillna("") if "mosaic" in img else pd.Series("", index=img.index)
-        is_vrt = img["path"].astype(str).str.lower().str.endswith(".vrt")
-        patch = img["patch"].fillna("").astype(str)
-        frames.append(pd.DataFrame({
-            "id": img["id"], "domain": img["domain"].fillna(""), "zone": img["zone"].fillna(""),
-            "year": img["vintage"].fillna("").astype(str).str[:4], "patch": patch,
-            "single": (patch != "") & (mosaic == "") & ~is_vrt}))
-    explicit = [d for d in cat.explicit_datasets() if d.role == "image"]
-    if explicit:
-        frames.append(pd.DataFrame([{"id": d.id, "domain": d.domain or "", "zone": d.zone or "",
-                                     "year": (d.vintage or "")[:4], "patch": d.patch or "",
-                                     "single": kind_of(d) == "patch"} for d in explicit]))
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=bool if c == "single" else object) for c in COLUMNS})
-    return pd.concat(frames, ignore_index=True).drop_duplicates("id", keep="last").reset_index(drop=True)
+    t = cat.table()
+    img = t[t["role"] == "image"]
+    patch = img["patch"].fillna("").astype(str)
+    is_vrt = img["path"].astype(str).str.lower().str.endswith(".vrt")
+    return pd.DataFrame({
+        "id": img["id"], "domain": img["domain"].fillna(""), "zone": img["zone"].fillna(""),
+        "year": img["vintage"].fillna("").astype(str).str[:4], "patch": patch,
+        "single": ((patch != "") & (img["mosaic"] == "") & ~is_vrt).astype(bool)}, columns=list(COLUMNS)
+    ).reset_index(drop=True)
 
 
 def options(table: pd.DataFrame, domains: Sequence[str] = ()) -> tuple[list[str], list[str], list[str]]:
