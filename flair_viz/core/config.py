@@ -9,10 +9,10 @@ never ``os.environ`` (tests/test_architecture.py checks it), so a setting has on
 default. The only writes are here too: ``export_for_workers`` (``serve``'s workers), ``bound_memory`` (GDAL
 and glibc, which read only their own variables) and ``child_environment`` (a child process's copy).
 
-``settings()`` reads the environment on every call, with no cache: reading the table's 21 variables takes
-about 0.05 ms (measured on the 2-core VM), far under a live tile's cost, and a cache would go stale whenever a test's
-``monkeypatch.setenv`` or ``serve`` changes a variable. An empty variable counts as unset. A value that
-does not parse is ``Misconfigured``, naming the variable, instead of being silently ignored.
+``settings()`` reads the environment on every call, with no cache: reading every variable of the table takes
+about 0.05 ms (27 variables on the 2-core VM), far under a live tile's cost, and a cache would go stale
+whenever a test's ``monkeypatch.setenv`` or ``serve`` changes a variable. An empty variable counts as unset.
+A value that does not parse is ``Misconfigured``, naming the variable, instead of being silently ignored.
 """
 
 from __future__ import annotations
@@ -106,6 +106,18 @@ class Settings:
                              "live tiles are predicted as one region: the memory bound", float)
     region_wait_ms: float = _var("FLAIR_VIZ_REGION_WAIT_MS", 100.0, "how long a region waits for more tiles of "
                                  "the same view after the last one came (read once, at import)", float)
+    # -- request caps: the most one tile-server request may ask for (flair_viz/core/tiling.py enforces them) --
+    max_zoom_out: int = _var("FLAIR_VIZ_MAX_ZOOM_OUT", 4, "zoom levels below a dataset's coarsest stored "
+                             "resolution (its overviews) a tile may ask for; each level reads 4x the pixels", int)
+    max_tilesize: int = _var("FLAIR_VIZ_MAX_TILESIZE", 512, "largest tilesize= of a tile or TileJSON request", int)
+    max_buffer: int = _var("FLAIR_VIZ_MAX_BUFFER", 64, "largest buffer= and padding= of a tile request, in pixels "
+                           "per edge", int)
+    max_image_px: int = _var("FLAIR_VIZ_MAX_IMAGE_PX", 2048, "largest width=, height= and max_size= of a preview, "
+                             "bbox, feature or statistics request (a bbox without them is read at most this size)", int)
+    max_bins: int = _var("FLAIR_VIZ_MAX_BINS", 1024, "most histogram_bins= and categories (c=) of a statistics "
+                         "request", int)
+    max_cover_scale: int = _var("FLAIR_VIZ_MAX_COVER_SCALE", 10, "largest cover_scale= of a feature statistics "
+                                "request (its memory grows with the square)", int)
 
 
 def env_name(field_name: str) -> str:
