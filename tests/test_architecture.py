@@ -214,3 +214,26 @@ def test_facade_finder_finds_planted_uses(tmp_path):
     planted.write_text("from flair_viz import metrics\nfrom flair_viz.metrics import scores, Scores\n"
                        "from flair_viz.metrics.scores import view\n")
     assert sorted(_facade_uses("flair_viz.metrics.cli", planted)) == ["Scores", "metrics"]  # scores is a module
+
+
+def documented_modules() -> dict[str, set[str]]:
+    """Per package, the modules docs/architecture.md names: core's table rows, each feature's bullet, and the
+    diagram's lists for server, cli and web."""
+    import re
+
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = {"core": set(re.findall(r"^\| `(\w+)\.py` \|", doc, re.M))}
+    for pkg in FEATURES:
+        bullet = re.search(rf"^- \*\*{pkg}/\*\* —(.*?)(?=^- \*\*|^## )", doc, re.S | re.M)
+        named[pkg] = set(re.findall(r"`(\w+)\.py`", bullet.group(1))) if bullet else set()
+    for pkg in ("server", "cli", "web"):
+        listed = re.search(rf"flair_viz/{pkg}  \(([^)]*)\)", doc)
+        named[pkg] = set(re.split(r"[,\s]+", listed.group(1).strip())) if listed else set()
+    return named
+
+
+def test_the_architecture_doc_names_every_module_and_no_other():
+    named = documented_modules()
+    on_disk = {pkg: {p.stem for p in (LIB / pkg).glob("*.py") if p.stem != "__init__"} for pkg in named}
+    assert {pkg: sorted(on_disk[pkg] ^ named[pkg]) for pkg in named if on_disk[pkg] != named[pkg]} == {}
+    assert all(named.values())  # every list was found (a renamed heading would otherwise pass silently)
