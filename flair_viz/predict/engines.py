@@ -37,6 +37,7 @@ from flair_viz.core.errors import InvalidInput, InvalidModel, InvalidRaster, Mis
 from flair_viz.predict import onnx_engine, openvino_engine
 from flair_viz.predict.bands import band_indexes, normalise
 from flair_viz.predict.cards import ModelCard
+from flair_viz.predict.geometry import WINDOW
 
 ENGINES = ("torch", "onnx", "onnx-int8", "openvino", "openvino-bf16")
 CPU_EXACT = ("openvino", "onnx")  # fp32: torch's classes up to float rounding; the faster first
@@ -44,7 +45,6 @@ REDUCED = ("openvino-bf16", "onnx-int8")  # used by auto only with a recorded he
 AUTO = "auto"
 MIN_AGREEMENT = 0.98
 CALIBRATION_WINDOWS = 2
-WINDOW = 512
 
 
 def requested(name: str | None = None) -> str:
