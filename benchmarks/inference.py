@@ -93,7 +93,7 @@ def main() -> int:
     from rasterio.warp import transform_bounds
 
     from flair_viz.core import raster
-    from flair_viz.predict import inference, live, models
+    from flair_viz.predict import inference, live, models, viewport
     from flair_viz.predict import tiles as predict_tiles
     from flair_viz.server.app import create_app
 
@@ -101,7 +101,7 @@ def main() -> int:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     model_id = write_model(tmp / "models")
     loaded = models.load_model(model_id, args.device, "torch")  # its ratios are about the torch pipeline
-    dev = loaded.device
+    dev, net, amp = loaded.device, loaded.runner.module, loaded.runner.autocast_dtype  # the torch runner's
     print(f"device: {models.device_name(args.device)}; torch threads {torch.get_num_threads()}; "
           f"{os.cpu_count()} CPUs; model {model_id} (smp Unet resnet34, 5 in, 19 classes, random weights)")
 
@@ -110,7 +110,6 @@ def main() -> int:
     n_windows = len(inference.tiles_for(args.scene, args.scene))
     bs = args.batch_size
     x = torch.randn(bs, 5, 512, 512)
-    fwd = inference.Forward(loaded, bs)
 
     def raw_forward() -> None:
         with torch.inference_mode():
@@ -118,11 +117,11 @@ def main() -> int:
                 xb = x.to(dev)
                 if dev.type == "cuda":
                     xb = xb.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast("cuda", dtype=fwd._amp):
-                        loaded.module(xb)
+                    with torch.autocast("cuda", dtype=amp):
+                        net(xb)
                     torch.cuda.synchronize()
                 else:
-                    loaded.module(xb)
+                    net(xb)
 
     def pipeline() -> None:
         inference.predict_file(loaded, scene, tmp / "pred.tif", batch_size=bs, progress=False)
@@ -160,22 +159,24 @@ def main() -> int:
     assert client.get(url(tiles[0])).status_code == 200  # loads model, warms everything once
     cold, raw_tile = [], []
     for t in (tiles * 3)[1:1 + args.repeats]:
-        predict_tiles.clear_caches()
+        live.RESULTS.clear()  # a fresh server: no tile in memory
+        predict_tiles.PNGS.clear()
         for f in (tmp / "cache").rglob("*.npz"):
             f.unlink()
-        _, _, src_bounds, _ = live._tile_geometry(info, "WebMercatorQuad", t.z, t.x, t.y)
-        win = live.live_window(info, src_bounds)
-        xt = torch.randn(1, 5, int(win.height), int(win.width))
+        geometry = live._tile_geometry(info, "WebMercatorQuad", t.z, t.x, t.y)
+        r0, c0, r1, c1 = viewport.inner_window(info, geometry.src_bounds)
+        h, w = viewport._padded(r1 - r0), viewport._padded(c1 - c0)  # what a lone tile's region runs on
+        xt = torch.randn(1, 5, h, w)
 
         def raw_tile_forward() -> None:
             with torch.inference_mode():
                 xb = xt.to(dev)
                 if dev.type == "cuda":
-                    with torch.autocast("cuda", dtype=fwd._amp):
-                        loaded.module(xb.contiguous(memory_format=torch.channels_last))
+                    with torch.autocast("cuda", dtype=amp):
+                        net(xb.contiguous(memory_format=torch.channels_last))
                     torch.cuda.synchronize()
                 else:
-                    loaded.module(xb)
+                    net(xb)
 
         raw_tile += timed(raw_tile_forward, 1)
         t0 = time.perf_counter()
@@ -199,7 +200,7 @@ def main() -> int:
           f"median of {args.repeats}")
     print(f"  raw forward      {raw_tp:6.2f} windows/s")
     print(f"  batch pipeline   {pipe_tp:6.2f} windows/s (predict_file, incl. read/softmax/write/COG)")
-    print(f"z{z} live tile: window {int(win.width)}x{int(win.height)} px (tile + 2x{live.CONTEXT_PX} px context)")
+    print(f"z{z} live tile: window {w}x{h} px (tile + 2x{viewport.CONTEXT_PX} px context)")
     print(f"  raw forward      {statistics.median(raw_tile) * 1000:8.1f} ms")
     print(f"  cold tile        {statistics.median(cold) * 1000:8.1f} ms (HTTP via TestClient, no cache)")
     print(f"  warm cached tile {statistics.median(warm_pred) * 1000:8.2f} ms; titiler RGB tile "

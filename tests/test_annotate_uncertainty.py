@@ -47,12 +47,12 @@ def test_entropy_is_normalised_by_the_models_class_count_not_the_channels() -> N
 
 def test_live_tile_codes_and_ranking_give_the_same_entropy() -> None:
     """The live tiles' uncertainty codes and the annotation cells both match the reference."""
-    from flair_viz.predict import live
+    from flair_viz.predict import viewport
 
     p19, p5 = _five_class_proba()
     ref = _reference_entropy(p5)
     valid = np.ones(ref.shape, bool)
-    ent_code, mar_code = live._uncertainties(p19, 5, valid)  # what the entropy/margin layers draw
+    ent_code, mar_code = viewport.uncertainties(p19, 5, valid)  # what the entropy/margin layers draw
     assert np.abs(ent_code.astype(int) - (1 + np.rint(ref * 254))).max() <= 1  # float32 vs float64 rounding
 
     transform = rasterio.Affine(RES, 0, X0, 0, -RES, Y0)  # 64 x 64 px in four 32 px (6.4 m) cells

@@ -19,8 +19,8 @@ from flair_viz.core import config, raster
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import InvalidInput, InvalidModel, Misconfigured
 from flair_viz.predict import cards, engines, inference, live, models, onnx_engine, openvino_engine
-from flair_viz.predict import tiles as predict_tiles
-from tests.helpers import DEMO_CATALOG, REPO, centre_tile
+from flair_viz.predict.runner import TorchRunner
+from tests.helpers import DEMO_CATALOG, REPO, centre_tile, clear_live_caches
 from tests.model_fixtures import make_model
 
 torch.set_num_threads(1)
@@ -35,9 +35,9 @@ def _fresh(monkeypatch):
     monkeypatch.setenv("FLAIR_VIZ_INT8_BUILD", "0")  # no background bf16/int8 build unless a test asks for it
     monkeypatch.setattr(models, "_model_cache", {})
     monkeypatch.setattr(models, "reduced_builds", {})
-    predict_tiles.clear_caches()
+    clear_live_caches()
     yield
-    predict_tiles.clear_caches()
+    clear_live_caches()
 
 
 def _patch():
@@ -98,7 +98,8 @@ def test_reduced_engine_records_its_agreement_and_auto_follows_it(engine, monkey
     calib, held, names = engines.split_windows(loaded.card)
     assert record["held_out"] == names and len(calib) == engines.CALIBRATION_WINDOWS and held
     # the recorded figure is the plain argmax agreement with torch fp32 on the held-out patches
-    same = [(loaded.runner(w[None]).argmax(1) == engines.torch_logits(loaded.module, w[None]).argmax(1)).mean()
+    torch_net = models.load_model(DEMO, "cpu", "torch").runner.module  # the same checkpoint on torch fp32
+    same = [(loaded.runner(w[None]).argmax(1) == engines.torch_logits(torch_net, w[None]).argmax(1)).mean()
             for w in held]
     assert record["agreement"] == pytest.approx(np.mean(same), abs=1e-9)
     path = engines._record_path(loaded.card, loaded.checksum, engine)
@@ -146,7 +147,8 @@ def test_export_is_cached_by_checksum_and_settings(model_dir, monkeypatch):
     again = models.load_model(card, "cpu", "onnx")
     assert again.runner.path == path
     x = np.random.default_rng(0).normal(size=(2, 5, 96, 128)).astype(np.float32)  # any aligned shape
-    np.testing.assert_allclose(again.runner(x), engines.torch_logits(first.module, x), atol=1e-4)
+    torch_net = models.load_model(card, "cpu", "torch").runner.module
+    np.testing.assert_allclose(again.runner(x), engines.torch_logits(torch_net, x), atol=1e-4)
 
 
 def test_auto_is_an_fp32_cpu_engine_on_cpu_and_torch_on_gpu(model_dir):
@@ -195,7 +197,7 @@ def test_failed_export_names_the_fix_and_auto_falls_back(model_dir, monkeypatch)
     assert "unsupported operator" in ei.value.problem and "--engine torch" in ei.value.fix
     with pytest.warns(UserWarning, match="running tiny on torch"):
         loaded = models.load_model("tiny", "cpu")
-    assert loaded.engine == "torch" and loaded.runner is None
+    assert loaded.engine == "torch" and isinstance(loaded.runner, TorchRunner)
     assert not list((onnx_engine.model_path(loaded.card, loaded.checksum, "fp32").parent).glob("*"))  # no debris
 
 
@@ -276,7 +278,8 @@ def test_cpu_process_qualifies_bf16_without_importing_torch(tmp_path):
     assert (engine, torch_loaded, reference) == ("openvino-bf16", False, "openvino fp32")
     _, held, _ = engines.split_windows(ref.card)
     bf16 = engines.open_runner("openvino-bf16", ref.runner.path)
-    assert value == pytest.approx(engines.pixel_agreement(ref.module, bf16, held), abs=0.005)
+    torch_net = models.load_model(DEMO, "cpu", "torch").runner.module
+    assert value == pytest.approx(engines.pixel_agreement(torch_net, bf16, held), abs=0.005)
 
 
 def test_openvino_keeps_one_static_plan_per_shape_and_at_most_shapes_plans():
@@ -286,11 +289,11 @@ def test_openvino_keeps_one_static_plan_per_shape_and_at_most_shapes_plans():
     runner = loaded.runner
     x = inference.normalise(loaded.card, raster.read(_patch().path))[None]
     crops = [x[..., :512, :512], x[..., :256, :384], x[..., :320, :256]]
-    first = [runner.stats(c) for c in crops]
+    first = [runner.summaries(c) for c in crops]
     assert runner.shapes() == [c.shape for c in crops[-openvino_engine.SHAPES:]]
     plans = list(runner._plans.values())
     assert plans[-1].free.qsize() == 1 and all(p.free.qsize() == 0 for p in plans[:-1])  # idle buffers: newest only
-    again = runner.stats(crops[0])  # its plan was dropped: planned again
+    again = runner.summaries(crops[0])  # its plan was dropped: planned again
     assert runner.shapes()[-1] == crops[0].shape and len(runner.shapes()) == openvino_engine.SHAPES
     for got, ref in zip(again, first[0]):
         np.testing.assert_array_equal(got, ref)

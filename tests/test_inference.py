@@ -11,6 +11,7 @@ from flair_viz.cli import main as cli
 from flair_viz.core import classes
 from flair_viz.core.errors import RasterError
 from flair_viz.predict import inference, models
+from flair_viz.predict.runner import TorchRunner
 from tests.helpers import write_tif
 from tests.model_fixtures import FLAIR_MEAN, FLAIR_STD, direct_proba, make_model
 
@@ -147,8 +148,9 @@ def test_oom_halves_batch_and_gives_identical_result(tiny, small_windows):
     loaded, _ = tiny
     img = _image(256, 192, seed=7)  # 3 x 2 = 6 windows of 128 px
     plain = inference.predict_proba_array(loaded, img, batch_size=1)
-    wrapper = OOMOnBigBatches(loaded.module, limit=1)
-    oom_loaded = models.LoadedModel(card=loaded.card, module=wrapper, device=loaded.device, checksum="x")
+    wrapper = OOMOnBigBatches(loaded.runner.module, limit=1)
+    oom_loaded = models.LoadedModel(card=loaded.card, runner=TorchRunner(wrapper, loaded.device), device=loaded.device,
+                                    checksum="x")
     forward = inference.Forward(oom_loaded, batch_size=4)
     batch = np.stack([inference.normalise(loaded.card, img[:, :128, :128])] * 3)
     out = forward(batch)

@@ -23,9 +23,9 @@ def test_each_checkpoint_format_loads_to_identical_outputs(model_dir, fmt):
     loaded = models.load_model(cards.get_card(f"m-{fmt}"), "cpu")
     x = torch.randn(1, 5, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
-        assert torch.equal(loaded.module(x), ref(x))
+        assert torch.equal(loaded.runner.module(x), ref(x))
     for k, v in ref.state_dict().items():
-        assert torch.equal(loaded.module.state_dict()[k], v), k
+        assert torch.equal(loaded.runner.module.state_dict()[k], v), k
 
 
 def test_missing_and_unexpected_keys_are_listed_with_the_card(model_dir):
@@ -153,7 +153,7 @@ def test_models_are_cached_per_checksum(model_dir):
     b = models.load_model("c1", "cpu")
     assert b is not a and b.checksum != a.checksum
     w = "segmentation_head.0.weight"
-    assert not torch.equal(a.module.state_dict()[w], b.module.state_dict()[w])
+    assert not torch.equal(a.runner.module.state_dict()[w], b.runner.module.state_dict()[w])
 
 
 def test_cli_models_list_shows_cards_and_demo_flag(model_dir, capsys):

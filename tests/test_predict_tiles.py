@@ -17,7 +17,8 @@ import torch
 from flair_viz.core import classes, raster
 from flair_viz.predict import cards, models
 from flair_viz.predict import tiles as predict_tiles
-from tests.helpers import app_client, centre_tile, decode_png, tile_to_raster
+from flair_viz.predict.runner import TorchRunner
+from tests.helpers import app_client, centre_tile, clear_live_caches, decode_png, tile_to_raster
 from tests.model_fixtures import FLAIR_MEAN, FLAIR_STD, make_model
 
 torch.set_num_threads(1)
@@ -52,12 +53,13 @@ def pixel_model(model_dir, monkeypatch):
         if (card if isinstance(card, str) else card.id) != "pix":
             return real_load(card, device)
         card = cards.get_card("pix")
-        return models.LoadedModel(card=card, module=module, device=torch.device("cpu"), checksum="pix-" + "0" * 60)
+        return models.LoadedModel(card=card, runner=TorchRunner(module, torch.device("cpu")), device=torch.device("cpu"),
+                                  checksum="pix-" + "0" * 60)
 
     monkeypatch.setattr(models, "load_model", load)
-    predict_tiles.clear_caches()
+    clear_live_caches()
     yield module
-    predict_tiles.clear_caches()
+    clear_live_caches()
 
 
 def _source_pixels(path, tile: morecantile.Tile):
@@ -133,7 +135,7 @@ def test_tiles_are_cached_in_memory_and_on_disk(pixel_model, client, _isolated_u
     runs = len(pixel_model.shapes)
     assert client.get(_url(IMG, "pix", t)).content == first
     assert len(pixel_model.shapes) == runs  # memory hit
-    predict_tiles.clear_caches()
+    clear_live_caches()
     assert client.get(_url(IMG, "pix", t, "entropy")).status_code == 200
     assert client.get(_url(IMG, "pix", t)).content == first
     assert len(pixel_model.shapes) == runs  # disk hit: no new forward
@@ -155,7 +157,7 @@ def test_coarse_zoom_uses_batch_prediction_on_native_windows(pixel_model, client
 
 
 def test_demo_model_tile_renders_with_palette_colours(client):
-    predict_tiles.clear_caches()
+    clear_live_caches()
     t = centre_tile(client.app.state.catalog.get().get(IMG).path, 19)
     rgba = decode_png(client.get(_url(IMG, "demo-unet-r18", t)))
     palette = {tuple(c) for c in classes.palette_rgba()[1:20]}

@@ -16,7 +16,8 @@ from flair_viz import annotate
 from flair_viz.core import raster
 from flair_viz.predict import cards, models
 from flair_viz.predict import tiles as predict_tiles
-from tests.helpers import centre_tile, decode_png, tile_to_raster
+from flair_viz.predict.runner import TorchRunner
+from tests.helpers import centre_tile, clear_live_caches, decode_png, tile_to_raster
 from tests.model_fixtures import FLAIR_MEAN, FLAIR_STD, make_model
 
 torch.set_num_threads(1)
@@ -37,13 +38,14 @@ def pixel13(model_dir, monkeypatch):
     def load(card, device=None):
         if (card if isinstance(card, str) else card.id) != "pix13":
             return real_load(card, device)
-        return models.LoadedModel(card=cards.get_card("pix13"), module=conv, device=torch.device("cpu"),
+        return models.LoadedModel(card=cards.get_card("pix13"), runner=TorchRunner(conv, torch.device("cpu")),
+                                  device=torch.device("cpu"),
                                   checksum="pix13-" + "0" * 58)
 
     monkeypatch.setattr(models, "load_model", load)
-    predict_tiles.clear_caches()
+    clear_live_caches()
     yield conv
-    predict_tiles.clear_caches()
+    clear_live_caches()
 
 
 def _clear_pixels(path, tile):

@@ -18,8 +18,8 @@ import torch
 from flair_viz.core import config, raster
 from flair_viz.core.catalog import Dataset
 from flair_viz.predict import cards, inference, live, models, viewport
-from flair_viz.predict import tiles as predict_tiles
-from tests.helpers import L93, tile_at, write_tif
+from flair_viz.predict.runner import TorchRunner
+from tests.helpers import L93, clear_live_caches, tile_at, write_tif
 from tests.model_fixtures import make_model
 from tests.test_predict_tiles import PixelModel, _pixel_proba, _source_pixels
 
@@ -32,13 +32,13 @@ def pix(model_dir, monkeypatch):
     """A per-pixel model under the real card "pix", and a fresh region batcher (so `regions` is this test's)."""
     make_model(model_dir, "pix", "pth")
     module = PixelModel().eval()
-    loaded = models.LoadedModel(card=cards.get_card("pix"), module=module, device=torch.device("cpu"),
-                                checksum="pix-" + "1" * 60)
+    loaded = models.LoadedModel(card=cards.get_card("pix"), runner=TorchRunner(module, torch.device("cpu")),
+                                device=torch.device("cpu"), checksum="pix-" + "1" * 60)
     monkeypatch.setattr(models, "load_model", lambda card, device=None, engine=None: loaded)
     monkeypatch.setattr(viewport, "REGIONS", viewport.RegionBatcher(max_wait_s=0.3))
-    predict_tiles.clear_caches()
+    clear_live_caches()
     yield module
-    predict_tiles.clear_caches()
+    clear_live_caches()
 
 
 @pytest.fixture()
@@ -73,7 +73,7 @@ def test_concurrent_tiles_form_one_region_with_exact_classes(pix, scene):
     assert viewport.REGIONS.regions == [4]  # one region for the four touching tiles
     assert len(pix.shapes) == 1  # ... run as one forward pass (default budget)
     inner = [viewport.inner_window(raster.describe(scene.path),
-                                   live._tile_geometry(raster.describe(scene.path), "WebMercatorQuad", Z, t.x, t.y)[2])
+                                   live._tile_geometry(raster.describe(scene.path), "WebMercatorQuad", Z, t.x, t.y).src_bounds)
              for t in tiles]
     h = max(i[2] for i in inner) - min(i[0] for i in inner)
     w = max(i[3] for i in inner) - min(i[1] for i in inner)
@@ -113,6 +113,19 @@ def test_separate_areas_are_separate_regions(pix, scene):
     assert sorted(viewport.REGIONS.regions) == [1, 1]
 
 
+def test_region_record_keeps_only_the_latest_regions(pix, scene, monkeypatch):
+    """A server runs regions for as long as it lives: the batcher remembers the sizes of the last ``keep``
+    only. Four regions run here (one forward pass each), of 2, 1, 1 and 2 tiles; three are kept."""
+    monkeypatch.setattr(viewport, "REGIONS", viewport.RegionBatcher(max_wait_s=0.3, keep=3))
+    tiles = _block(scene, 3, 2)
+    _concurrently(scene, tiles[0:2])
+    _concurrently(scene, tiles[2:3])
+    _concurrently(scene, tiles[3:4])
+    _concurrently(scene, tiles[4:6])
+    assert len(pix.shapes) == 4  # four regions ran ...
+    assert viewport.REGIONS.regions == [1, 1, 2]  # ... and only the last three are remembered, oldest first
+
+
 def test_chunk_grid_respects_budget_and_covers_region():
     for h, w, mpx in [(550, 550, 5), (1650, 2200, 5), (1650, 2200, 1), (3000, 700, 0.6)]:
         nr, nc = viewport.chunk_grid(h, w, mpx)
@@ -140,12 +153,13 @@ def test_one_scene_prediction_at_a_time(monkeypatch, tmp_path):
             active[0] -= 1
 
     monkeypatch.setattr(inference, "predict_file", fake)
-    loaded = models.LoadedModel(card=None, module=None, device="cpu", checksum="c" * 64)  # type: ignore[arg-type]
+    loaded = models.LoadedModel(card=None, runner=TorchRunner(None, "cpu"), device="cpu",  # type: ignore[arg-type]
+                                checksum="c" * 64)
     dss = [Dataset(id=f"S{i}", path=write_tif(tmp_path / f"s{i}.tif", np.zeros((1, 8, 8), np.uint8)), role="image")
            for i in range(2)]
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda d: live.scene_prediction(loaded, d), dss))
-    paths = [live.scene_prediction(loaded, d) for d in dss]  # both done now: no new prediction
+        list(pool.map(lambda d: live.scene_prediction(loaded, d, live.file_version(d.path)), dss))
+    paths = [live.scene_prediction(loaded, d, live.file_version(d.path)) for d in dss]  # both done: none run again
     assert peak[0] == 1 and all(p.exists() for pair in paths for p in pair)
 
 
@@ -169,9 +183,7 @@ def test_viewport_hint_predicts_the_shown_tiles_as_one_region(pix, scene):
         assert res.live and clear.sum() > 15_000
         np.testing.assert_array_equal(res.classes[clear], want)
     live._writer.submit(lambda: None).result()  # tiles predicted ahead are written to the disk cache too
-    info = raster.describe(scene.path)
-    loaded = models.load_model("pix")
-    place = live._Place(loaded, scene, info, [1, 2, 3, 4, 5], live.file_version(scene.path), "WebMercatorQuad", Z)
+    place = live.resolve(scene, "pix", Z)
     assert all(place.disk(t.x, t.y).exists() for t in tiles)
     assert live._INFLIGHT == {}
 
@@ -200,10 +212,10 @@ def test_viewport_left_behind_is_dropped_once_asked_tiles_are_answered(pix, scen
     cancelled instead of predicted; asking for one of those later predicts it then, exactly."""
     monkeypatch.setenv("FLAIR_VIZ_REGION_MPX", "0.5")  # several chunks, so some remain after the asked tile
     tiles = _block(scene, 3, 2)
-    info = raster.describe(scene.path)
     loaded = models.load_model("pix")
-    place = live._Place(loaded, scene, info, [1, 2, 3, 4, 5], live.file_version(scene.path), "WebMercatorQuad", Z)
-    jobs = [place.job(t.x, t.y, asked=(i == 0)) for i, t in enumerate(tiles)]
+    source = live._Source.read(live.resolve(scene, "pix", Z))
+    assert source.indexes == [1, 2, 3, 4, 5]
+    jobs = [source.job(t.x, t.y, asked=(i == 0)) for i, t in enumerate(tiles)]
     everything = viewport.chunk_grid(max(j.inner[2] for j in jobs) - min(j.inner[0] for j in jobs),
                                      max(j.inner[3] for j in jobs) - min(j.inner[1] for j in jobs))
     viewport.predict_region(jobs, inference.Forward(loaded, 1), stale=lambda: True)

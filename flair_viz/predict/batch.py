@@ -105,7 +105,7 @@ def predict_scene(job: PredictJob, scene: Scene) -> dict[str, Any]:
                            batch_size=job.batch_size, progress=False, bands=scene.bands)
     write_manifest(out, inputs, job.outputs(scene))
     return {"output": str(out), "seconds": time.perf_counter() - t0, "pid": os.getpid(), "worker": addr,
-            "model_instance": id(loaded.module), "device": str(loaded.device)}
+            "model_instance": id(loaded.runner), "device": str(loaded.device)}
 
 
 # -- huge scenes: blocks of windows --------------------------------------------------------------
@@ -179,7 +179,7 @@ def predict_block(job: PredictJob, scene: Scene, b: Block) -> dict[str, Any]:
         dst.write(data, 1)
     write_manifest(out, inputs, [out])
     return {"output": str(out), "seconds": time.perf_counter() - t0, "pid": os.getpid(), "worker": addr,
-            "model_instance": id(loaded.module), "device": str(loaded.device)}
+            "model_instance": id(loaded.runner), "device": str(loaded.device)}
 
 
 def merge_blocks(name: str, job: PredictJob, scene: Scene, blocks: Sequence[Block],

@@ -15,13 +15,13 @@ whatever the model's own nomenclature, so every consumer shares one class table.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rasterio.windows import Window
@@ -30,10 +30,10 @@ from flair_viz.core import classes, cog, raster, uncertainty
 from flair_viz.core.errors import InvalidInput, InvalidRaster, Misconfigured
 from flair_viz.predict.bands import band_indexes, normalise
 from flair_viz.predict.cards import ModelCard, get_card
+from flair_viz.predict.geometry import MARGIN, WINDOW
 from flair_viz.predict.models import LoadedModel, load_model
+from flair_viz.predict.runner import Channels, OutOfMemory
 
-WINDOW = 512
-MARGIN = 128
 STRIDE = WINDOW - 2 * MARGIN
 K = classes.N_CLASSES
 
@@ -80,10 +80,13 @@ def tiles_for(height: int, width: int) -> list[Tile]:
 
 # -- forward with OOM back-off ------------------------------------------------------------------
 class Forward:
-    """Softmax probabilities for normalised batches; on CUDA OOM it halves its batch size and retries.
+    """FLAIR-1 probabilities (or pixel stats) for normalised batches, whatever the engine; on running out
+    of GPU memory it halves its batch size and retries.
 
-    The halved size sticks for later batches, so a scene that once ran out of memory does not keep
-    paying for failed attempts. Splitting a batch never changes a sample's result.
+    The engine is the model's :class:`~flair_viz.predict.runner.Runner`: Forward adds what every engine
+    shares, the FLAIR-1 channel order and the batch splitting. The halved size sticks for later batches,
+    so a scene that once ran out of memory does not keep paying for failed attempts. Splitting a batch
+    never changes a sample's result.
     """
 
     def __init__(self, loaded: LoadedModel, batch_size: int = 4) -> None:
@@ -91,92 +94,38 @@ class Forward:
             raise InvalidInput(f"Batch size must be at least 1 (got {batch_size})", "use --batch-size 1 or more")
         self.loaded = loaded
         self.batch_size = batch_size
-        self.values = loaded.card.output_values()
-        self._identity = loaded.card.nomenclature == "flair1" and loaded.card.classes == K
-        self._cuda = loaded.device.type == "cuda"
-        self._amp = None
-        if self._cuda:
-            import torch
+        self.channels = Channels.of(loaded.card)
 
-            self._amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-    def _onnx(self, batch: np.ndarray) -> np.ndarray:
-        """The CPU engines' path, numpy only: a CPU server that serves them never imports torch.
-
-        OpenVINO runners end their graph with the softmax (fused: ~10 ms a batch, against ~100 ms in
-        numpy, a third of a bf16 forward); onnxruntime's logits get an in-place numpy softmax."""
-        proba = self.loaded.runner(batch)
-        if not getattr(self.loaded.runner, "gives_proba", False):
-            np.subtract(proba, proba.max(axis=1, keepdims=True), out=proba)
-            np.exp(proba, out=proba)
-            np.divide(proba, proba.sum(axis=1, keepdims=True), out=proba)
-        if self._identity:
-            return proba
-        full = np.zeros((proba.shape[0], K, *proba.shape[2:]), dtype=proba.dtype)
-        full[:, self.values.astype(np.int64) - 1] = proba
-        return full
-
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
-        if self.loaded.runner is not None:
-            return self._onnx(batch)
-        import torch
-
-        x = torch.from_numpy(np.ascontiguousarray(batch))
-        with torch.inference_mode():
-            if self._cuda:
-                x = x.pin_memory().to(self.loaded.device, non_blocking=True)
-                x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=self._amp):
-                    logits = self.loaded.module(x)
-            else:
-                logits = self.loaded.module(x.to(self.loaded.device))
-            proba = torch.softmax(logits.float(), dim=1)
-            if not self._identity:
-                full = torch.zeros((proba.shape[0], K, *proba.shape[2:]), dtype=proba.dtype, device=proba.device)
-                full[:, torch.as_tensor(self.values.astype(np.int64) - 1, device=proba.device)] = proba
-                proba = full
-            return proba.cpu().numpy()
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        if self.loaded.runner is not None:  # CPU only: no OOM back-off to do
-            out = [self._forward(batch[i:i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
-            return np.concatenate(out) if len(out) > 1 else out[0]
-        import torch
-
+    def _in_batches(self, run: Callable[[np.ndarray], Any], batch: np.ndarray) -> list:
+        """``run`` over pieces of at most ``batch_size`` samples, halving the size when one does not fit."""
         out = []
         i = 0
         while i < len(batch):
             chunk = batch[i:i + self.batch_size]
             try:
-                out.append(self._forward(chunk))
-            except torch.cuda.OutOfMemoryError:
+                out.append(run(chunk))
+            except OutOfMemory:
                 if self.batch_size == 1:
                     raise Misconfigured(f"Model {self.loaded.card.id} runs out of GPU memory even with batch size 1 "
                                         f"on {tuple(chunk.shape[2:])} px windows",
                                         "free GPU memory (other processes?) or use --device cpu") from None
-                if self._cuda:
-                    torch.cuda.empty_cache()
                 self.batch_size = max(1, self.batch_size // 2)
                 continue
             i += len(chunk)
+        return out
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        runner = self.loaded.runner
+        out = self._in_batches(lambda b: self.channels.flair1(runner.probabilities(b)), batch)
         return np.concatenate(out) if len(out) > 1 else out[0]
 
     def stats(self, batch: np.ndarray) -> list[uncertainty.PixelStats]:
-        """Per-window argmax (FLAIR-1 band index), entropy and margin of a normalised batch, without
-        handing 19 probability planes back when the engine can summarise them itself.
-
-        An OpenVINO runner computes them in its graph (top-2 and Σ p·log p after the softmax: the same
-        formulas as :func:`flair_viz.core.uncertainty.pixel_stats`, tested equal), which spares a live
-        region the copy of 76 bytes per pixel and the numpy pass over them: about half its time on a CPU
-        with fast bf16. Every other engine gives the probabilities to ``pixel_stats``.
-        """
+        """Per-window argmax (FLAIR-1 band index), entropy and margin of a normalised batch: what a live
+        region keeps. An engine that summarises in its graph (OpenVINO) spares the region the copy of 76
+        bytes per pixel of probabilities and the numpy pass over them: about half its time on a CPU with
+        fast bf16 (:mod:`flair_viz.predict.openvino_engine`)."""
         runner = self.loaded.runner
-        if runner is None or not hasattr(runner, "stats"):
-            return [uncertainty.pixel_stats(p, self.loaded.card.classes) for p in self(batch)]
-        idx, gap, ent = runner.stats(np.ascontiguousarray(batch, dtype=np.float32))
-        band = (self.values.astype(np.int16) - 1)[idx]  # model channel -> FLAIR-1 band
-        ent = np.clip(ent / math.log(self.loaded.card.classes), 0, 1)
-        return [uncertainty.PixelStats(np.ones(band.shape[1:], bool), e, g, b) for b, g, e in zip(band, gap, ent)]
+        return [s for part in self._in_batches(lambda b: runner.stats(b, self.channels), batch) for s in part]
 
 
 # -- per-pixel summaries ------------------------------------------------------------------------

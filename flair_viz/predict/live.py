@@ -14,17 +14,16 @@ disk, keyed by model checksum, dataset, file stamp and tile. The router is :mod:
 from __future__ import annotations
 
 import io
-import math
 import threading
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from morecantile import tms as default_tms
 from rasterio.warp import transform_bounds
-from rasterio.windows import Window
 from rio_tiler.io import Reader
 
 from flair_viz.core import atomic, config, raster
@@ -33,13 +32,10 @@ from flair_viz.core.errors import InvalidInput
 from flair_viz.core.lru import LRU
 from flair_viz.core.stamps import file_stamp
 from flair_viz.predict import cards, inference, models, viewport
+from flair_viz.predict.cards import ModelCard
 from flair_viz.predict.viewport import TILE, uncertainties
 
-_uncertainties = uncertainties  # the name callers used before the viewport module held it
-
 LIVE_MAX_RATIO = 3.0  # tile pixel / raster pixel (ground size): up to this, run the model on native pixels
-CONTEXT_PX = inference.MARGIN  # source pixels of context read around a live tile, as in zone detection
-ALIGN = viewport.ALIGN
 
 
 # -- caches -------------------------------------------------------------------------------------
@@ -79,30 +75,31 @@ def _empty() -> TileResult:
 
 
 # -- geometry -----------------------------------------------------------------------------------
-def _tile_geometry(info: raster.RasterInfo, tms_id: str, z: int, x: int, y: int):
-    """Tile bounds in its own CRS and in the raster's, and the ground ratio tile pixel / raster pixel."""
+class TileGeometry(NamedTuple):
+    """Where one tile lies, in its own CRS and in the raster's, and how coarse it is for the raster."""
+
+    tile_crs: object
+    tile_bounds: tuple[float, float, float, float]
+    src_bounds: tuple[float, float, float, float]  # in the raster's CRS
+    ratio: float  # ground size of a tile pixel / of a raster pixel
+
+    def live(self, info: raster.RasterInfo) -> bool:
+        """Whether the model runs on the raster's native pixels for this tile: it touches the raster and is
+        fine enough (at most ``LIVE_MAX_RATIO``); other tiles are empty or cut from a scene prediction."""
+        return _intersects(self.src_bounds, info.bounds) and self.ratio <= LIVE_MAX_RATIO
+
+
+def _tile_geometry(info: raster.RasterInfo, tms_id: str, z: int, x: int, y: int) -> TileGeometry:
     tms = default_tms.get(tms_id)
     b = tms.xy_bounds(x, y, z)
     tile_crs = tms.rasterio_crs
     src_bounds = transform_bounds(tile_crs, info.crs, b.left, b.bottom, b.right, b.top, densify_pts=21)
     ratio = ((src_bounds[2] - src_bounds[0]) / TILE) / info.res[0]
-    return tile_crs, (b.left, b.bottom, b.right, b.top), src_bounds, ratio
+    return TileGeometry(tile_crs, (b.left, b.bottom, b.right, b.top), src_bounds, ratio)
 
 
 def _intersects(a: tuple, b: tuple) -> bool:
     return a[0] < b[2] and a[2] > b[0] and a[1] < b[3] and a[3] > b[1]
-
-
-def live_window(info: raster.RasterInfo, src_bounds: tuple) -> Window:
-    """Source pixels under the tile, plus the context margin, grown to a size the U-Net accepts."""
-    inv = ~info.transform
-    c0, r0 = inv @ (src_bounds[0], src_bounds[3])
-    c1, r1 = inv @ (src_bounds[2], src_bounds[1])
-    col0, row0 = math.floor(min(c0, c1)) - CONTEXT_PX, math.floor(min(r0, r1)) - CONTEXT_PX
-    w = math.ceil(max(c0, c1)) + CONTEXT_PX - col0
-    h = math.ceil(max(r0, r1)) + CONTEXT_PX - row0
-    w, h = -(-w // ALIGN) * ALIGN, -(-h // ALIGN) * ALIGN
-    return Window(col0, row0, w, h)
 
 
 _scene_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -110,10 +107,11 @@ _scene_locks_lock = threading.Lock()
 _scene_gate = threading.Lock()  # one scene prediction at a time in a server: its memory is bounded by one
 
 
-def scene_prediction(loaded: models.LoadedModel, ds: Dataset) -> tuple[Path, Path]:
-    """The batch prediction COGs (classes, probabilities) of a scene in the cache, computed once."""
+def scene_prediction(loaded: models.LoadedModel, ds: Dataset, version: str) -> tuple[Path, Path]:
+    """The batch prediction COGs (classes, probabilities) of a scene in the cache, computed once;
+    ``version`` is the file's (:func:`file_version`), so a replaced file is predicted again."""
     folder = config.cache_dir() / "predictions" / loaded.results_tag
-    stem = f"{ds.id}.{file_version(ds.path)}"
+    stem = f"{ds.id}.{version}"
     cls_path, proba_path = folder / f"{stem}.tif", folder / f"{stem}.proba.tif"
     key = (loaded.checksum, str(cls_path))
     with _scene_locks_lock:
@@ -127,10 +125,11 @@ def scene_prediction(loaded: models.LoadedModel, ds: Dataset) -> tuple[Path, Pat
     return cls_path, proba_path
 
 
-def _coarse(loaded: models.LoadedModel, ds: Dataset, tms_id: str, z: int, x: int, y: int) -> TileResult:
+def _coarse(place: Place, x: int, y: int) -> TileResult:
     """Cut a coarse tile from the scene's batch prediction: the model never sees resampled pixels."""
-    cls_path, proba_path = scene_prediction(loaded, ds)
-    tms = default_tms.get(tms_id)
+    loaded, z = place.loaded, place.z
+    cls_path, proba_path = scene_prediction(loaded, place.ds, place.version)
+    tms = default_tms.get(place.tms_id)
     with Reader(str(cls_path), tms=tms) as src:
         img = src.tile(x, y, z, tilesize=TILE, indexes=1, resampling_method="nearest", reproject_method="nearest")
     cls = np.asarray(img.data[0]).astype(np.uint8)
@@ -163,61 +162,14 @@ _inflight_lock = threading.Lock()
 _writer = ThreadPoolExecutor(1, thread_name_prefix="flair-viz-tile-writer")  # disk cache writes, off the model
 
 
-def prediction(ds: Dataset, model_id: str, z: int, x: int, y: int, tms_id: str = "WebMercatorQuad",
-               viewport_hint: Viewport | None = None) -> TileResult:
-    """The prediction of one tile, from memory, disk, or by running the model (live or batch).
-
-    ``viewport_hint`` is the tile range the map shows (its tile URLs carry it). Why: a browser opens at
-    most 6 connections to a server, so a 12-tile viewport would arrive as two bursts of 6 and be
-    predicted as two regions, each paying its own margin. With the range, the first request queues the
-    whole viewport as one region (tiles not cached nor already queued; at most ``MAX_VIEWPORT``), and
-    the requests that follow wait for their tile in it.
-    """
-    if ds.role != "image":
-        raise InvalidInput(f"Dataset {ds.id} is a {ds.role} raster; predictions need an aerial image",
-                           "use the catalog ID of an image (role image), e.g. IMG_000473")
-    card = cards.get_card(model_id)
-    info = raster.check_image_dtype(raster.describe(ds.path), ds.id)  # the CLI's dtype rule (issue 22)
-    bands = ds.bands or raster.band_names_for(info.count)
-    indexes = inference.band_indexes(card, tuple(bands), ds.id)
-    loaded = models.load_model(card)
-    version = file_version(ds.path)
-    place = _Place(loaded, ds, info, indexes, version, tms_id, z)
-    key, disk = place.key(x, y), place.disk(x, y)
-    result = _cached(key, disk)
-    if result is not None:
-        return result
-    tile_crs, tile_bounds, src_bounds, ratio = _tile_geometry(info, tms_id, z, x, y)
-    if not _intersects(src_bounds, info.bounds):
-        result = _empty()
-    elif ratio <= LIVE_MAX_RATIO:
-        for _ in range(3):  # a tile predicted ahead may be dropped for newer work just as a request joins it
-            try:
-                result = TileResult(*_live(place, x, y, viewport_hint).result(), live=True)
-                break
-            except CancelledError:
-                continue
-        else:
-            result = TileResult(*_live(place, x, y, None).result(), live=True)
-        if not disk.exists():  # a request's tile is on disk when it returns (tiles predicted ahead: written later)
-            atomic.write_bytes(disk, result.to_bytes())
-        return result
-    else:
-        result = _coarse(loaded, ds, tms_id, z, x, y)
-    atomic.write_bytes(disk, result.to_bytes())
-    RESULTS.put(key, result)
-    return result
-
-
 @dataclass(frozen=True)
-class _Place:
-    """What the tiles of one model, dataset version and zoom share: their cache keys and jobs."""
+class Place:
+    """A tile request resolved once, before any file is opened: the loaded model, the dataset at its
+    file version, the tile grid and zoom. All tiles of a view share it; it names their cache entries."""
 
     loaded: models.LoadedModel
     ds: Dataset
-    info: raster.RasterInfo
-    indexes: list[int]
-    version: str
+    version: str  # file_version(ds.path): in every key, so a replaced file never serves old tiles
     tms_id: str
     z: int
 
@@ -228,14 +180,94 @@ class _Place:
         return (config.cache_dir() / "predict-tiles" / self.loaded.results_tag / f"{self.ds.id}.{self.version}"
                 / self.tms_id / str(self.z) / str(x) / f"{y}.npz")
 
-    def job(self, x: int, y: int, asked: bool) -> viewport.TileJob | None:
-        """The live job of a tile, or None where the tile misses the raster or is too coarse to run live."""
-        tile_crs, tile_bounds, src_bounds, ratio = _tile_geometry(self.info, self.tms_id, self.z, x, y)
-        if not _intersects(src_bounds, self.info.bounds) or ratio > LIVE_MAX_RATIO:
+
+def resolve(ds: Dataset, model: str | ModelCard, z: int, tms_id: str = "WebMercatorQuad") -> Place:
+    """What every tile request needs, looked up once: an image dataset, the model (loaded once per
+    process, then a dictionary lookup) and the file's version. The version is a ``stat``, not an open,
+    so a tile found in a cache opens no file at all."""
+    if ds.role != "image":
+        raise InvalidInput(f"Dataset {ds.id} is a {ds.role} raster; predictions need an aerial image",
+                           "use the catalog ID of an image (role image), e.g. IMG_000473")
+    loaded = models.load_model(cards.get_card(model) if isinstance(model, str) else model)
+    try:
+        version = file_version(ds.path)
+    except FileNotFoundError:
+        raster.describe(ds.path)  # raises the error that names the missing file and the fix
+        raise
+    return Place(loaded, ds, version, tms_id, z)
+
+
+def prediction(ds: Dataset, model_id: str, z: int, x: int, y: int, tms_id: str = "WebMercatorQuad",
+               viewport_hint: Viewport | None = None) -> TileResult:
+    """The prediction of one tile (see :func:`tile_result`), for callers that hold a model ID."""
+    return tile_result(resolve(ds, model_id, z, tms_id), x, y, viewport_hint)
+
+
+def tile_result(place: Place, x: int, y: int, viewport_hint: Viewport | None = None) -> TileResult:
+    """The prediction of one tile, from memory, disk, or by running the model (live or batch).
+
+    ``viewport_hint`` is the tile range the map shows (its tile URLs carry it). Why: a browser opens at
+    most 6 connections to a server, so a 12-tile viewport would arrive as two bursts of 6 and be
+    predicted as two regions, each paying its own margin. With the range, the first request queues the
+    whole viewport as one region (tiles not cached nor already queued; at most ``MAX_VIEWPORT``), and
+    the requests that follow wait for their tile in it.
+    """
+    key, disk = place.key(x, y), place.disk(x, y)
+    result = _cached(key, disk)
+    if result is not None:
+        return result
+    source = _Source.read(place)  # a cache miss: now the raster's header is read, once
+    geometry = _tile_geometry(source.info, place.tms_id, place.z, x, y)
+    if geometry.live(source.info):
+        # Why a loop: a tile queued ahead (asked=False, part of an announced viewport) is dropped when newer
+        # tiles are queued, and predict_region reads `asked` without the in-flight lock, so it can cancel the
+        # future that _live has just handed to this request. The job's done-callback then takes it out of
+        # the in-flight table and a new try queues the tile afresh (a try made before that callback ran gets
+        # the cancelled future again: hence a few tries). The last try has no hint: this tile alone, with
+        # nothing queued ahead beside it for newer work to drop.
+        for _ in range(3):
+            try:
+                result = TileResult(*_live(source, x, y, geometry, viewport_hint).result(), live=True)
+                break
+            except CancelledError:
+                continue
+        else:
+            result = TileResult(*_live(source, x, y, geometry, None).result(), live=True)
+        if not disk.exists():  # a request's tile is on disk when it returns (tiles predicted ahead: written later)
+            atomic.write_bytes(disk, result.to_bytes())
+        return result  # kept in memory by its job's callback (_store)
+    touches = _intersects(geometry.src_bounds, source.info.bounds)
+    result = _coarse(place, x, y) if touches else _empty()
+    atomic.write_bytes(disk, result.to_bytes())
+    RESULTS.put(key, result)
+    return result
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The raster of a cache miss: its header and the card's bands in it, read once per request."""
+
+    place: Place
+    info: raster.RasterInfo
+    indexes: list[int]
+
+    @classmethod
+    def read(cls, place: Place) -> _Source:
+        ds, card = place.ds, place.loaded.card
+        info = raster.check_image_dtype(raster.describe(ds.path), ds.id)  # the CLI's dtype rule (issue 22)
+        bands = ds.bands or raster.band_names_for(info.count)
+        return cls(place, info, inference.band_indexes(card, tuple(bands), ds.id))
+
+    def job(self, x: int, y: int, asked: bool, geometry: TileGeometry | None = None) -> viewport.TileJob | None:
+        """The live job of a tile (its ``geometry`` when the caller has it already), or None where the tile
+        misses the raster or is too coarse to run live."""
+        p = self.place
+        g = _tile_geometry(self.info, p.tms_id, p.z, x, y) if geometry is None else geometry
+        if not g.live(self.info):
             return None
-        group = (self.loaded.key, self.ds.id, self.version, self.tms_id, self.z)
-        return viewport.TileJob(self.loaded, self.ds, self.info, self.indexes, group, x, y, tile_crs, tile_bounds,
-                                viewport.inner_window(self.info, src_bounds), Future(), asked)
+        group = (p.loaded.key, p.ds.id, p.version, p.tms_id, p.z)
+        return viewport.TileJob(p.loaded, p.ds, self.info, self.indexes, group, x, y, g.tile_crs, g.tile_bounds,
+                                viewport.inner_window(self.info, g.src_bounds), Future(), asked)
 
 
 def hints_on() -> bool:
@@ -257,13 +289,14 @@ def _around(x: int, y: int, hint: Viewport | None) -> list[tuple[int, int]]:
             if (i, j) != (x, y)]
 
 
-def _live(place: _Place, x: int, y: int, hint: Viewport | None) -> Future:
+def _live(source: _Source, x: int, y: int, geometry: TileGeometry, hint: Viewport | None) -> Future:
     """The future of tile (x, y): the one already queued, or a new job queued with the hinted viewport's
     tiles that are neither cached nor queued. Results are cached by each job's callback.
 
     The jobs (a reprojected footprint each, ~1 ms) are made under the lock on purpose: the other requests
     of a view arrive together and would each make the whole view's jobs again; waiting, they just join.
     Made outside it, a 12-tile view measured 1.22–1.29× instead of 1.46× (benchmarks/viewport.py)."""
+    place = source.place
     key = place.key(x, y)
     with _inflight_lock:
         queued = _INFLIGHT.get(key)
@@ -278,7 +311,8 @@ def _live(place: _Place, x: int, y: int, hint: Viewport | None) -> Future:
         others = [(i, j) for i, j in _around(x, y, hint)
                   if place.key(i, j) not in _INFLIGHT and RESULTS.get(place.key(i, j)) is None
                   and not place.disk(i, j).exists()]
-        jobs = [j for j in [place.job(x, y, True)] + [place.job(i, k, False) for i, k in others] if j is not None]
+        jobs = [j for j in [source.job(x, y, True, geometry)] + [source.job(i, k, False) for i, k in others]
+                if j is not None]
         for job in jobs:
             _INFLIGHT[place.key(job.x, job.y)] = job
             job.done.add_done_callback(partial(_store, place.key(job.x, job.y),

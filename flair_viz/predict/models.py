@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from flair_viz.core import config
 from flair_viz.core.errors import InvalidInput, InvalidModel, Misconfigured
 from flair_viz.predict.cards import ModelCard, check_arch, get_card, resolve_checkpoint
+from flair_viz.predict.runner import Runner, TorchRunner
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ def cpu_only(name: str | None = None) -> bool:
     machine (no ``libcuda``, no ``/dev/nvidiactl``, not macOS, where MPS may exist): torch could not
     see a GPU either.
     """
-    name = name or os.environ.get("FLAIR_VIZ_DEVICE") or None
+    name = name or config.settings().device
     if name:
         return name == "cpu"
     return _no_gpu_driver()
@@ -56,7 +58,7 @@ def select_device(name: str | None = None):
     """cuda, then mps, then cpu, unless ``name`` (or ``$FLAIR_VIZ_DEVICE``) overrides it."""
     import torch
 
-    name = name or os.environ.get("FLAIR_VIZ_DEVICE") or None
+    name = name or config.settings().device
     if name:
         try:
             dev = torch.device(name)
@@ -101,14 +103,17 @@ def warm_up() -> None:
 
 @dataclass
 class LoadedModel:
-    """A network ready for inference, with what inference needs from its card."""
+    """A network ready for inference: its card, and the one runner of its engine that runs it."""
 
     card: ModelCard
-    module: Any  # torch.nn.Module (kept with the ONNX engines too: it validated the checkpoint, and measures agreement)
-    device: Any  # torch.device
+    runner: Runner  # torch, onnxruntime or OpenVINO, behind one interface (flair_viz.predict.runner)
+    device: Any  # torch.device, or CpuDevice where torch is not imported
     checksum: str
-    engine: str = "torch"  # torch, onnx, onnx-int8, openvino or openvino-bf16 (flair_viz.predict.engines)
-    runner: Any = None  # the onnxruntime session of an ONNX engine: logits for a normalised float32 batch
+
+    @property
+    def engine(self) -> str:
+        """torch, onnx, onnx-int8, openvino or openvino-bf16 (:mod:`flair_viz.predict.engines`)."""
+        return self.runner.engine
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -166,8 +171,7 @@ def load_model(card: ModelCard | str, device: str | None = None, engine: str | N
                         return _model_cache[key]
                 runner = engines.torch_free_runner(card, digest, chosen, asked)  # None: build with torch below
                 if runner is not None:
-                    loaded = LoadedModel(card=card, module=None, device=dev, checksum=digest, engine=chosen,
-                                         runner=runner)
+                    loaded = LoadedModel(card=card, runner=runner, device=dev, checksum=digest)
                     with _model_lock:
                         if asked == engines.AUTO:
                             _drop_superseded(key)
@@ -188,11 +192,14 @@ def load_model(card: ModelCard | str, device: str | None = None, engine: str | N
         checkpoints.load_strict(module, checkpoints.read_state_dict(path, card.label), card.label)
         module.eval().to(dev)
         used, runner = engines.attach(card, module, digest, chosen, asked)
-        if dev.type == "cuda":
-            import torch
+        if runner is None:  # torch runs it (asked, or auto fell back); a CPU runtime's runner does not keep the
+            # module, which only served to export its graph and measure its agreement
+            if dev.type == "cuda":
+                import torch
 
-            module = module.to(memory_format=torch.channels_last)
-        loaded = LoadedModel(card=card, module=module, device=dev, checksum=digest, engine=used, runner=runner)
+                module = module.to(memory_format=torch.channels_last)
+            runner = TorchRunner(module, dev)
+        loaded = LoadedModel(card=card, runner=runner, device=dev, checksum=digest)
         _model_cache[key] = loaded
     if asked == engines.AUTO and used in engines.CPU_EXACT:
         _build_reduced_later(card, digest, device)

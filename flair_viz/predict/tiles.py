@@ -77,18 +77,18 @@ def parse_viewport(text: str | None) -> live.Viewport | None:
 def prediction_png(catalog: Catalog, ds: Dataset, model_id: str, z: int, x: int, y: int, layer: str = "class",
                    tms_id: str = "WebMercatorQuad", viewport_hint: live.Viewport | None = None) -> bytes:
     """The PNG a map shows for one prediction tile; cached, so panning back costs a dictionary lookup.
-    ``viewport_hint``: see :func:`flair_viz.predict.live.prediction` (it never changes the cache key)."""
+    ``viewport_hint``: see :func:`flair_viz.predict.live.tile_result` (it never changes the cache key)."""
     card = cards.get_card(model_id)  # an unknown model is answered first, whatever the layer
     truth = catalog.truth_of(ds) if layer == "error" else None
     if layer == "error" and truth is None:
         raise NotFound(f"Dataset {ds.id} has no ground truth in the catalog, so there is no error layer",
                        "register the ground truth (role truth, same patch) or use layer=class")
-    loaded = models.load_model(card)  # cached per card, checksum, device and engine: cheap after the first
-    pkey = (loaded.checksum, loaded.engine, ds.id, live.file_version(ds.path), tms_id, z, x, y, layer, truth.id if truth else None)
+    place = live.resolve(ds, card, z, tms_id)  # model and file version, once for this request; no file opened
+    pkey = (*place.key(x, y), layer, truth.id if truth else None)
     png = PNGS.get(pkey)
     if png is not None:
         return png
-    result = live.prediction(ds, model_id, z, x, y, tms_id, viewport_hint)
+    result = live.tile_result(place, x, y, viewport_hint)
     truth_values = None
     if truth is not None:
         truth_values = read_class_tile(truth, tms_id, z, x, y, TILE)

@@ -31,11 +31,10 @@ from rasterio.windows import transform as window_transform
 
 from flair_viz.core import config, raster, uncertainty
 from flair_viz.core.catalog import Dataset
+from flair_viz.core.classtile import TILE_SIZE as TILE
 from flair_viz.predict import inference, models
 
-TILE = 256
-ALIGN = 32  # U-Net input sizes must be divisible by the encoder's total stride
-# Chunk sides are rounded up to this (a multiple of ALIGN; the extra pixels are real context, read, not padding):
+# Chunk sides are rounded up to this (a multiple of geometry.ALIGN; the extra pixels are real context, read, not padding):
 # OpenVINO plans each new input shape once, which costs seconds for a big chunk, so few distinct shapes
 # let later viewports reuse the plans of earlier ones. 64 px costs ~2-4 % more pixels per side.
 SHAPE_STEP = 64
@@ -218,22 +217,19 @@ def warp(src: np.ndarray, src_transform, src_crs, dst_transform, dst_crs) -> np.
 class RegionBatcher:
     """One worker thread: gathers tile jobs for ``max_wait_s``, then predicts each group of touching tiles.
 
-    ``regions`` records the number of tiles of each region run (for tests and benchmarks).
+    ``regions`` holds the tile count of the last ``keep`` regions run, oldest first (for tests and
+    benchmarks): a server runs regions for as long as it lives, so older counts are dropped.
     """
 
-    def __init__(self, max_wait_s: float = 0.03, max_tiles: int = 64) -> None:
+    def __init__(self, max_wait_s: float = 0.03, max_tiles: int = 64, keep: int = 256) -> None:
         self.max_wait_s = max_wait_s
         self.max_tiles = max_tiles
+        self.keep = keep
         self.regions: list[int] = []
         self._q: queue.Queue = queue.Queue()
         self._forwards: dict[tuple, inference.Forward] = {}
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-
-    def submit(self, job: TileJob) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The tile's (classes, entropy, margin) codes on the tile grid; blocks until its chunks are done."""
-        self.enqueue([job])
-        return job.done.result()
 
     def enqueue(self, jobs: list[TileJob]) -> None:
         """Queue tiles without waiting; each job's ``done`` future is resolved when its chunks are done.
@@ -277,6 +273,7 @@ class RegionBatcher:
                             fwd = self._forwards[loaded.key] = inference.Forward(loaded, 1)
                         predict_region(comp, fwd, stale=lambda: not self._q.empty())
                         self.regions.append(len(comp))
+                        del self.regions[:max(0, len(self.regions) - self.keep)]  # only this thread writes it
                     except BaseException as exc:  # noqa: BLE001 - hand every error to the waiting requests
                         for j in comp:
                             if not j.done.done():
