@@ -235,12 +235,18 @@ def test_cpu_process_serves_without_importing_torch(engine, tmp_path):
 
 
 def test_serve_engine_option_sets_the_server_setting(monkeypatch):
+    """`serve --engine` hands the engine to serve as a value; serve's first step puts it where the server and
+    its uvicorn workers read the setting."""
     from flair_viz.cli import serve as serve_cli
 
     seen = {}
-    monkeypatch.setattr(serve_cli, "serve", lambda *a, **k: seen.setdefault("engine", os.environ.get("FLAIR_VIZ_ENGINE")))
+    monkeypatch.setattr(serve_cli, "serve", lambda *a, **k: seen.setdefault("args", a))
     assert cli.main(["serve", "--engine", "onnx-int8"]) == 0
-    assert seen["engine"] == "onnx-int8" and engines.requested() == "onnx-int8"
+    _, _, _, workers, token, engine = seen["args"]
+    assert engine == "onnx-int8"
+    monkeypatch.setenv("FLAIR_VIZ_ENGINE", "torch")  # restored after the test
+    config.export_for_workers(None, token, engine, workers)  # what serve does before anything else
+    assert engines.requested() == "onnx-int8"
     with pytest.raises(SystemExit):
         cli.main(["serve", "--engine", "fast"])
 
