@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import streamlit as st
@@ -14,7 +11,6 @@ from flair_viz import change
 from flair_viz.change import outputs as change_outputs
 from flair_viz.change import views
 from flair_viz.core.catalog import Catalog
-from flair_viz.core.config import user_data_dir
 from flair_viz.core.errors import FlairVizError
 from flair_viz.web import change_map, change_trend, charts
 from flair_viz.web import maps as webmap
@@ -101,20 +97,17 @@ def series_view() -> None:
 def predictions_view() -> None:
     """Change between a model's predictions of two image vintages, with the uncertain change counted apart.
 
-    Streamlit never imports torch: the page runs `flair-viz change --model` in a subprocess (which predicts
+    Streamlit never imports torch: the page runs `flair-viz change --model` in a child process (which predicts
     once per image and model, cached) and shows the files it wrote; a result already on disk is shown at once.
     """
-    images = [d for d in cat.by_role("image")]
-    ids = [d.id for d in images]
-    cards = common.guarded(lambda: common.server_models(base)) or []
+    ids = [d.id for d in cat.by_role("image")]
+    labels = views.model_labels(common.guarded(lambda: common.server_models(base)) or [])
     with st.sidebar:
         st.header("Images and model")
-        a_default = ids.index("IMG_000473") if "IMG_000473" in ids else 0
-        b_default = ids.index("IMG_000473_SIM2024") if "IMG_000473_SIM2024" in ids else min(1, len(ids) - 1)
+        a_default, b_default = views.default_images(ids)
         a_id = st.selectbox("Earlier image", ids, index=a_default, format_func=lambda i: cat.get(i).label)
         b_id = st.selectbox("Later image", ids, index=b_default, format_func=lambda i: cat.get(i).label)
-        model = st.selectbox("Model", [c["id"] for c in cards] or ["demo-unet-r18"],
-                             format_func=lambda m: m + (" (DEMO)" if any(c["id"] == m and c.get("demo") for c in cards) else ""))
+        model = st.selectbox("Model", list(labels), format_func=labels.get)
         threshold = st.slider("Low margin below (top-1 − top-2 probability)", 0.05, 0.9,
                               change.DEFAULT_MARGIN_THRESHOLD, 0.05,
                               help="A changed pixel is uncertain where either prediction's top-1 minus top-2 "
@@ -125,35 +118,28 @@ def predictions_view() -> None:
         st.warning("**SIMULATED image vintage.** " + ", ".join(d.id for d in (a, b) if d.simulated) + " was made by "
                    "`scripts/make_simulated_vintage.py` (real pixels repainted where a simulated change was drawn), "
                    "not photographed by IGN.", icon="⚠️")
-    key = hashlib.sha256(f"{model}|{a.path}|{b.path}|{threshold:.4f}|{cat.source}".encode()).hexdigest()[:16]
-    out = user_data_dir() / "change" / "from_predictions" / key
-    cmd = [sys.executable, "-m", "flair_viz", "change", "--model", model, a_id, b_id, "--out", str(out),
-           "--margin-threshold", f"{threshold:.4f}", "--catalog", str(cat.source)]
-    done = (out / "uncertainty.json").exists()
+    run = views.predictions_run(model, a, b, threshold, cat.source)
+    done = run.done()
     if st.button("Predict both images and compare" if not done else "Recompute", key="change_predict"):
         with st.spinner(f"{model} predicts {a_id} and {b_id} (once per image; cached)…"):
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-        if proc.returncode != 0:
-            lines = [ln for ln in proc.stderr.splitlines() if ln.startswith(("error:", "fix:"))]
-            st.error("\n\n".join(lines) or "the prediction failed; run the command below to see why")
-            st.code(" ".join(cmd[2:]).replace("flair_viz", "flair-viz", 1))
+            done = common.run_command(run.argv, what=f"Change from {model}'s predictions of {a_id} and {b_id}")
+        if not done:
+            st.code(run.command)
             return
-        done = True
     if not done:
         st.info("Not computed yet for these images, model and threshold. The button runs the command below.")
-        st.code("flair-viz " + " ".join(cmd[3:]))
+        st.code(run.command)
         return
-    u = json.loads((out / "uncertainty.json").read_text(encoding="utf-8"))
-    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    u, s = run.figures()
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Changed", f"{u['changed_ha']:.4f} ha")
     c2.metric("Sure change", f"{u['sure_changed_ha']:.4f} ha")
     c3.metric("Uncertain change", f"{u['uncertain_changed_ha']:.4f} ha", help=u["rule"])
     c4.metric("Artificialisation (sure)", f"{s['zan']['artificialisation_ha']:.4f} ha "
               f"({u['zan_sure']['artificialisation_ha']:.4f})")
-    st.image(change.confidence_rgba(out / "confidence.tif"), caption="Changed pixels: red = sure change, "
+    st.image(change.confidence_rgba(run.out / "confidence.tif"), caption="Changed pixels: red = sure change, "
              "amber = uncertain change (low margin in either prediction)", width=512)
-    st.caption(f"Files (COGs with QGIS styles, tables) in `{out}`. Same figures: `flair-viz {' '.join(cmd[3:])}`")
+    st.caption(f"Files (COGs with QGIS styles, tables) in `{run.out}`. Same figures: `{run.command}`")
 
 
 if view == "series":

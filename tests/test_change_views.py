@@ -92,3 +92,59 @@ def test_map_pieces_use_the_engines_flow_colours():
         assert f"rgb{change.FLOW_COLORS[code][:3]}" in html and name in html
     url = change_map.change_tile_url("A", "B", "class", "http://t")
     assert url.startswith("http://t/change/A/B/tiles/WebMercatorQuad/{z}/{x}/{y}.png?") and "mode=class" in url
+
+
+# -- change from predictions: the run the page's choices stand for ---------------------------------
+def _demo_images():
+    from flair_viz.core.catalog import Catalog
+
+    cat = Catalog.load(DEMO / "catalog.toml")
+    return cat, cat.get("IMG_000473"), cat.get("IMG_000473_SIM2024")
+
+
+def test_default_images_are_the_demo_pair_when_present():
+    ids = ["IMG_A", "IMG_000473_SIM2024", "IMG_B", "IMG_000473"]
+    assert views.default_images(ids) == (ids.index("IMG_000473"), ids.index("IMG_000473_SIM2024"))
+    assert views.default_images(["IMG_A", "IMG_B", "IMG_C"]) == (0, 1)
+    assert views.default_images(["IMG_A"]) == (0, 0)
+
+
+def test_model_labels_name_the_demo_models():
+    cards = [{"id": "m1", "demo": True}, {"id": "m2"}]
+    assert views.model_labels(cards) == {"m1": "m1 (DEMO)", "m2": "m2"}
+    assert views.model_labels([]) == {"demo-unet-r18": "demo-unet-r18"}
+
+
+def test_predictions_run_is_one_folder_per_choice_and_its_command_parses_back():
+    import shlex
+
+    from flair_viz.cli.main import build_parser
+
+    cat, a, b = _demo_images()
+    run = views.predictions_run("demo-unet-r18", a, b, 0.2, cat.source)
+    assert views.predictions_run("demo-unet-r18", a, b, 0.20001, cat.source).out == run.out  # 4 decimals, as passed
+    others = {views.predictions_run("demo-unet-r18", a, b, 0.3, cat.source).out,
+              views.predictions_run("other", a, b, 0.2, cat.source).out,
+              views.predictions_run("demo-unet-r18", b, a, 0.2, cat.source).out}
+    assert run.out not in others and len(others) == 3
+    args = build_parser().parse_args(shlex.split(run.command)[1:])
+    assert (args.command, args.model, args.before, args.after) == ("change", "demo-unet-r18", a.id, b.id)
+    assert (args.margin_threshold, args.out, args.catalog) == (0.2, str(run.out), str(cat.source))
+    assert not run.done()
+
+
+def test_a_failing_run_raises_the_commands_own_condition_in_the_parent(tmp_path):
+    """The page runs the command in a child process; its error comes back as the same condition, problem and fix."""
+    from flair_viz.cli import main as cli
+    from flair_viz.core import child
+    from flair_viz.core.errors import InvalidInput
+
+    cat, a, b = _demo_images()
+    with pytest.raises(InvalidInput) as ref:
+        change.predictions_change("demo-unet-r18", a.path, b.path, catalog=cat, margin_threshold=1.5)
+    argv = ["change", "--model", "demo-unet-r18", a.id, b.id, "--out", str(tmp_path / "out"),
+            "--margin-threshold", "1.5", "--catalog", str(cat.source)]
+    with pytest.raises(InvalidInput) as got:
+        child.run(cli.run, {"argv": argv}, what="the test run", fix="none")
+    assert type(got.value) is type(ref.value) and (got.value.problem, got.value.fix) == (ref.value.problem,
+                                                                                      ref.value.fix)

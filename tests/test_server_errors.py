@@ -97,7 +97,7 @@ def test_an_unknown_dataset_id_is_still_404(broken):
 def test_fetch_json_raises_the_servers_own_detail_and_fix_by_status():
     """The UI's JSON client turns the server's error back into the condition of its status."""
     from flair_viz.core.errors import InvalidInput, NotFound
-    from flair_viz.server.run import fetch_json
+    from flair_viz.web.client import fetch_json
     from tests.helpers import start_server, stop_server
 
     proc, base = start_server()

@@ -149,7 +149,7 @@ def test_tile_urls_carry_the_token_when_one_is_set(monkeypatch):
 def test_ui_json_calls_carry_the_token(monkeypatch):
     """fetch_json (model list, device) authenticates against a token-protected server."""
     from flair_viz.core.errors import FlairVizError
-    from flair_viz.server.run import fetch_json
+    from flair_viz.web.client import fetch_json
 
     proc, url = start_server("--token", "tok")
     try:

@@ -18,7 +18,7 @@ from flair_viz.annotate.scoring import cells_from_geojson
 from flair_viz.core import config
 from flair_viz.core.catalog import Catalog, CatalogStore
 from flair_viz.core.errors import FlairVizError
-from flair_viz.server.run import ensure_running, fetch_json
+from flair_viz.web.client import ensure_running, fetch_json
 
 T = TypeVar("T")
 
@@ -104,6 +104,26 @@ def candidate_cells(base: str, dataset_id: str, model_id: str, model_b: str | No
     query = urlencode({"cell_px": cell_px, **({"model_b": model_b} if model_b else {})})
     doc = fetch_json(base, f"/datasets/{quote(dataset_id)}/candidates/{quote(model_id)}?{query}", timeout=900)
     return cells_from_geojson(doc)
+
+
+def run_command(argv: list[str] | tuple[str, ...], what: str, timeout: float = 1800) -> bool:
+    """Run a ``flair-viz`` command in a child process and wait; its error is an ``st.error``, problem and fix.
+
+    Why a child: commands such as ``change --model`` import torch, which the UI process never does.
+    Whether it succeeded is returned, so the page can offer the command to run by hand.
+    """
+    from flair_viz.cli import main as cli
+    from flair_viz.core import child
+
+    fix = "run the command below to see why"
+    try:
+        code = child.run(cli.run, {"argv": list(argv)}, what=what, fix=fix, timeout=timeout)
+    except FlairVizError as exc:
+        show_error(exc)
+        return False
+    if code != 0:
+        st.error(f"**{what} stopped with exit status {code}**\n\nFix: {fix}")
+    return code == 0
 
 
 def show_error(exc: FlairVizError) -> None:

@@ -11,18 +11,15 @@ from __future__ import annotations
 import atexit
 import subprocess
 import sys
-import time
 
 from flair_viz.core import config
-from flair_viz.server.run import is_up
+from flair_viz.web import client
 
 
 def start_tile_server() -> subprocess.Popen | None:
-    url = config.tile_server_url()
-    if is_up(url):
+    if client.is_up(config.tile_server_url()):
         return None  # someone else's server (e.g. `flair-viz serve` with a token): use it
-    proc = subprocess.Popen([sys.executable, "-m", "flair_viz", "serve", "--port", str(config.tile_port()),
-                             "--catalog", str(config.catalog_path())], cwd=config.REPO_ROOT)
+    proc = client.start_server(config.tile_port(), config.catalog_path())  # our child: it stops with us
     atexit.register(proc.terminate)
     return proc
 
@@ -48,9 +45,7 @@ def main() -> None:
     proc = start_tile_server()
     warm_imports()
     if proc is not None:
-        deadline = time.monotonic() + 120  # a first start exports the CPU engines before it binds
-        while time.monotonic() < deadline and proc.poll() is None and not is_up(config.tile_server_url()):
-            time.sleep(0.1)
+        client.wait_until_up(config.tile_server_url(), proc)  # if it does not come up, the pages say why
     from streamlit.web import cli as stcli
 
     sys.argv = ["streamlit", "run", str(config.REPO_ROOT / "app.py"), *sys.argv[1:]]

@@ -1,4 +1,5 @@
-"""What the Change page shows of a result, as plain data: the from-to view, the main flows, the totals.
+"""What the Change page shows of a result, as plain data: the from-to view, the main flows, the totals,
+and which change-from-predictions run the page's choices stand for.
 
 Decided here rather than in the page so the figures the page draws are testable without Streamlit,
 and the page keeps only widgets and charts.
@@ -6,13 +7,18 @@ and the page keeps only widgets and charts.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from flair_viz.change.compute import ChangeResult
-from flair_viz.core import classes
+from flair_viz.core import classes, config
+from flair_viz.core.catalog import Dataset
 
 NAMES = [c.name for c in classes.FLAIR1_CLASSES]
 
@@ -75,3 +81,55 @@ def totals_table(result: ChangeResult) -> pd.DataFrame:
 def grouping_lines(result: ChangeResult) -> dict[str, str]:
     """Each ZAN group's class names, as the page lists them ("—" for an empty group)."""
     return {g: ", ".join(classes.BY_KEY[k].name for k in keys) or "—" for g, keys in result.grouping.groups.items()}
+
+
+# -- change from predictions -----------------------------------------------------------------------
+DEFAULT_IMAGES = ("IMG_000473", "IMG_000473_SIM2024")  # the demo pair: a real image and its simulated later vintage
+
+
+def default_images(ids: list[str]) -> tuple[int, int]:
+    """Indices of the images the page offers first: the demo pair when the catalog has it, else the first two."""
+    a = ids.index(DEFAULT_IMAGES[0]) if DEFAULT_IMAGES[0] in ids else 0
+    b = ids.index(DEFAULT_IMAGES[1]) if DEFAULT_IMAGES[1] in ids else min(1, len(ids) - 1)
+    return a, b
+
+
+def model_labels(cards: list[dict], fallback: str = "demo-unet-r18") -> dict[str, str]:
+    """Model ID -> the label the page shows (the demo flag named), from the tile server's model list."""
+    if not cards:
+        return {fallback: fallback}
+    return {c["id"]: c["id"] + (" (DEMO)" if c.get("demo") else "") for c in cards}
+
+
+@dataclass(frozen=True)
+class PredictionsRun:
+    """Change between one model's predictions of two images at one margin threshold: the ``flair-viz``
+    command that computes it and the folder it writes, one folder per choice, so a result already on
+    disk is shown at once and moving the threshold back costs nothing."""
+
+    argv: tuple[str, ...]
+    out: Path
+
+    @property
+    def command(self) -> str:
+        """The same computation from a shell (quoted: catalog paths may hold spaces)."""
+        return shlex.join(("flair-viz", *self.argv))
+
+    def done(self) -> bool:
+        return (self.out / "uncertainty.json").exists()
+
+    def figures(self) -> tuple[dict, dict]:
+        """``uncertainty.json`` and ``summary.json``, as the command wrote them."""
+        return tuple(json.loads((self.out / n).read_text(encoding="utf-8")) for n in ("uncertainty.json",
+                                                                                       "summary.json"))
+
+
+def predictions_run(model: str, before: Dataset, after: Dataset, threshold: float,
+                    catalog: str | Path) -> PredictionsRun:
+    """The run the page's choices stand for; its folder is keyed by the model, both image files, the
+    threshold (to the 4 decimals the command gets) and the catalog."""
+    key = hashlib.sha256(f"{model}|{before.path}|{after.path}|{threshold:.4f}|{catalog}".encode()).hexdigest()[:16]
+    out = config.user_data_dir() / "change" / "from_predictions" / key
+    argv = ("change", "--model", model, before.id, after.id, "--out", str(out), "--margin-threshold",
+            f"{threshold:.4f}", "--catalog", str(catalog))
+    return PredictionsRun(argv=argv, out=out)

@@ -31,14 +31,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run one command and let its :class:`FlairVizError` propagate.
+
+    What the UI runs in a child process (:mod:`flair_viz.core.child`): the page then gets the error's
+    condition, problem and fix as an exception, instead of parsing two lines of stderr.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    return int(args.func(args) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return int(args.func(args) or 0)
+        return run(argv)
     except FlairVizError as exc:
         print(f"error: {exc.problem}", file=sys.stderr)
         if exc.fix:
