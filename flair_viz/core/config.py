@@ -147,7 +147,7 @@ def settings() -> Settings:
 # -- paths derived from the settings --------------------------------------------------------------------
 def catalog_path(default: Path | None = None) -> Path:
     """The catalog the app and the tile server use: ``$FLAIR_VIZ_CATALOG``, else ``default``, else the demo."""
-    return settings().catalog or default or DEMO_CATALOG
+    return settings().catalog or Path(default or DEMO_CATALOG)
 
 
 def user_data_dir() -> Path:
