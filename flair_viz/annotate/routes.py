@@ -15,10 +15,11 @@ and input file stamps, so a page rerun or a second browser tab does not predict 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Annotated
 
 from attrs import define
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Request
 from titiler.core.factory import FactoryExtension, TilerFactory
 
 from flair_viz.annotate.grid import SUB_GRIDS_PX, cell_m_for
@@ -27,6 +28,7 @@ from flair_viz.annotate.scoring import cells_geojson
 from flair_viz.core.catalog import Catalog, Dataset
 from flair_viz.core.lru import LRU
 from flair_viz.core.stamps import file_stamp
+from flair_viz.core.tiling import abandon_if_gone
 from flair_viz.predict.cards import ID_RE as MODEL_ID_RE
 from flair_viz.predict.cards import get_card
 
@@ -48,13 +50,18 @@ def _key(catalog: Catalog, ds: Dataset, model_ids: tuple[str, ...], cell_px: int
 
 
 def candidate_cells(catalog: Catalog, ds: Dataset, model_id: str, model_b: str | None = None,
-                    cell_px: int = 512, use_truth: bool = True) -> dict:
-    """The scored cells of a scene as GeoJSON, computed once per inputs (see the module docstring)."""
+                    cell_px: int = 512, use_truth: bool = True, still_wanted: Callable[[], None] | None = None) -> dict:
+    """The scored cells of a scene as GeoJSON, computed once per inputs (see the module docstring).
+
+    ``still_wanted`` raises when the asker has gone; it is called after the wait for the one scoring slot,
+    just before a scene is predicted (the route drops the work of a page that has been left)."""
     cell_m = cell_m_for(cell_px)
     key = _key(catalog, ds, (model_id, *([model_b] if model_b else [])), cell_px, use_truth)
     with _scoring:
         doc = _cache.get(key)
         if doc is None:
+            if still_wanted is not None:
+                still_wanted()
             doc = cells_geojson(score_scene(catalog, ds.id, model_id, model_b, cell_m=cell_m, use_truth=use_truth))
             _cache.put(key, doc)
         return doc
@@ -81,5 +88,7 @@ class CandidatesExtension(FactoryExtension):
                                                  pattern=MODEL_ID_RE.pattern)] = None,
             cell_px: Annotated[int, Query(description=f"cell size in 0.2 m pixels, one of {SUB_GRIDS_PX}")] = 512,
             use_truth: Annotated[bool, Query(description="score errors against the ground truth, if any")] = True,
+            request: Request,
         ) -> dict:
-            return candidate_cells(catalog, ds, model_id, model_b, cell_px, use_truth)
+            return candidate_cells(catalog, ds, model_id, model_b, cell_px, use_truth,
+                                   still_wanted=lambda: abandon_if_gone(request))

@@ -1,4 +1,4 @@
-"""Change tiles: ``/change/{before_id}/{after_id}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?mode=class|flow``.
+"""Change tiles: ``/change/{before_id}/{after_id}/tiles/{tms}/{z}/{x}/{y}.png?mode=class|flow``.
 
 The change layer is computed per tile from the two class rasters, so any pair in the catalog can be
 shown without precomputing anything: each date is read onto the tile's grid by the one class-tile
@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from attrs import define, field
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.utils import render
@@ -28,12 +28,12 @@ from flair_viz.change.align import source_from_dataset
 from flair_viz.change.compute import change_codes
 from flair_viz.change.grouping import FLOW_COLORS, ZanGrouping, load_grouping
 from flair_viz.core import classes
-from flair_viz.core.catalog import ID_RE, Catalog, Dataset
+from flair_viz.core.catalog import Catalog, Dataset
 from flair_viz.core.classtile import TILE_SIZE, read_class_tile
 from flair_viz.core.errors import InvalidInput
+from flair_viz.core.tiling import DatasetId, TmsId, abandon_if_gone, check_zoom, png_response, png_responses
 
 Mode = Literal["class", "flow"]
-DatasetId = Annotated[str, Path(description="Catalog dataset ID (see /datasets)", pattern=ID_RE.pattern)]
 
 
 @lru_cache(maxsize=1)
@@ -55,12 +55,12 @@ def colour_change(before: np.ndarray, after: np.ndarray, mode: str, grouping: Za
 
 
 def change_tile_png(before: Dataset, after: Dataset, z: int, x: int, y: int, mode: str = "class",
-                    grouping: ZanGrouping | None = None) -> bytes:
-    """PNG bytes of the change layer on one Web Mercator tile; TileOutsideBounds (404) when outside both."""
+                    grouping: ZanGrouping | None = None, tms_id: str = "WebMercatorQuad") -> bytes:
+    """PNG bytes of the change layer on one map tile; TileOutsideBounds (404) when outside both."""
     for ds in (before, after):
         source_from_dataset(ds)  # refuses images and change COGs with the change engine's own error
-    b = read_class_tile(before, "WebMercatorQuad", z, x, y, TILE_SIZE)
-    a = read_class_tile(after, "WebMercatorQuad", z, x, y, TILE_SIZE)
+    b = read_class_tile(before, tms_id, z, x, y, TILE_SIZE)
+    a = read_class_tile(after, tms_id, z, x, y, TILE_SIZE)
     if b is None and a is None:
         raise TileOutsideBounds(f"Tile {z}/{x}/{y} is outside both {before.id} and {after.id}")
     empty = np.zeros((TILE_SIZE, TILE_SIZE), dtype=np.uint8)
@@ -81,11 +81,15 @@ class ChangeTilerFactory:
     def __attrs_post_init__(self) -> None:
         get_catalog = self.catalog_dependency
 
-        @self.router.get("/change/{before_id}/{after_id}/tiles/WebMercatorQuad/{z}/{x}/{y}.png",
-                         response_class=Response, responses={200: {"content": {"image/png": {}}}})
-        def change_tile(before_id: DatasetId, after_id: DatasetId, z: int, x: int, y: int,
+        @self.router.get("/change/{before_id}/{after_id}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.png",
+                         response_class=Response, responses=png_responses("change tile"))
+        def change_tile(before_id: DatasetId, after_id: DatasetId,
+                        tileMatrixSetId: TmsId,  # noqa: N803 (titiler's name)
+                        z: int, x: int, y: int, request: Request,
                         mode: Annotated[Mode, Query(description="class: new class colour; flow: ZAN flow group")] = "class",
                         catalog=Depends(get_catalog),  # injected: not an annotation (looked up in globals)
                         ) -> Response:
-            png = change_tile_png(catalog.get(before_id), catalog.get(after_id), z, x, y, mode)
-            return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+            before, after = catalog.get(before_id), catalog.get(after_id)
+            check_zoom(tileMatrixSetId, z, before, after)
+            abandon_if_gone(request)
+            return png_response(change_tile_png(before, after, z, x, y, mode, tms_id=tileMatrixSetId))

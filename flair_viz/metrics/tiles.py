@@ -12,16 +12,24 @@ from typing import Annotated, Literal
 
 import numpy as np
 from attrs import define
-from fastapi import Depends, Path, Query, Response
-from morecantile import tms as default_tms
+from fastapi import Depends, Query, Request, Response
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.utils import render
 from titiler.core.factory import FactoryExtension, TilerFactory
 
 from flair_viz.core import classes
-from flair_viz.core.catalog import ID_RE, Dataset
+from flair_viz.core.catalog import Dataset
 from flair_viz.core.classtile import TILE_SIZE, read_class_tile
 from flair_viz.core.errors import InvalidInput
+from flair_viz.core.tiling import (
+    DatasetId,
+    TmsId,
+    abandon_if_gone,
+    check_tilesize,
+    check_zoom,
+    png_response,
+    png_responses,
+)
 
 HIGHLIGHT_RGB = (255, 0, 255)  # magenta: opaque and unlike any FLAIR class colour at a glance
 
@@ -38,9 +46,10 @@ def _view_classes(ds: Dataset, what: str, tms_id: str, z: int, x: int, y: int, s
     return classes.protocol_flair1_lut()[values] if protocol == "flair1" else values
 
 
-def confusion_tile(truth: Dataset, pred: Dataset, x: int, y: int, z: int, truth_class: int, pred_class: int,
+def confusion_tile(truth: Dataset, pred: Dataset, z: int, x: int, y: int, truth_class: int, pred_class: int,
                    protocol: str = "full", tms_id: str = "WebMercatorQuad", size: int = TILE_SIZE) -> bytes:
     """PNG tile: opaque highlight where truth == ``truth_class`` and prediction == ``pred_class``, else transparent."""
+    check_tilesize(size)
     if size not in (256, 512):
         raise InvalidInput(f"tilesize={size} is not supported", "use tilesize=256 or 512")
     n = classes.PROTOCOL_FLAIR1_N if protocol == "flair1" else classes.N_CLASSES
@@ -65,19 +74,20 @@ class ConfusionExtension(FactoryExtension):
         get_dataset, get_catalog = factory.catalog_dataset_dependency, factory.catalog_dependency
 
         @factory.router.get("/confusion/{pred_id}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.png", tags=["metrics"],
-                            response_class=Response,
-                            responses={200: {"content": {"image/png": {}}, "description": "confusion highlight tile"}})
+                            response_class=Response, responses=png_responses("confusion highlight tile"))
         def confusion_tiles(*,
             truth=Depends(get_dataset),  # injected: not an annotation, which would be looked up in globals
-            pred_id: Annotated[str, Path(description="catalog ID of the prediction", pattern=ID_RE.pattern)],
+            pred_id: DatasetId,  # the prediction's catalog ID
             catalog=Depends(get_catalog),
-            tileMatrixSetId: Annotated[Literal[tuple(default_tms.list())], Path()],  # noqa: N803 (titiler's name)
-            z: int, x: int, y: int,
+            tileMatrixSetId: TmsId,  # noqa: N803 (titiler's name)
+            z: int, x: int, y: int, request: Request,
             truth_class: Annotated[int, Query(description="truth class (FLAIR-1 value, or 1..13 with protocol=flair1)")],
             pred_class: Annotated[int, Query(description="predicted class, same numbering")],
             protocol: Annotated[Literal["full", "flair1"], Query(description="full: 19 classes; flair1: 14..19 merged into 13")] = "full",
             tilesize: Annotated[int, Query(description="256 or 512")] = TILE_SIZE,  # Literal[int] rejects query text
         ) -> Response:
-            png = confusion_tile(truth, catalog.get(pred_id), x, y, z, truth_class, pred_class, protocol,
-                                 tms_id=tileMatrixSetId, size=tilesize)
-            return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
+            pred = catalog.get(pred_id)
+            check_zoom(tileMatrixSetId, z, truth, pred)
+            abandon_if_gone(request)
+            return png_response(confusion_tile(truth, pred, z, x, y, truth_class, pred_class, protocol,
+                                               tms_id=tileMatrixSetId, size=tilesize))

@@ -12,10 +12,9 @@ from typing import Annotated, Literal
 
 from attrs import define, field
 from fastapi import APIRouter, Depends, Query, Response
-from fastapi import Path as PathParam
-from morecantile import tms as default_tms
 
 from flair_viz.core.catalog import Catalog
+from flair_viz.core.tiling import TmsId, check_tilesize, png_response, png_responses
 from flair_viz.overview.colours import COLOR_BY
 from flair_viz.overview.layer import catalog_colouring
 from flair_viz.overview.render import TILE_SIZE, tile_png
@@ -34,10 +33,10 @@ class OverviewRouter:
         get_catalog = self.catalog_dependency
 
         @self.router.get("/overview/tiles/{tileMatrixSetId}/{z}/{x}/{y}.png", response_class=Response,
-                         responses={200: {"content": {"image/png": {}}, "description": "footprint tile"}})
+                         responses=png_responses("footprint tile"))
         def overview_tile(*,
             catalog=Depends(get_catalog),  # injected: not an annotation (looked up in globals)
-            tileMatrixSetId: Annotated[Literal[tuple(default_tms.list())], PathParam()],  # noqa: N803 (titiler's name)
+            tileMatrixSetId: TmsId,  # noqa: N803 (titiler's name)
             z: int, x: int, y: int,
             color_by: Annotated[ColorBy, Query(description="domain, date, miou, oa, iou (needs cls) or confusion "
                                                            "(needs truth_class, pred_class)")] = "domain",
@@ -49,9 +48,9 @@ class OverviewRouter:
             pred_class: Annotated[int | None, Query()] = None,
             tilesize: Annotated[int, Query(description="256 or 512")] = TILE_SIZE,
         ) -> Response:
+            check_tilesize(tilesize)
             fp, c = catalog_colouring(catalog, color_by, model, protocol, cls, truth_class, pred_class)
-            png = tile_png(fp, c.rgba, z, x, y, tilesize, tileMatrixSetId)
-            return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=60"})
+            return png_response(tile_png(fp, c.rgba, z, x, y, tilesize, tileMatrixSetId))
 
         @self.router.get("/overview/legend")
         def overview_legend(*,

@@ -13,9 +13,8 @@ from typing import Annotated, Literal
 
 import numpy as np
 from attrs import define
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
-from morecantile import tms as default_tms
 from rio_tiler.colormap import cmap as rio_cmap
 from rio_tiler.utils import render
 from titiler.core.factory import FactoryExtension, TilerFactory
@@ -25,6 +24,7 @@ from flair_viz.core.catalog import Catalog, Dataset
 from flair_viz.core.classtile import read_class_tile
 from flair_viz.core.errors import InvalidInput, NotFound
 from flair_viz.core.lru import LRU
+from flair_viz.core.tiling import TmsId, abandon_if_gone, check_zoom, png_response, png_responses
 from flair_viz.predict import cards, live, models
 from flair_viz.predict.live import TILE, TileResult
 
@@ -99,12 +99,6 @@ def prediction_png(catalog: Catalog, ds: Dataset, model_id: str, z: int, x: int,
     return png
 
 
-def clear_caches() -> None:
-    """Forget in-memory tiles (the disk cache stays; it is keyed by checksum so it cannot go stale)."""
-    live.RESULTS.clear()
-    PNGS.clear()
-
-
 # -- routes -------------------------------------------------------------------------------------
 class ModelsRouter:
     """``GET /models`` and ``GET /device``: what the UI needs to offer live predictions.
@@ -137,18 +131,20 @@ class LivePredictionExtension(FactoryExtension):
         get_dataset, get_catalog = factory.catalog_dataset_dependency, factory.catalog_dependency
 
         @factory.router.get("/predict/{model_id}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.png",
-                            tags=["predict"], response_class=Response,
-                            responses={200: {"content": {"image/png": {}}, "description": "prediction tile"}})
+                            tags=["predict"], response_class=Response, responses=png_responses("prediction tile"))
         def predict_tile(*,
             ds=Depends(get_dataset),  # injected: not an annotation, which would be looked up in globals
             catalog=Depends(get_catalog),
             model_id: Annotated[str, PathParam(description="model card ID (GET /models)", pattern=cards.ID_RE.pattern)],
-            tileMatrixSetId: Annotated[Literal[tuple(default_tms.list())], PathParam()],  # noqa: N803 (titiler's name)
-            z: int, x: int, y: int,
+            tileMatrixSetId: TmsId,  # noqa: N803 (titiler's name)
+            z: int, x: int, y: int, request: Request,
             layer: Annotated[Layer, Query(description="class, entropy, margin, or error (needs ground truth)")] = "class",
             viewport: Annotated[str | None, Query(pattern=r"^\d{1,9},\d{1,9},\d{1,9},\d{1,9}$", description=(
                 "x0,y0,x1,y1: the tiles the map shows (Explore's maps add it), predicted with this one as one "
                 "region"))] = None,
         ) -> Response:
-            png = prediction_png(catalog, ds, model_id, z, x, y, layer, tileMatrixSetId, parse_viewport(viewport))
-            return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
+            truth = catalog.truth_of(ds) if layer == "error" else None  # the error layer reads it at this zoom too
+            check_zoom(tileMatrixSetId, z, *(d for d in (ds, truth) if d is not None))
+            abandon_if_gone(request)
+            return png_response(prediction_png(catalog, ds, model_id, z, x, y, layer, tileMatrixSetId,
+                                               parse_viewport(viewport)))

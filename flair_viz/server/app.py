@@ -5,6 +5,10 @@
 the one error table (:data:`flair_viz.core.errors.STATUS_CODES`), the dataset factory with the
 live-prediction and confusion extensions, and the change router. Features never import this
 module; it imports them.
+
+Every route has a bounded cost (:mod:`flair_viz.core.tiling`): zooms outside a dataset's range and
+sizes over the caps of the settings table are refused with a 400 naming the limit and the fix, and a
+request whose client has gone is dropped before its read or prediction starts.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from typing import Annotated
 
 import morecantile
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from rasterio.errors import RasterioError
 from rio_tiler.errors import PointOutsideBounds
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
 
 from flair_viz.annotate.routes import CandidatesExtension
@@ -86,15 +92,26 @@ def unreadable_raster(request: Request, exc: Exception) -> UnreadableRaster:
                       "`flair-viz catalog validate`")
 
 
-def create_app(catalog_path: str | os.PathLike[str] | None = None, token: str | None = None) -> FastAPI:
-    """Build the tile server. ``token`` (or ``$FLAIR_VIZ_TOKEN``) makes every request require it."""
-    app = FastAPI(title="FLAIR Viz tile server", description="Serves catalog datasets by ID only.")
-    app.state.catalog = CatalogStore(FsPath(catalog_path or config.catalog_path()))
-    token = token or config.settings().token
+class Guard:
+    """Refuse path-like parameters and tiles outside their matrix set outright, and enforce the token when one is set.
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        """Refuse path-like parameters outright and enforce the token when one is set."""
+    A plain ASGI middleware, not ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware`` hands routes a
+    ``receive`` behind a task group, and ``request.is_disconnected()`` (a check that must not wait) never gets
+    through it, so a route could not see that its client had gone (:func:`flair_viz.core.tiling.abandon_if_gone`).
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self.refusal(Request(scope)) if scope["type"] == "http" else None
+        if refusal is not None:
+            await refusal(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def refusal(self, request: Request) -> JSONResponse | None:
+        """The answer to a request refused before any route runs, or None."""
         bad = FORBIDDEN_PARAMS & {k.lower() for k in request.query_params}
         if bad or any("/vsi" in v.lower() or ".." in v for v in request.query_params.values()):
             return _error_json(InvalidInput(
@@ -104,12 +121,21 @@ def create_app(catalog_path: str | os.PathLike[str] | None = None, token: str | 
         if problem:
             return _error_json(InvalidInput(problem, "request tiles inside the tile matrix set (the map client does this)"))
         # A missing token is no condition of our data, so no row of the error table: HTTP's own 401.
-        if token and request.url.path != "/healthz":  # load balancers probe health without the token
+        if self.token and request.url.path != "/healthz":  # load balancers probe health without the token
             given = request.query_params.get("token") or request.headers.get("authorization", "").removeprefix("Bearer ")
-            if not hmac.compare_digest(given.encode(), token.encode()):
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
                 return JSONResponse(status_code=401, content={"detail": "missing or wrong token",
                                                               "fix": "pass ?token=... or 'Authorization: Bearer ...'"})
-        return await call_next(request)
+        return None
+
+
+def create_app(catalog_path: str | os.PathLike[str] | None = None, token: str | None = None) -> FastAPI:
+    """Build the tile server. ``token`` (or ``$FLAIR_VIZ_TOKEN``) makes every request require it."""
+    app = FastAPI(title="FLAIR Viz tile server", description="Serves catalog datasets by ID only.")
+    app.state.catalog = CatalogStore(FsPath(catalog_path or config.catalog_path()))
+    token = token or config.settings().token
+
+    app.add_middleware(Guard, token=token)
 
     # rio-tiler's errors keep titiler's table; a point query outside the data is a missing resource,
     # like a tile outside it (titiler answers 500). Ours answer from STATUS_CODES, by condition.
@@ -118,6 +144,9 @@ def create_app(catalog_path: str | os.PathLike[str] | None = None, token: str | 
     add_exception_handlers(app, {**rio_tiler_codes, PointOutsideBounds: 404})
     app.add_exception_handler(FlairVizError, lambda request, exc: _error_json(exc))
     app.add_exception_handler(RasterioError, lambda request, exc: _error_json(unreadable_raster(request, exc)))
+    # A client that has gone reads no answer: 499 (nginx's "client closed request") only marks it in the logs.
+    # No row of the error table: it is no condition of our data.
+    app.add_exception_handler(ClientDisconnect, lambda request, exc: Response(status_code=499))
 
     @app.get("/healthz")
     def healthz() -> dict:
