@@ -19,7 +19,7 @@ from shapely.geometry import box
 from flair_viz import change
 from flair_viz.change import outputs as change_outputs
 from flair_viz.cli import main as cli
-from flair_viz.core import classes
+from flair_viz.core import atomic, classes
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import AlignmentError, FlairVizError
 from tests.helpers import DEMO, REPO, decode_png, tile_at, tile_to_raster, write_tif
@@ -297,8 +297,10 @@ def test_cli_writes_the_same_figures(tmp_path, capsys):
     rc = cli.main(["change", "MSK_084558", "MSK_084558_SIM2023", "--out", str(out), "--regions", str(gp),
                    "--catalog", str(DEMO / "catalog.toml")])
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == ["change.qml", "change.tif", "flow.qml", "flow.tif", "from_to.csv",
-                                                     "regions.csv", "regions.gpkg", "summary.json"]
+    published = ["change.qml", "change.tif", "flow.qml", "flow.tif", "from_to.csv", "regions.csv", "regions.gpkg",
+                 "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*published, atomic.SET_MANIFEST])
+    assert sorted(p.name for p in atomic.check_set(out)) == published  # one complete set
     b, _, _ = read1(MSK_084558)
     a, _, _ = read1(SIM_084558)
     expected = numpy_from_to(b, a, px_area(t))

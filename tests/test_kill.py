@@ -8,6 +8,7 @@ that halves the batch and gives an identical result (``tests/test_inference.py``
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import rasterio
 
 from flair_viz.cli.main import main
+from flair_viz.core import atomic
 from tests.helpers import kill_while_present, sparse_class_raster, write_tif
 from tests.model_fixtures import make_model
 
@@ -64,7 +66,7 @@ def test_change_killed_mid_write_keeps_the_previous_outputs(tmp_path, capsys):
     b = write_tif(tmp_path / "b.tif", rng.integers(1, 20, (64, 64), dtype=np.uint8))
     assert main(["change", str(a), str(b), "--out", str(out)]) == 0
     capsys.readouterr()
-    finals = sorted(out.iterdir())
+    finals = sorted(p for p in out.iterdir() if p.name != atomic.SET_MANIFEST)
     outputs = {"change.tif", "change.qml", "flow.tif", "flow.qml", "from_to.csv", "summary.json"}
     assert {p.name for p in finals} == outputs
     before = {p: p.read_bytes() for p in finals}
@@ -81,4 +83,6 @@ def test_change_killed_mid_write_keeps_the_previous_outputs(tmp_path, capsys):
     for p, data in before.items():
         assert p.read_bytes() == data, p.name
     np.testing.assert_array_equal(read_all(out / "change.tif"), earlier_cog)
-    assert visible_names(out) == outputs  # every earlier output byte for byte (above), nothing half-written beside
+    # every earlier output byte for byte (above), nothing half-written beside, and the folder says it is not one set
+    assert visible_names(out) == outputs | {atomic.SET_MANIFEST}
+    assert json.loads((out / atomic.SET_MANIFEST).read_text(encoding="utf-8"))["complete"] is False

@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from flair_viz.change.grouping import N
 from flair_viz.core import classes, errors, raster
 from flair_viz.core.catalog import Catalog, Dataset
-from flair_viz.core.errors import AlignmentError, InvalidInput, InvalidRaster, NotFound, UnreadableRaster
+from flair_viz.core.errors import AlignmentError, InvalidInput, NotFound, UnreadableRaster, first_line
 
 M2_PER_HA = 10_000.0
 NODATA_CODE = {"flair1": 0, "flairhub": 255}  # the "no class" value of each nomenclature
@@ -121,13 +121,7 @@ def _crs_name(crs: Any) -> str:
 
 def _class_raster_info(src: ClassSource) -> raster.RasterInfo:
     """The header of a change input, refused unless it is a georeferenced single-band uint8 raster."""
-    info = raster.describe(src.path)
-    if info.count != 1:
-        raise InvalidRaster(f"{src.name} has {info.count} bands; a class raster has exactly 1",
-                            "give single-band class rasters (ground truth MSK_* or a prediction)")
-    if info.dtype != "uint8":
-        raise InvalidRaster(f"{src.name} is {info.dtype}; class rasters are uint8 (FLAIR-1 values 1..19)",
-                            "convert it to uint8 class values, e.g. gdal_translate -ot Byte")
+    info = raster.check_class_raster(raster.describe(src.path), src.name)
     if info.crs is None:
         raise AlignmentError(f"{src.name} has no CRS, so it cannot be placed against the other date",
                              "georeference it (FLAIR uses EPSG:2154), e.g. with gdal_translate -a_srs -a_ullr")
@@ -137,7 +131,7 @@ def _class_raster_info(src: ClassSource) -> raster.RasterInfo:
 def align(before: ClassSource, after: ClassSource) -> Alignment:
     """Work out the common grid (the before raster's) and the overlap window, or say why there is none."""
     bi, ai = _class_raster_info(before), _class_raster_info(after)
-    notes: list[str] = []
+    notes: list[str] = [i.crs_note for i in (bi, ai) if i.crs_note]
     if before.vintage and after.vintage and after.vintage < before.vintage:
         notes.append(f"the 'after' raster ({after.vintage}) is older than the 'before' one ({before.vintage}); "
                      "flows are reported in the order given")
@@ -206,7 +200,9 @@ class PairReader:
         if self.alignment.resampled:
             # the fill of pixels the after raster does not cover: a raw value its LUT maps to "no class"
             fill = NODATA_CODE.get(self.after.nomenclature, int(np.flatnonzero(self._lut_a == 0)[-1]))
-            self._a = WarpedVRT(self._a_ds, crs=self._b.crs, transform=self._b.transform, width=self._b.width,
+            # CRSs as describe() normalised them: a FLAIR-1 mask's LOCAL_CS cannot be warped to or from
+            self._a = WarpedVRT(self._a_ds, src_crs=raster.warp_crs(self._a_ds), crs=self.alignment.crs,
+                                transform=self._b.transform, width=self._b.width,
                                 height=self._b.height, resampling=Resampling.nearest, nodata=fill,
                                 src_nodata=self._a_ds.nodata if self._a_ds.nodata is not None else None)
             self._lut_a[fill] = 0
@@ -240,7 +236,7 @@ class PairReader:
             return ds.read(1, window=win)
         except rasterio.errors.RasterioIOError as exc:
             raise UnreadableRaster(f"Cannot read the pixels of {src.name} ({Path(src.path).name}) near row "
-                                   f"{int(win.row_off)}: {str(exc).splitlines()[0][:160]}",
+                                   f"{int(win.row_off)}: {first_line(exc)}",
                                    "the file is probably truncated or corrupt; re-export it") from None
 
     def classes(self, b: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -113,6 +113,7 @@ def change_pair(job: ChangeJob, out_dir: Path, grouping: str | None) -> dict[str
     grp = load_grouping(grouping)
     out = out_dir / job.name
     inputs = _change_inputs(job, grp.text)
+    atomic.sweep(out, {"change.tif", "from_to.csv", "summary.json"})  # a killed earlier attempt's work files
     result = compute_change(job.before, job.after, grouping=grp, change_cog=out / "change.tif")
     outputs.write_outputs(out, result)
     summary = out / "summary.json"
@@ -150,6 +151,7 @@ def batch_change(pairs: Sequence[ChangeJob], out_dir: str | os.PathLike[str], cl
         if o.ok:
             rows[o.name] = o.value
     table = pd.DataFrame([rows[j.name] for j in pairs if j.name in rows], columns=list(CHANGE_COLUMNS))
+    atomic.sweep(out_dir, {"changes.parquet", "changes.csv"})
     if len(table):
         with atomic.atomic_path(out_dir / "changes.parquet") as tmp:
             table.to_parquet(tmp, index=False)

@@ -38,17 +38,36 @@ from flair_viz.core.errors import InvalidInput
 
 def run(before: str, after: str, out: Path, catalog: Catalog | None, regions: str | None = None,
         grouping: str | None = None, nomenclature: str = "flair1", region_field: str | None = None) -> ChangeResult:
-    """Compute a change and write every output into ``out``."""
-    atomic.output_folder(out)
-    result = compute_change(before, after, catalog=catalog, grouping=grouping, regions=regions,
-                            region_name_field=region_field, change_cog=out / "change.tif", nomenclature=nomenclature,
-                            flow_cog=out / "flow.tif")
-    qml.write_qml(out / "change.tif", "change")
-    qml.write_qml(out / "flow.tif", "flow")
-    if result.regions is not None:
-        result.outputs["regions_gpkg"] = str(gpkg.write_gpkg(gpkg.change_frame(result), out / "regions.gpkg"))
-    write_outputs(out, result)
+    """Compute a change and write every output into ``out``, published as one set (:func:`atomic.output_set`)."""
+    out = atomic.output_folder(out, _input_files(catalog, nomenclature, before, after, regions, grouping),
+                               names=CHANGE_FILES)
+    with atomic.sigterm_cleanup(), atomic.output_set(out, "change") as published:
+        result = compute_change(before, after, catalog=catalog, grouping=grouping, regions=regions,
+                                region_name_field=region_field, change_cog=out / "change.tif",
+                                nomenclature=nomenclature, flow_cog=out / "flow.tif")
+        published.add(qml.write_qml(out / "change.tif", "change"), qml.write_qml(out / "flow.tif", "flow"))
+        if result.regions is not None:
+            result.outputs["regions_gpkg"] = str(gpkg.write_gpkg(gpkg.change_frame(result), out / "regions.gpkg"))
+        published.add(*write_outputs(out, result).values())
     return result
+
+
+# What `change --out DIR` may write: refused before any work when one of them is an input.
+CHANGE_FILES = ("change.tif", "flow.tif", "confidence.tif", "change.qml", "flow.qml", "confidence.qml", "from_to.csv",
+                "regions.csv", "regions.gpkg", "summary.json", "uncertainty.json", "trend.csv", "trend.json")
+
+
+def _input_files(catalog: Catalog | None, nomenclature: str, *refs: str | None) -> list[Path]:
+    """The files a command reads (catalog IDs resolved), so that no output is written over one of them."""
+    files = []
+    for ref in refs:
+        if ref is None:
+            continue
+        if catalog is not None and ref in catalog:
+            files.append(catalog.get(ref).path)
+        elif Path(ref).exists():
+            files.append(Path(ref))
+    return files
 
 
 def cmd_change(args: argparse.Namespace) -> int:
@@ -84,14 +103,16 @@ def cmd_change_predictions(args: argparse.Namespace, catalog: Catalog | None) ->
     if not (args.before and args.after) or args.pairs or args.regions:
         raise InvalidInput("--model needs exactly two images (IMG_A IMG_B), without --pairs or --regions",
                            "e.g. flair-viz change --model demo-unet-r18 IMG_000473 IMG_000473_SIM2024 --out DIR")
-    out = atomic.output_folder(Path(args.out))
-    pc = predictions_change(args.model, args.before, args.after, catalog=catalog, out_dir=out,
-                            margin_threshold=args.margin_threshold, grouping=args.grouping, device=args.device)
-    for name, kind in (("change.tif", "change"), ("flow.tif", "flow"), ("confidence.tif", "confidence")):
-        qml.write_qml(out / name, kind)
-    write_outputs(out, pc.result)
-    u = pc.uncertainty()
-    atomic.write_text(out / "uncertainty.json", json.dumps(u, indent=2, ensure_ascii=False) + "\n")
+    out = atomic.output_folder(Path(args.out), _input_files(catalog, "flair1", args.before, args.after, args.grouping),
+                               names=CHANGE_FILES)
+    with atomic.sigterm_cleanup(), atomic.output_set(out, f"change --model {args.model}") as published:
+        pc = predictions_change(args.model, args.before, args.after, catalog=catalog, out_dir=out,
+                                margin_threshold=args.margin_threshold, grouping=args.grouping, device=args.device)
+        for name, kind in (("change.tif", "change"), ("flow.tif", "flow"), ("confidence.tif", "confidence")):
+            published.add(out / name, qml.write_qml(out / name, kind))
+        published.add(*write_outputs(out, pc.result).values())
+        u = pc.uncertainty()
+        published.add(atomic.write_text(out / "uncertainty.json", json.dumps(u, indent=2, ensure_ascii=False) + "\n"))
     if u["simulated"]:
         print("NOTE: this pair includes a SIMULATED image vintage")
     print(f"{pc.model}: changed {u['changed_ha']:.4f} ha, of which uncertain {u['uncertain_changed_ha']:.4f} ha "
@@ -126,18 +147,22 @@ def cmd_change_many(args: argparse.Namespace, catalog: Catalog | None) -> int:
 def run_trend(refs: list[str], out: Path, catalog: Catalog | None, regions: str | None = None,
               grouping: str | None = None, nomenclature: str = "flair1", region_field: str | None = None,
               cogs: bool = False) -> Trend:
-    """Compute a series' trend and write trend.csv, trend.json (and regions.gpkg, interval COGs) into ``out``."""
-    atomic.output_folder(out)
-    res = compute_trend(refs, catalog=catalog, grouping=grouping, regions=regions, region_name_field=region_field,
-                        cog_dir=out if cogs else None, nomenclature=nomenclature)
-    for r in res.intervals if cogs else ():
-        qml.write_qml(r.outputs["change_cog"], "change")
-        qml.write_qml(r.outputs["flow_cog"], "flow")
-    with atomic.atomic_path(out / "trend.csv") as tmp:
-        res.table().to_csv(tmp, index=False, float_format="%.17g")
-    if res.regions is not None:
-        gpkg.write_gpkg(gpkg.trend_frame(res), out / "regions.gpkg")
-    atomic.write_text(out / "trend.json", json.dumps(res.summary(), indent=2, ensure_ascii=False) + "\n")
+    """Compute a series' trend and write trend.csv, trend.json (and regions.gpkg, interval COGs) into ``out``,
+    published as one set (:func:`atomic.output_set`)."""
+    out = atomic.output_folder(out, _input_files(catalog, nomenclature, *refs, regions, grouping), names=CHANGE_FILES)
+    with atomic.sigterm_cleanup(), atomic.output_set(out, "trend") as published:
+        res = compute_trend(refs, catalog=catalog, grouping=grouping, regions=regions, region_name_field=region_field,
+                            cog_dir=out if cogs else None, nomenclature=nomenclature)
+        for r in res.intervals if cogs else ():
+            published.add(r.outputs["change_cog"], qml.write_qml(r.outputs["change_cog"], "change"),
+                          r.outputs["flow_cog"], qml.write_qml(r.outputs["flow_cog"], "flow"))
+        with atomic.atomic_path(out / "trend.csv") as tmp:
+            res.table().to_csv(tmp, index=False, float_format="%.17g")
+        published.add(out / "trend.csv")
+        if res.regions is not None:
+            published.add(gpkg.write_gpkg(gpkg.trend_frame(res), out / "regions.gpkg"))
+        published.add(atomic.write_text(out / "trend.json", json.dumps(res.summary(), indent=2, ensure_ascii=False)
+                                        + "\n"))
     return res
 
 

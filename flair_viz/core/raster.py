@@ -19,7 +19,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from flair_viz.core import classes
-from flair_viz.core.errors import AlignmentError, InvalidRaster, RasterNotFound, UnreadableRaster
+from flair_viz.core.errors import AlignmentError, InvalidRaster, RasterNotFound, UnreadableRaster, first_line
 
 # Band layouts FLAIR Viz understands, by band count.
 BAND_LAYOUTS: dict[int, tuple[str, ...]] = {
@@ -30,6 +30,12 @@ BAND_LAYOUTS: dict[int, tuple[str, ...]] = {
 # Display presets: which named bands make each view (tile server and UI share this).
 PRESET_BANDS: dict[str, tuple[str, ...]] = {"rgb": ("R", "G", "B"), "irc": ("NIR", "R", "G"), "elevation": ("elevation",)}
 LAMBERT93 = CRS.from_epsg(2154)
+# What FLAIR models were trained on: 8-bit bands, 0..255. No scaling is guessed for other types:
+# a uint16 ortho's range (0..4095? 0..65535?) is not in its header, and a wrong guess is a garbage map.
+IMAGE_DTYPE = "uint8"
+# GDAL opens a file by its content, whatever its name: a PNG renamed .tif opens (without a CRS).
+# A file whose suffix names one of these formats must really be that format.
+SUFFIX_DRIVERS: dict[str, tuple[str, ...]] = {".tif": ("GTiff", "COG"), ".tiff": ("GTiff", "COG"), ".vrt": ("VRT",)}
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,15 @@ class RasterInfo:
     transform: rasterio.Affine
     bounds: tuple[float, float, float, float]
     nodata: float | None
+    local_lambert93: bool = False  # the file says LOCAL_CS Lambert-93 (FLAIR-1 masks); ``crs`` is EPSG:2154
+
+    @property
+    def crs_note(self) -> str | None:
+        """What a result should say when the CRS was not the file's own (design.md, "Mask CRS")."""
+        if not self.local_lambert93:
+            return None
+        return (f"{self.path.name} carries LOCAL_CS[\"RGF93 v1 / Lambert-93\"] (the FLAIR-1 mask quirk); "
+                "it was read as EPSG:2154")
 
     @property
     def res(self) -> tuple[float, float]:
@@ -56,7 +71,12 @@ class RasterInfo:
 
 
 def _normalise_crs(crs: CRS | None) -> CRS | None:
-    """Treat Lambert-93 WKT without an authority code (seen in BD ORTHO and some FLAIR masks) as EPSG:2154."""
+    """Treat Lambert-93 WKT without an authority code (seen in BD ORTHO and some FLAIR masks) as EPSG:2154.
+
+    FLAIR-1 masks write ``LOCAL_CS["RGF93 v1 / Lambert-93"]`` with the transform of their image (design.md,
+    "Mask CRS"): every reader, resampling and reprojection included, must see EPSG:2154, since PROJ
+    cannot transform an engineering CRS to anything.
+    """
     if crs is None or crs.to_epsg() is not None:
         return crs
     wkt = crs.to_wkt()
@@ -86,6 +106,7 @@ def _tile_source(path: str, size: int, mtime_ns: int) -> str:
     try:
         with rasterio.open(path) as ds:
             crs = ds.crs
+            _check_format(Path(path), ds.driver)
     except RasterioIOError:
         return path  # unreadable: the tile reader raises the error that names the file
     if crs is not None and crs.to_epsg() is None and _normalise_crs(crs) == LAMBERT93 and not crs.is_projected:
@@ -101,12 +122,30 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     if p.is_dir():
         raise RasterNotFound(f"{p} is a folder, not a raster file", "give the path of a .tif/.vrt file")
     try:
-        return rasterio.open(p)
+        ds = rasterio.open(p)
     except RasterioIOError as exc:
         raise UnreadableRaster(
-            f"Cannot read {p.name}: it is not a readable GeoTIFF ({str(exc).splitlines()[0][:160]})",
+            f"Cannot read {p.name}: it is not a readable GeoTIFF ({first_line(exc)})",
             "the file may be corrupt, truncated or not a TIFF; re-export or re-download it",
         ) from None
+    try:
+        _check_format(p, ds.driver)
+    except UnreadableRaster:
+        ds.close()
+        raise
+    return ds
+
+
+def _check_format(path: Path, driver: str) -> None:
+    """Refuse a file that is not the format its suffix claims (a PNG or JPEG renamed ``.tif``)."""
+    expected = SUFFIX_DRIVERS.get(path.suffix.lower())
+    if expected is not None and driver not in expected:
+        raise UnreadableRaster(
+            f"{path.name} is a {driver} file, not the {'VRT' if path.suffix.lower() == '.vrt' else 'GeoTIFF'} "
+            "its name says",
+            f"convert it to a georeferenced GeoTIFF (e.g. gdal_translate -of COG -a_srs EPSG:2154 "
+            f"-a_ullr ... {path.name} out.tif) and register that file instead",
+        )
 
 
 def describe(path: str | os.PathLike[str]) -> RasterInfo:
@@ -116,10 +155,17 @@ def describe(path: str | os.PathLike[str]) -> RasterInfo:
 
 
 def _info(ds: rasterio.DatasetReader, path: str | os.PathLike[str]) -> RasterInfo:
+    crs = _normalise_crs(ds.crs)
     return RasterInfo(
         path=Path(path), count=ds.count, width=ds.width, height=ds.height, dtype=ds.dtypes[0],
-        crs=_normalise_crs(ds.crs), transform=ds.transform, bounds=tuple(ds.bounds), nodata=ds.nodata,
+        crs=crs, transform=ds.transform, bounds=tuple(ds.bounds), nodata=ds.nodata,
+        local_lambert93=crs is not None and crs != ds.crs and not ds.crs.is_projected,
     )
+
+
+def warp_crs(ds: rasterio.DatasetReader) -> CRS | None:
+    """The CRS to give GDAL's warper (``WarpedVRT(src_crs=...)``) for an open raster: its own, normalised."""
+    return _normalise_crs(ds.crs)
 
 
 def check_header(path: str | os.PathLike[str]) -> RasterInfo:
@@ -135,7 +181,7 @@ def check_header(path: str | os.PathLike[str]) -> RasterInfo:
             ds.read(1, window=Window(info.width - 1, info.height - 1, 1, 1))
         except RasterioIOError as exc:
             raise UnreadableRaster(
-                f"Cannot read the pixels of {Path(path).name}: {str(exc).splitlines()[0][:160]}",
+                f"Cannot read the pixels of {Path(path).name}: {first_line(exc)}",
                 "the file is probably truncated or corrupt; re-export it",
             ) from None
     return info
@@ -153,7 +199,7 @@ def read(path: str | os.PathLike[str], indexes: list[int] | int | None = None, w
 
 def _unreadable(path: str | os.PathLike[str], exc: RasterioIOError) -> UnreadableRaster:
     """The one error for pixels GDAL could not decode (a truncated or corrupt block)."""
-    return UnreadableRaster(f"Cannot read the pixels of {Path(path).name}: {str(exc).splitlines()[0][:160]}",
+    return UnreadableRaster(f"Cannot read the pixels of {Path(path).name}: {first_line(exc)}",
                             "the file is probably truncated or corrupt; re-export it")
 
 
@@ -210,10 +256,27 @@ def _check_readable(info: RasterInfo) -> None:
     read_last_pixel(info)
 
 
+def check_image_dtype(info: RasterInfo, name: str | None = None) -> RasterInfo:
+    """Require the 8-bit bands FLAIR models read (:data:`IMAGE_DTYPE`), without reading a pixel.
+
+    The one dtype rule of CLI prediction, batch jobs, live tiles and ``catalog validate``: a uint16 or
+    float image would be normalised with the card's 0..255 statistics into a garbage map.
+    """
+    if info.dtype != IMAGE_DTYPE:
+        raise InvalidRaster(
+            f"{name or info.path.name} is {info.dtype}; FLAIR models expect {IMAGE_DTYPE} aerial images (0..255 "
+            "per band)",
+            "convert it to 8 bits per band with the range your sensor uses, e.g. "
+            "gdal_translate -ot Byte -scale 0 4095 0 255 in.tif out.tif (check the range with gdalinfo -mm)",
+        )
+    return info
+
+
 def check_image(path: str | os.PathLike[str], bands: tuple[str, ...] | None = None) -> RasterInfo:
-    """Validate an aerial image: georeferenced, readable to its end, and with the declared band count."""
+    """Validate an aerial image: georeferenced, readable to its end, 8-bit, and with the declared band count."""
     info = describe(path)
     _check_readable(info)
+    check_image_dtype(info)
     if bands is None:
         band_names_for(info.count)
     elif len(bands) != info.count:
@@ -230,17 +293,12 @@ def check_mask(path: str | os.PathLike[str], nomenclature: str = "flair1", scan_
     """Validate a class raster: one band, values within the nomenclature (scanned block by block)."""
     info = describe(path)
     _check_readable(info)
-    if info.count != 1:
-        raise InvalidRaster(f"Mask {info.path.name} has {info.count} bands; a class raster has exactly 1",
-                          "give the single-band class raster (MSK_*.tif), not the image")
+    check_class_raster(info)
     if scan_values:
         allowed = np.zeros(256, dtype=bool)
         allowed[list(classes.valid_values(nomenclature))] = True
         bad: set[int] = set()
         with open_raster(path) as ds:
-            if ds.dtypes[0] != "uint8":
-                raise InvalidRaster(f"Mask {info.path.name} is {ds.dtypes[0]}; class rasters are uint8",
-                                  "convert it to uint8 class values")
             for _, win in ds.block_windows(1):
                 try:
                     vals = np.unique(ds.read(1, window=win))
@@ -258,6 +316,24 @@ def check_mask(path: str | os.PathLike[str], nomenclature: str = "flair1", scan_
                 f"Mask {info.path.name} holds values {sorted(bad)} outside the {nomenclature} nomenclature ({span})",
                 "check the nomenclature declared for this mask (flair1, flairhub or a mapped one), or remap its values",
             )
+    return info
+
+
+def check_class_raster(info: RasterInfo, name: str | None = None) -> RasterInfo:
+    """Require one band of uint8 class codes: the one rule of evaluate, change, metrics and validate.
+
+    A float raster is refused, never truncated: read as classes, 3.4 would silently count as class 3.
+    """
+    name = name or info.path.name
+    if info.count != 1:
+        raise InvalidRaster(f"Class raster {name} has {info.count} bands; a class raster has exactly 1",
+                            "give the single-band class raster (ground truth MSK_*.tif or a prediction), not the image")
+    if info.dtype != "uint8":
+        kind = "floating-point values, which would be truncated into classes" if np.dtype(info.dtype).kind == "f" \
+            else "values beyond one byte"
+        raise InvalidRaster(f"Class raster {name} is {info.dtype} ({kind}); class rasters hold uint8 class codes",
+                            "convert it to uint8 class codes, e.g. gdal_translate -ot Byte (round float values "
+                            "first if they are not whole numbers)")
     return info
 
 

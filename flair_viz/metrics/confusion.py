@@ -9,15 +9,20 @@ from __future__ import annotations
 import numpy as np
 
 from flair_viz.core import classes
-from flair_viz.core.errors import AlignmentError
+from flair_viz.core.errors import AlignmentError, InvalidRaster
 
 N = classes.N_CLASSES
 
 
-def _check_shapes(truth: np.ndarray, pred: np.ndarray) -> None:
+def _check_inputs(truth: np.ndarray, pred: np.ndarray) -> None:
+    """Same shape, and integer class codes: a float array would be truncated into classes (3.4 -> 3)."""
     if truth.shape != pred.shape:
         raise AlignmentError(f"truth {truth.shape} and prediction {pred.shape} differ in shape",
                              "compare rasters on the same pixel grid")
+    for what, a in (("truth", truth), ("prediction", pred)):
+        if np.asarray(a).dtype.kind not in "ui":
+            raise InvalidRaster(f"The {what} holds {np.asarray(a).dtype} values; class rasters hold integer class codes",
+                                "convert it to uint8 class codes (round float values first if they are not whole)")
 
 
 def confusion(truth: np.ndarray, pred: np.ndarray, chunk: int = 1 << 19) -> tuple[np.ndarray, int]:
@@ -28,7 +33,7 @@ def confusion(truth: np.ndarray, pred: np.ndarray, chunk: int = 1 << 19) -> tupl
     rest (0, values above 19) is the ignored count. No boolean masking and no per-pixel lookup:
     chunks keep the bincount's intp copy small and in cache.
     """
-    _check_shapes(truth, pred)
+    _check_inputs(truth, pred)
     t = classes.to_flair1(truth, "flair1").reshape(-1)
     p = classes.to_flair1(pred, "flair1").reshape(-1)
     counts = np.zeros(1 << 16, dtype=np.int64)
@@ -45,7 +50,7 @@ def confusion_torch(truth: np.ndarray, pred: np.ndarray, device: str = "cuda") -
     """Same counts as :func:`confusion` with ``torch.bincount`` on ``device``: pays off on whole scenes on a GPU."""
     import torch
 
-    _check_shapes(truth, pred)
+    _check_inputs(truth, pred)
     t = torch.from_numpy(np.ascontiguousarray(classes.to_flair1(truth, "flair1")).reshape(-1)).to(device)
     p = torch.from_numpy(np.ascontiguousarray(classes.to_flair1(pred, "flair1")).reshape(-1)).to(device)
     counts = torch.bincount((t.int() << 8) | p.int(), minlength=1 << 16).cpu().numpy()

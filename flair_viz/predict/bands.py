@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from flair_viz.core import raster
 from flair_viz.core.errors import InvalidRaster
 from flair_viz.predict.cards import ModelCard
+
+
+def model_input(card: ModelCard, info: raster.RasterInfo, bands: tuple[str, ...] | None, source: str) -> list[int]:
+    """The one check of an image against a model card, before any work: 8-bit bands
+    (:func:`flair_viz.core.raster.check_image_dtype`) that include the card's; returns their indexes.
+
+    The CLI and the batch jobs call it on the header; live tiles make the same dtype check.
+    """
+    raster.check_image_dtype(info, source)
+    return band_indexes(card, tuple(bands) if bands else raster.band_names_for(info.count), source)
 
 
 def band_indexes(card: ModelCard, file_bands: tuple[str, ...], source: str) -> list[int]:

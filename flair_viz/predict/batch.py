@@ -15,7 +15,7 @@ import rasterio
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from flair_viz.core import atomic, classes, cog, raster, vrt
+from flair_viz.core import atomic, classes, cog, errors, raster, vrt
 from flair_viz.core.errors import InvalidInput, InvalidModel, OutsideDataRoot
 from flair_viz.core.jobs import (
     DEFAULT_BLOCK_PX,
@@ -36,7 +36,7 @@ from flair_viz.core.jobs import (
 )
 from flair_viz.core.names import safe_name
 from flair_viz.core.scenes import Scene
-from flair_viz.predict import engines, inference, models, register
+from flair_viz.predict import bands, engines, inference, models, register
 from flair_viz.predict.cards import ModelCard, get_card, resolve_checkpoint
 
 if TYPE_CHECKING:
@@ -269,13 +269,43 @@ def batch_predict(scenes: Sequence[Scene], model: str | ModelCard, out_dir: str 
         raise InvalidInput("No scenes to predict", "give folders, globs, files or catalog IDs")
     if mosaic and catalog_file is not None:
         register.data_root(catalog_file)  # a broken catalog fails now, before hours of work, not after
-    out_dir.mkdir(parents=True, exist_ok=True)
     resources, per_host, local_gpus = cluster_plan(client)
     job = PredictJob(card=card, checksum=checksum, out_dir=out_dir, proba=proba, batch_size=batch_size,
                      device=device, engine=engine, local_gpus=local_gpus, workers_per_host=per_host)
+    mosaic_path = out_dir / f"MOSAIC_{safe_name(card.id)}.vrt"
+    atomic.check_outputs([*(o for s in scenes for o in job.outputs(s)), *([mosaic_path] if mosaic else [])],
+                         [s.path for s in scenes], option="--out")
+    with atomic.output_set(out_dir, f"predict --model {card.id}", keep_earlier=True) as published:
+        result = _predict_all(scenes, job, client, progress, block_px, retries, resources)
+        published.add(*(o for s in scenes for o in job.outputs(s)))
+        if mosaic:
+            result.mosaic = vrt.write_vrt(result.outputs, mosaic_path)
+            published.add(result.mosaic)
+    if mosaic and catalog_file is not None:  # after the set is published: the catalog points at a complete set
+        try:
+            result.catalog_id = register.register_mosaic(catalog_file, result.mosaic, card,
+                                                         list(zip(scenes, result.outputs)), outside_root)
+        except OutsideDataRoot as exc:  # the outputs stand; the caller tells the user how to register them
+            result.not_registered = exc
+    return result
+
+
+def _check_scenes(job: PredictJob, scenes: Sequence[Scene]) -> None:
+    """Every scene's header against the model card (8-bit, the card's bands), before a task is submitted:
+    the 900th scene of a run must not be the first to say that the images are uint16."""
+    for s in scenes:
+        with errors.context(f"Scene {s.name}"):
+            bands.model_input(job.card, raster.describe(s.path), s.bands, s.path.name)
+
+
+def _predict_all(scenes: Sequence[Scene], job: PredictJob, client: Client, progress: bool, block_px: int,
+                 retries: int, resources: dict[str, float] | None) -> PredictResult:
+    """Predict the scenes whose outputs are not complete for these inputs; the others are skipped."""
+    card = job.card
     todo, skipped = [], []
     for s in scenes:
         (skipped if is_complete(job.output(s), job.inputs(s), job.outputs(s)) else todo).append(s)
+    _check_scenes(job, todo)
     if progress:
         print(f"{len(scenes)} scene(s): {len(skipped)} already done, {len(todo)} to predict with {card.id}"
               + (" on GPU workers" if resources else ""), file=sys.stderr)
@@ -285,17 +315,8 @@ def batch_predict(scenes: Sequence[Scene], model: str | ModelCard, out_dir: str 
     outcomes = gather(client, futures, f"predict {card.id}", progress)
     scene_outcomes = [o for o in outcomes if o.name not in block_keys]
     raise_failures([o for o in scene_outcomes if not o.ok], len(scenes), "scene(s)")
-    result = PredictResult(outputs=[job.output(s) for s in scenes], computed=[o.name for o in scene_outcomes],
-                           skipped=[s.name for s in skipped], tasks=[o.value for o in outcomes])
-    if mosaic:
-        result.mosaic = vrt.write_vrt(result.outputs, out_dir / f"MOSAIC_{safe_name(card.id)}.vrt")
-        if catalog_file is not None:
-            try:
-                result.catalog_id = register.register_mosaic(catalog_file, result.mosaic, card,
-                                                             list(zip(scenes, result.outputs)), outside_root)
-            except OutsideDataRoot as exc:  # the outputs stand; the caller tells the user how to register them
-                result.not_registered = exc
-    return result
+    return PredictResult(outputs=[job.output(s) for s in scenes], computed=[o.name for o in scene_outcomes],
+                         skipped=[s.name for s in skipped], tasks=[o.value for o in outcomes])
 
 
 def _size(path: Path) -> tuple[int, int]:

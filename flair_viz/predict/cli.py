@@ -7,12 +7,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from flair_viz.core import atomic, raster, scenes
 from flair_viz.core import cliargs as shared
-from flair_viz.core import scenes
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import InvalidInput, InvalidModel
 from flair_viz.core.jobs import DEFAULT_BLOCK_PX
 from flair_viz.predict import cards, engines
+from flair_viz.predict.bands import model_input
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -46,11 +47,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out or shared.wants_cluster(args) or len(args.inputs) != 2:
         return cmd_predict_many(args)  # many scenes on Dask
     args.input, args.output = args.inputs
+    # outputs and the image are checked before the model loads, let alone runs
+    out = atomic.check_output(args.output, [args.input], "OUTPUT")
+    proba = atomic.check_output(args.proba, [args.input], "--proba") if args.proba else None
     card = cards.get_card(args.model)
     bands = tuple(b.strip() for b in args.bands.split(",")) if args.bands else None
+    info = raster.check_image(args.input, bands)
+    model_input(card, info, bands, Path(args.input).name)
+    atomic.sweep(out.absolute().parent, {out.name})  # what killed runs left beside the outputs
+    if proba is not None:
+        atomic.sweep(proba.absolute().parent, {proba.name})
     loaded = models.load_model(card, args.device, args.engine)
-    out = inference.predict_file(loaded, args.input, args.output, proba_path=args.proba,
-                                 batch_size=args.batch_size, progress=not args.quiet, bands=bands)
+    with atomic.sigterm_cleanup():
+        out = inference.predict_file(loaded, args.input, args.output, proba_path=args.proba,
+                                     batch_size=args.batch_size, progress=not args.quiet, bands=bands)
     note = " (DEMO model: not for evaluation)" if card.demo else ""
     print(f"wrote {out}" + (f" and {args.proba}" if args.proba else "") +
           f" with {card.id} on {models.device_name(args.device)} ({loaded.engine} engine){note}")
@@ -93,7 +103,7 @@ def cmd_predict_many(args: argparse.Namespace) -> int:
     if args.bands:
         bands = tuple(b.strip() for b in args.bands.split(","))
         found = [replace(s, bands=bands) for s in found]
-    with shared.client(args) as client:
+    with atomic.sigterm_cleanup(), shared.client(args) as client:
         res = batch.batch_predict(found, card, args.out, client, proba=args.with_proba, batch_size=args.batch_size,
                                   device=args.device, engine=args.engine, retries=args.retries, progress=not args.quiet,
                                   catalog_file=None if args.no_register else cat_file,
