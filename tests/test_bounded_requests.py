@@ -78,6 +78,16 @@ def test_the_demo_patch_and_zone_ranges_follow_their_overviews(client):
         assert f"zoom in to {low} or more" in r.json()["fix"] and "Overview" in r.json()["fix"]
 
 
+@pytest.mark.parametrize("ds_id", [IMG, MSK, ZONE, ZONE + "_MSK", PRED, "GERS_NAF_2016", "BDORTHO_RGB",
+                                   "CHANGE_MSK_000473_SIM2024"])
+def test_a_client_following_the_tilejson_is_never_refused(client, ds_id):
+    """TileJSON's minzoom (rio-tiler's: where the whole dataset fits one tile) lies inside the served range."""
+    minzoom = client.get(f"/datasets/{ds_id}/WebMercatorQuad/tilejson.json").json()["minzoom"]
+    t = centre_tile(dataset_path(client, ds_id), minzoom)
+    r = client.get(f"/datasets/{ds_id}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png")
+    assert r.status_code == 200, (ds_id, minzoom, r.text[:200])
+
+
 @pytest.mark.parametrize("route", ["aerial", "predict", "confusion", "change"])
 def test_a_zoom_below_the_range_is_refused_with_the_range_and_the_fix_on_every_route(client, route):
     low = expected_low_zoom(dataset_path(client, IMG))
