@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import tomli_w
 
-from flair_viz.core import atomic, config, index, raster, scan
+from flair_viz.core import atomic, config, index, raster, scan, stack
 from flair_viz.core.dataset import ID_RE, ROLES, Dataset, check_id
 from flair_viz.core.errors import (
     FlairVizError,
@@ -336,6 +336,12 @@ class Catalog:
             except TypeError as exc:
                 raise InvalidCatalog(f"Catalog {path.name}: bad dataset entry {entry.get('id', '?')}: {exc}",
                                    "see docs/architecture.md for the dataset fields") from None
+        for n, entry in enumerate(doc.get("stack", []), 1):  # BD ORTHO dalles + elevation as one image
+            where = f"[[stack]] #{n} (id {entry.get('id')!r})"
+            _check_unique(str(entry.get("id")), where, defined, cat, path)
+            defined[str(entry.get("id"))] = where
+            with context(f"Catalog {path.name}"):
+                cat.add(stack.load(stack.StackEntry.from_toml(entry, where), root))
         return cat
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flair_viz.core import raster
+from flair_viz.core import raster, stack
 from flair_viz.core.errors import InvalidRaster
 from flair_viz.predict.cards import ModelCard
 
@@ -28,7 +28,7 @@ def band_indexes(card: ModelCard, file_bands: tuple[str, ...], source: str) -> l
             f"({card.card_path.name}) needs {len(card.in_bands)}: {', '.join(card.in_bands)} "
             f"(missing {', '.join(missing)})",
             "give an image with those bands (FLAIR patches have R, G, B, NIR, elevation), declare the file's "
-            "bands correctly, or choose a model whose in_bands the image has",
+            "bands correctly, or choose a model whose in_bands the image has" + stack.layers_fix(missing),
         )
     return [file_bands.index(b) + 1 for b in card.in_bands]
 
