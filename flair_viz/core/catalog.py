@@ -121,16 +121,8 @@ class Catalog:
                                                        "nomenclature", "simulated")},
                          "path": str(d.path), "bands": ",".join(d.bands), "mosaic": d.extra.get("mosaic", ""),
                          "indexed": False} for d in self._by_id.values()]
-            self._table = index.catalog_table(self.index_tables(), explicit, self._removed, self.root)
+            self._table = index.catalog_table([t.df for t in self._tables], explicit, self._removed, self.root)
         return self._table
-
-    def index_tables(self) -> list[pd.DataFrame]:
-        """The patch indexes (one DataFrame per scanned tree), for fast table work such as the overview map."""
-        return [t.df for t in self._tables]
-
-    def explicit_datasets(self) -> list[Dataset]:
-        """Datasets registered one by one rather than through an index."""
-        return list(self._by_id.values())
 
     def filter(self, role: str | None = None, domain: str | None = None, zone: str | None = None,
                year: str | None = None, kind: str | None = None) -> list[Dataset]:
@@ -159,7 +151,7 @@ class Catalog:
         """IDs of one role for a patch number or a mosaic key, from a lookup built once per change."""
         if self._lookup is None:
             lookup: dict[tuple[str, str], list[str]] = {}
-            for df in self.index_tables():
+            for df in (t.df for t in self._tables):
                 keys = df["patch"].where(df["patch"].notna() & (df["patch"] != ""), df["mosaic"])
                 for k, r, i in zip(keys, df["role"], df["id"]):
                     if k:
