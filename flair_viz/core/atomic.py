@@ -244,6 +244,7 @@ def output_set(folder: str | os.PathLike[str], command: str, keep_earlier: bool 
     folder), then the manifest lists the new set. On an error or a kill it keeps saying "incomplete".
     """
     folder = output_folder(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / SET_MANIFEST
     with _folder_lock(folder):
@@ -265,6 +266,9 @@ def output_set(folder: str | os.PathLike[str], command: str, keep_earlier: bool 
                     manifest.unlink(missing_ok=True)
                 else:
                     write_bytes(manifest, previous)
+                if created:
+                    with contextlib.suppress(OSError):  # not empty: someone else wrote there meanwhile
+                        folder.rmdir()
             raise
         kept = {p.resolve() for p in outputs.files}
         for old in earlier if not keep_earlier else ():
