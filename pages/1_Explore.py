@@ -62,8 +62,11 @@ with st.sidebar:
                          "Side by side: one panel per layer.")
 
     st.header("Model")
-    model_ids = st.multiselect("Live predictions (pick two to compare A vs B)", list(card_by_id),
-                               default=explore.model_defaults(st.session_state, link, list(card_by_id)),
+    usable, models_note = explore.usable_models(scene.image, cards)  # a stack may lack a model's band
+    if models_note:
+        st.info(models_note)
+    model_ids = st.multiselect("Live predictions (pick two to compare A vs B)", usable,
+                               default=explore.model_defaults(st.session_state, link, usable),
                                max_selections=2, key="explore_models",
                                format_func=lambda i: card_by_id[i]["title"])
     live_layer = st.radio("Prediction layer", list(explore.LIVE_LAYER_NAMES), horizontal=False, key="explore_live",
@@ -96,7 +99,7 @@ if model_ids:
 st.caption(caption)
 
 if view == "Swipe":
-    m = webmap.make_map(bounds)
+    m = webmap.make_map(bounds, min_zoom=layers.min_zoom)
     if basemap:  # under everything else
         webmap.add_basemap(m, basemap)
     webmap.tile_layer(layers.image_url, f"Aerial {preset.upper()}", bounds, overlay=False).add_to(m)
@@ -127,7 +130,7 @@ else:
         for col, (name, url) in zip(cols, panels[row_start:row_start + 3]):
             with col:
                 st.markdown(f"**{name}**")
-                m = webmap.make_map(bounds)
+                m = webmap.make_map(bounds, min_zoom=layers.min_zoom)
                 webmap.tile_layer(layers.image_url, "Aerial", bounds, overlay=False).add_to(m)
                 if url:
                     webmap.tile_layer(url, name, bounds, opacity).add_to(m)

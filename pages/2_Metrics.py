@@ -15,7 +15,7 @@ from flair_viz import metrics
 from flair_viz.core.errors import FlairVizError
 from flair_viz.correct import jobs
 from flair_viz.metrics import views
-from flair_viz.predict.cards import is_demo
+from flair_viz.predict.cards import in_card_order, is_demo
 from flair_viz.web import charts
 from flair_viz.web import corrections as webcorr
 from ui import common
@@ -77,7 +77,7 @@ def filters(table: metrics.MetricsTable, models: list[str]) -> tuple[str, dict]:
 def headline(sc: metrics.Scores, model: str, table: metrics.MetricsTable, mask: np.ndarray, protocol: str) -> None:
     st.caption(f"Model **{model}** · {int(mask.sum())} patch(es) · {PROTOCOL_LABELS[protocol]}")
     if is_demo(model):
-        st.warning(f"**{model}** is the demo model, trained for a few minutes on other zones (its card names them): "
+        st.warning(f"**{model}** is a demo model, trained from scratch on a CPU on other zones (its card names them): "
                    "these patches are unseen, but the scores show how the page works, not a real model's accuracy.",
                    icon=":material/info:")
     shown = views.headline(sc)
@@ -194,7 +194,7 @@ def page() -> None:
                 "Register predictions (role \"prediction\", same `patch` as a ground truth), or score folders with "
                 "`flair-viz evaluate --truth T --pred P` and choose *Everything in the metrics store*.")
         return
-    models = sorted(table.meta["model"].dropna().unique())
+    models = in_card_order(table.meta["model"].dropna().unique())  # the default model first
     model, chosen = filters(table, models)
     mask = metrics.filter_mask(table, models=[model], **chosen)
     if not mask.any():

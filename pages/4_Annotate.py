@@ -38,7 +38,8 @@ cat = common.require(common.catalog)  # a missing or broken catalog is an st.err
 base = common.require(common.tiles_url)
 images = cat.by_role("image")
 patches = [d.id for d in images if d.patch] or [d.id for d in images]  # FLAIR patches first: the demo model's 5 bands
-cards = sorted(common.guarded(lambda: common.server_models(base)) or [], key=lambda c: (not c.get("demo"), c["id"]))
+# demo models first, each group in the server's order (the registry's: the default model first)
+cards = sorted(common.guarded(lambda: common.server_models(base)) or [], key=lambda c: not c.get("demo"))
 card_by_id = {c["id"]: c for c in cards}
 if not images or not cards:
     st.warning("Annotate needs aerial images in the catalog and a model card in `models/` "
@@ -115,7 +116,7 @@ with right:
 
 ds = cat.get(map_scene)
 bounds = webmap.dataset_bounds_wgs84(ds)
-m = webmap.make_map(bounds)
+m = webmap.make_map(bounds, min_zoom=webmap.floor_zoom(ds))
 webmap.tile_layer(webmap.dataset_tile_url(ds.id, base_url=base), f"Aerial {ds.id}", bounds, overlay=False).add_to(m)
 layer, on_map = annotate_map.candidates_layer(table[table["dataset"] == map_scene])
 layer.add_to(m)

@@ -94,10 +94,16 @@ def default_images(ids: list[str]) -> tuple[int, int]:
     return a, b
 
 
-def model_labels(cards: list[dict], fallback: str = "demo-unet-r18") -> dict[str, str]:
-    """Model ID -> the label the page shows (the demo flag named), from the tile server's model list."""
+def model_labels(cards: list[dict], fallback: str | None = None) -> dict[str, str]:
+    """Model ID -> the label the page shows (the demo flag named), from the tile server's model list.
+
+    With no list (server not up yet), the first local card, the default one, so the page still offers it."""
     if not cards:
-        return {fallback: fallback}
+        from flair_viz.predict.cards import list_cards
+
+        local = list_cards()
+        first = fallback or (local[0].id if local else "")
+        return {first: first} if first else {}
     return {c["id"]: c["id"] + (" (DEMO)" if c.get("demo") else "") for c in cards}
 
 

@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,6 +224,15 @@ def scan_cards(extra: Sequence[Path] = ()) -> tuple[list[ModelCard], list[str]]:
 def list_cards() -> list[ModelCard]:
     """Valid model cards (demo cards included; check :func:`is_demo` before presenting results)."""
     return scan_cards()[0]
+
+
+def in_card_order(ids: Iterable[str]) -> list[str]:
+    """Model IDs in the order the registry lists their cards (the default first), unknown IDs last by name.
+
+    Lists built from stored predictions would otherwise be alphabetical, and the default model would not
+    come first on every page."""
+    rank = {c.id: i for i, c in enumerate(list_cards())}
+    return sorted(set(ids), key=lambda m: (rank.get(m, len(rank)), m))
 
 
 def get_card(id_or_path: str | os.PathLike[str], extra: Sequence[Path] = ()) -> ModelCard:

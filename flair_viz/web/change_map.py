@@ -32,8 +32,8 @@ def pair_map(cat: Catalog, before: Dataset, after: Dataset, base: str, mode: str
              opacity: float = 0.6) -> folium.Map:
     """The aerial image under a swipe between the two dates, with the change layer on top."""
     bounds = webmap.dataset_bounds_wgs84(before)
-    m = webmap.make_map(bounds)
     image = cat.for_patch(before.patch, "image") if before.patch else None
+    m = webmap.make_map(bounds, min_zoom=webmap.floor_zoom(before, after, image))
     if image is not None:
         webmap.tile_layer(webmap.dataset_tile_url(image.id, base), f"Aerial {image.id}", bounds,
                           overlay=False).add_to(m)

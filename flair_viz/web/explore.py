@@ -14,7 +14,8 @@ from flair_viz.core.catalog import Catalog, Dataset
 from flair_viz.core.classes import BY_VALUE, protocol_names
 from flair_viz.core.describe import kind_of
 from flair_viz.core.raster import PRESET_BANDS, describe
-from flair_viz.web.maps import Bounds, dataset_bounds_wgs84, dataset_tile_url
+from flair_viz.core.stack import layers_fix
+from flair_viz.web.maps import Bounds, dataset_bounds_wgs84, dataset_tile_url, floor_zoom
 from flair_viz.web.urls import tile_url
 
 
@@ -51,6 +52,7 @@ class SceneLayers:
     bounds: Bounds
     image_url: str
     class_layers: list[tuple[str, str]] = field(default_factory=list)  # (name, url template)
+    min_zoom: int = 0  # the map stops where the tile server would refuse one of the layers' datasets
 
 
 def _overlaps(a: Dataset, b: Dataset, headers: dict | None = None) -> bool:
@@ -104,6 +106,24 @@ def available_presets(image: Dataset) -> list[str]:
     return [p for p, bands in PRESET_BANDS.items() if all(b in image.bands for b in bands)] or ["rgb"]
 
 
+def usable_models(image: Dataset, cards: Sequence[Mapping[str, Any]]) -> tuple[list[str], str | None]:
+    """The models whose ``in_bands`` the image has, and what the page says about the others (for a stack, the
+    layer to add): a model missing a band would fail on every tile, so it is not offered for this image."""
+    if not image.bands:  # bands not declared: the file's layout decides, as before
+        return [c["id"] for c in cards], None
+    usable, left, missing = [], [], []
+    for c in cards:
+        lacks = [b for b in c.get("in_bands", ()) if b not in image.bands]
+        (left if lacks else usable).append(f"{c.get('title') or c['id']} (needs {', '.join(lacks)})" if lacks
+                                           else c["id"])
+        missing += [b for b in lacks if b not in missing]
+    if not left:
+        return usable, None
+    head = "No model fits this image" if not usable else f"{len(left)} model(s) left out for this image"
+    return usable, (f"{head}: it has {', '.join(image.bands)}; {'; '.join(left)}. Register a model whose card "
+                    f"reads these bands{layers_fix(missing)}.")
+
+
 def prediction_url(base: str, image_id: str, model_id: str, layer: str = "class") -> str:
     """Live prediction tiles of ``model_id`` over ``image_id`` (class, entropy, margin or error layer)."""
     return tile_url(f"/datasets/{image_id}/predict/{model_id}", base, layer=layer)
@@ -139,7 +159,8 @@ def scene_layers(scene: Scene, cat: Catalog, base: str, preset: str = "rgb", mod
         names = protocol_names(link.get("protocol", "full"))
         layers.insert(0, (f"Confusion: truth {names[c1 - 1]} → predicted {names[c2 - 1]}",
                           confusion_url(base, truth_id, link["pred_id"], c1, c2, link.get("protocol", "full"))))
-    return SceneLayers(dataset_bounds_wgs84(scene.image), dataset_tile_url(scene.image.id, base, preset=preset), layers)
+    return SceneLayers(dataset_bounds_wgs84(scene.image), dataset_tile_url(scene.image.id, base, preset=preset), layers,
+                       floor_zoom(scene.image, scene.truth, *(scene.predictions if not models else ())))
 
 
 # -- page state: deep links and filters (Streamlit's session state is a plain mutable mapping) ------

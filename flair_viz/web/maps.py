@@ -17,6 +17,7 @@ from rasterio.warp import transform_bounds
 from flair_viz.core import classes
 from flair_viz.core.catalog import Dataset
 from flair_viz.core.raster import describe
+from flair_viz.core.tiling import zoom_range
 from flair_viz.web.urls import tile_url
 
 STATIC_URL = "/app/static/vendor"
@@ -50,11 +51,19 @@ def _localise(element: folium.Element, js: list, css: list) -> folium.Element:
     return element
 
 
-def make_map(bounds: Bounds, height: str = "100%") -> folium.Map:
-    """A Leaflet map fitted to ``bounds`` with local assets and no online basemap."""
+def floor_zoom(*datasets: Dataset | None) -> int:
+    """The coarsest zoom every given dataset is served at: the tile server refuses coarser tiles
+    (:func:`flair_viz.core.tiling.zoom_range`), so a map that stops there never asks for a tile it is refused."""
+    return max((zoom_range(d, "WebMercatorQuad")[0] for d in datasets if d is not None), default=0)
+
+
+def make_map(bounds: Bounds, height: str = "100%", min_zoom: int = 0) -> folium.Map:
+    """A Leaflet map fitted to ``bounds`` with local assets and no online basemap, not zooming out past
+    ``min_zoom`` (see :func:`floor_zoom`)."""
     west, south, east, north = bounds
     m = folium.Map(location=[(south + north) / 2, (west + east) / 2], zoom_start=18, tiles=None,
                    max_zoom=MAX_ZOOM, control_scale=True, height=height)
+    m.options["min_zoom"] = min_zoom  # folium gives its own min_zoom to the default tiles only, not to L.map
     _localise(m, LEAFLET_JS, LEAFLET_CSS)
     ViewportHint().add_to(m)  # before any tile layer: their first tile URLs already carry the hint
     m.fit_bounds([[south, west], [north, east]])

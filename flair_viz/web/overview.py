@@ -42,10 +42,12 @@ def overview_url(base: str, color_by: str = "domain", model: str | None = None, 
 
 
 def scored_models(cat: Catalog) -> list[str]:
-    """Models with stored predictions paired with a ground truth in the catalog: those a score can colour."""
+    """Models with stored predictions paired with a ground truth in the catalog: those a score can colour
+    (the default model first)."""
     from flair_viz.metrics.pairs import catalog_pairs
+    from flair_viz.predict.cards import in_card_order
 
-    return sorted({p.model for p in catalog_pairs(cat) if p.model})
+    return in_card_order(p.model for p in catalog_pairs(cat) if p.model)
 
 
 def view_choices(fp: Footprints) -> list[str]:
