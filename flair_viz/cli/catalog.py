@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from flair_viz.core import catalog_file, config, describe, index, mosaics, raster
+from flair_viz.core import catalog_file, config, describe, index, mosaics, raster, stack
 from flair_viz.core import cliargs as shared
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import FlairVizError, OutsideDataRoot, context
@@ -116,6 +116,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 2 if problems else 0
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    """Register BD ORTHO dalles and their elevation as one image: the ``[[stack]]`` entry a person would write,
+    through the one catalog writer, which loads the new text (every layer found, on one grid) before the file
+    changes. Paths may be given from the current folder; they are stored relative to the data root."""
+    target = _scan_target(args).resolve()
+    root = Catalog.load(target).root if target.exists() else Path(args.root or target.parent).resolve()
+    layers = {k: getattr(args, k) for k in stack.LAYER_KEYS if getattr(args, k)}
+    fields = {"id": args.id, "title": args.title, **{k: os.path.relpath(os.path.abspath(v), root)
+                                                    for k, v in layers.items()}, "vintage": args.vintage}
+    entry = stack.StackEntry.from_toml({k: v for k, v in fields.items() if v}, "catalog stack")
+    catalog_file.upsert(target, "stack", [entry.to_toml()], key="id", data_root=os.path.relpath(root, target.parent))
+    ds = Catalog.load(target).get(entry.id)
+    print(f"registered stack {ds.id} in {target}: bands {', '.join(ds.bands)}, {ds.extra['dalles']} RGB dalle(s)")
+    return 0
+
+
 def add_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("catalog", help="scan, list and validate the dataset catalog")
     csub = p.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
@@ -137,3 +153,12 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     l_.set_defaults(func=cmd_list)
     v = csub.add_parser("validate", parents=[common], help="check every dataset (band counts, mask values, grids)")
     v.set_defaults(func=cmd_validate)
+    k = csub.add_parser("stack", parents=[common], help="register BD ORTHO RGB/IRC dalles and elevation as one image")
+    k.add_argument("--id", required=True, help="the catalog ID of the stack, e.g. HERAULT_2021")
+    k.add_argument("--title", default="")
+    k.add_argument("--vintage", default=None, help="year or ISO date of the images, e.g. 2021")
+    k.add_argument("--root", help="data root for a new catalog (default: the catalog's folder)")
+    for key, what in (("rgb", "R, G, B"), ("irc", "NIR, R, G (optional)"), ("elevation", "a ready elevation band"),
+                      ("dsm", "a surface model in metres (with --dtm)"), ("dtm", "a terrain model in metres")):
+        k.add_argument(f"--{key}", required=key == "rgb", help=f"a file, folder or quoted glob of dalles: {what}")
+    k.set_defaults(func=cmd_stack)

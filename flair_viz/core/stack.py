@@ -47,7 +47,7 @@ from flair_viz.core.errors import AlignmentError, InvalidCatalog, InvalidRaster,
 
 FORMAT = 1  # bumped when what a stack writes changes
 LAYER_KEYS = ("rgb", "irc", "elevation", "dsm", "dtm")
-FIELDS = ("id", "title", "vintage", *LAYER_KEYS)
+FIELDS = ("id", "title", *LAYER_KEYS, "vintage")  # the order of the documented form
 DALLE_SUFFIXES = (".jp2", ".tif", ".tiff")
 # Which layer gives a band: the error of a model needing a band a stack lacks names the key to add.
 LAYER_OF_BAND = {"R": "rgb", "G": "rgb", "B": "rgb", "NIR": "irc", "elevation": "elevation"}
