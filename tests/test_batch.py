@@ -18,9 +18,10 @@ from flair_viz import metrics
 from flair_viz.change import batch as change_batch
 from flair_viz.change import cli as change_cli
 from flair_viz.cli import main as cli
+from flair_viz.core import atomic, raster, scenes
 from flair_viz.core import jobs as batch
-from flair_viz.core import raster, scenes
 from flair_viz.core.catalog import Catalog
+from flair_viz.core.errors import InvalidInput, InvalidRaster
 from flair_viz.metrics import batch as metrics_batch
 from flair_viz.predict import batch as predict_batch
 from flair_viz.predict import cards, inference
@@ -302,7 +303,9 @@ def test_huge_scene_split_into_blocks_matches_whole_scene_and_resumes(work, clie
     assert len(block_tasks) == len(blocks) - 3 and res.computed == ["999999"]
     assert decoded(out / "PRED_999999.tif")[0].tobytes() == decoded(tmp_path / "ref.tif")[0].tobytes()
     assert decoded(out / "PRED_999999.tif")[1] == decoded(tmp_path / "ref.tif")[1]
-    assert sorted(p.name for p in out.iterdir()) == ["PRED_999999.tif", "PRED_999999.tif.manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["PRED_999999.tif", "PRED_999999.tif.manifest.json",
+                                                     atomic.SET_MANIFEST]
+    assert [p.name for p in atomic.check_set(out)] == ["PRED_999999.tif"]
 
 
 def test_scene_inputs_folders_globs_catalog_and_errors(work, tmp_path):
@@ -327,3 +330,27 @@ def test_scene_inputs_folders_globs_catalog_and_errors(work, tmp_path):
         scenes.expand([str(tmp_path / "missing.tif")])
     with pytest.raises(FlairVizError, match="only images"):
         scenes.expand(["MSK_000473"], cat)
+
+
+def test_a_run_is_published_as_one_set_and_a_bad_scene_is_refused_before_any_task(work, client, tmp_path):
+    out = work["root"] / "pred_set"
+    first = work["scenes"][:2]
+    res = predict_batch.batch_predict(first, work["card"], out, client, progress=False)
+    assert {p.name for p in atomic.check_set(out)} == {f"PRED_{s.name}.tif" for s in first} | {res.mosaic.name}
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != atomic.SET_MANIFEST}
+    earlier_manifest = (out / atomic.SET_MANIFEST).read_bytes()
+    # a uint16 scene after good ones: refused on its header, before any scene is predicted
+    u16 = scenes.expand([str(write_tif(tmp_path / "IMG_u16.tif", np.ones((5, 64, 64), np.uint16)))])
+    with pytest.raises(InvalidRaster, match="uint16; FLAIR models expect uint8"):
+        predict_batch.batch_predict([*work["scenes"], *u16], work["card"], out, client, progress=False)
+    # nothing ran, nothing was written, and the earlier set still stands
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != atomic.SET_MANIFEST} == before
+    assert (out / atomic.SET_MANIFEST).read_bytes() == earlier_manifest and atomic.check_set(out)
+    # a scene's output that would overwrite another scene's input is refused before any task too
+    elsewhere = tmp_path / "pred_b_input"
+    elsewhere.mkdir()
+    clash = scenes.expand([str(shutil.copy(first[1].path, elsewhere / f"PRED_{first[0].name}.tif"))])
+    kept = Path(clash[0].path).read_bytes()
+    with pytest.raises(InvalidInput, match="overwrite the input"):
+        predict_batch.batch_predict([first[0], *clash], work["card"], elsewhere, client, progress=False, mosaic=False)
+    assert Path(clash[0].path).read_bytes() == kept
