@@ -284,12 +284,7 @@ class Catalog:
         if not path.exists():
             raise MissingSource(f"Catalog file not found: {path}",
                                "create one with `flair-viz catalog scan DIR --catalog FILE`")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidCatalog(f"Catalog {path.name} is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                                 f"save {path} as UTF-8") from None
-        return cls.from_text(text, path)
+        return cls.from_text(read_text(path), path)
 
     @classmethod
     def from_text(cls, text: str, path: Path) -> Catalog:
@@ -348,6 +343,15 @@ class Catalog:
         self.source = path
         return path
 
+
+
+def read_text(path: Path) -> str:
+    """The catalog file's text; one that is not UTF-8 is named with the byte where it stops being so."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidCatalog(f"Catalog {path.name} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                             f"save {path} as UTF-8") from None
 
 
 def check_catalog_path(path: Path) -> None:

@@ -30,7 +30,7 @@ from tomlkit.items import AoT, Array, Comment, InlineTable, Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
 from flair_viz.core import atomic
-from flair_viz.core.catalog import Catalog, check_catalog_path
+from flair_viz.core.catalog import Catalog, check_catalog_path, read_text
 from flair_viz.core.errors import InvalidCatalog, context
 from flair_viz.core.locks import locked
 
@@ -52,7 +52,7 @@ def upsert(path: str | os.PathLike[str], table: str, entries: Sequence[Entry], k
     path = Path(path)
     check_catalog_path(path)
     with locked(path):
-        text = _read(path) if path.exists() else f'data_root = "{data_root}"\n'
+        text = read_text(path) if path.exists() else f'data_root = "{data_root}"\n'
         doc = _parse(text, path)
         _upgrade_old_blocks(doc)
         root = (path.parent / str(doc.get("data_root", "."))).resolve()
@@ -89,12 +89,13 @@ def _upsert(doc: TOMLDocument, table: str, rows: list[dict[str, Any]], key: str,
         old = aot[i]
         if old.get(key) not in new_keys and drop is not None and drop(old.unwrap()):
             del aot[i]
+    where = {str(old.get(key)): i for i, old in enumerate(aot)}  # one pass: a batch registers thousands
     for row in rows:
-        at = next((i for i, old in enumerate(aot) if old.get(key) == row[key]), None)
+        at = where.get(str(row[key]))
         if at is None:
             new = _table(row)
-            if len(aot):
-                new.trivia.indent = "\n"  # a blank line between entries, as people write them
+            new.trivia.indent = "\n"  # a blank line before each entry, as people write them
+            where[str(row[key])] = len(aot)
             aot.append(new)
             continue
         old = aot[at]  # kept as an object: the comments and blank lines around it stay
@@ -177,14 +178,6 @@ def _drop_markers(body: list) -> None:
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidCatalog(f"Catalog {path.name} is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                             f"save {path} as UTF-8") from None
-
-
 def _parse(text: str, path: Path) -> TOMLDocument:
     try:
         return tomlkit.parse(text)
