@@ -240,3 +240,11 @@ def clear_live_caches() -> None:
 
     live.RESULTS.clear()
     predict_tiles.PNGS.clear()
+
+
+def default_model_id() -> str:
+    """The shipped card that says ``default = true``, read from the files (not through flair_viz.predict.cards)."""
+    import tomllib
+
+    docs = [tomllib.loads(p.read_text(encoding="utf-8")) for p in sorted((REPO / "models").glob("*.toml"))]
+    return next(d["id"] for d in docs if d.get("default"))

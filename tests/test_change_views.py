@@ -12,6 +12,7 @@ from flair_viz import change
 from flair_viz.change import views
 from flair_viz.core import classes
 from flair_viz.web import change_map
+from tests.helpers import default_model_id
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
 BEFORE = DEMO / "flair" / "D036_2020" / "Z17_UA" / "msk" / "MSK_084558.tif"
@@ -112,7 +113,9 @@ def test_default_images_are_the_demo_pair_when_present():
 def test_model_labels_name_the_demo_models():
     cards = [{"id": "m1", "demo": True}, {"id": "m2"}]
     assert views.model_labels(cards) == {"m1": "m1 (DEMO)", "m2": "m2"}
-    assert views.model_labels([]) == {"demo-unet-r18": "demo-unet-r18"}
+    first = default_model_id()  # what the page offers before the tile server answers
+    assert views.model_labels([]) == {first: first}
+    assert views.model_labels([], fallback="m9") == {"m9": "m9"}
 
 
 def test_predictions_run_is_one_folder_per_choice_and_its_command_parses_back():

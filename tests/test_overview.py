@@ -249,7 +249,7 @@ def test_overview_page_on_the_demo_catalog(tile_server, tmp_path, monkeypatch):
     """The page runs on the shipped catalog: one footprint per aerial patch, a legend, and scores after evaluation."""
     from streamlit.testing.v1 import AppTest
 
-    from tests.helpers import DEMO_CATALOG, REPO
+    from tests.helpers import DEMO_CATALOG, REPO, default_model_id
 
     monkeypatch.setenv("FLAIR_VIZ_METRICS", str(tmp_path / "metrics.parquet"))
     n = len(footprints(Catalog.load(DEMO_CATALOG)))
@@ -259,6 +259,6 @@ def test_overview_page_on_the_demo_catalog(tile_server, tmp_path, monkeypatch):
     assert "D034_2021 / Z6_NU" in at.selectbox(key="overview_view").options
     at.radio(key="overview_color").set_value("miou").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert at.selectbox(key="overview_model").value == "demo-unet-r18"
+    assert at.selectbox(key="overview_model").value == default_model_id()
     assert any("DEMO" in w.value for w in at.warning)
-    assert metrics.MetricsTable.read(tmp_path / "metrics.parquet").meta["model"].eq("demo-unet-r18").any()
+    assert metrics.MetricsTable.read(tmp_path / "metrics.parquet").meta["model"].eq(default_model_id()).any()

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.helpers import open_map_page
+from tests.helpers import default_model_id, open_map_page
 
 pytestmark = pytest.mark.e2e
 
@@ -30,9 +30,10 @@ def test_explore_shows_aerial_and_truth_tiles_offline(live_app, page_and_traffic
     assert len(good) >= 8, f"only {len(good)} tiles loaded; responses: {traffic.tiles[:10]}"
     assert traffic.good_tiles("/datasets/IMG_"), "no aerial image tiles loaded"
     assert traffic.good_tiles("/datasets/MSK_"), "no ground-truth tiles loaded"
-    assert len(traffic.good_tiles("/predict/demo-unet-r18/")) >= 4, "live prediction tiles did not load"
+    model = default_model_id()  # Explore offers the default model first
+    assert len(traffic.good_tiles(f"/predict/{model}/")) >= 4, "live prediction tiles did not load"
     # each live tile URL carries the range of tiles the map shows (one region for the whole view), holding it
-    for url, _, _ in traffic.good_tiles("/predict/demo-unet-r18/"):
+    for url, _, _ in traffic.good_tiles(f"/predict/{model}/"):
         z, x, y = (int(v) for v in re.search(r"/(\d+)/(\d+)/(\d+)\.png", url).groups())
         hint = re.search(r"[?&]viewport=(\d+),(\d+),(\d+),(\d+)", url)
         assert hint, f"no viewport range in {url}"
