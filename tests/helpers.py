@@ -248,3 +248,20 @@ def default_model_id() -> str:
 
     docs = [tomllib.loads(p.read_text(encoding="utf-8")) for p in sorted((REPO / "models").glob("*.toml"))]
     return next(d["id"] for d in docs if d.get("default"))
+
+
+def save_catalog(cat, path: Path) -> Path:
+    """Write a catalog built in a test (its [[scan]]/[[index]] entries and the datasets added one by one) to a
+    TOML file. Test-only: the app edits catalogs through flair_viz.core.catalog_file, which keeps comments."""
+    import os
+
+    import tomli_w
+
+    rel_root = os.path.relpath(cat.root, Path(path).parent.resolve())
+    doc = {"data_root": rel_root, "attribution": cat.attribution,
+           **{k: [{f: v for f, v in e.items() if f != "kind"} for e in cat.sources if e["kind"] == k]
+              for k in ("scan", "index") if any(e["kind"] == k for e in cat.sources)},
+           "dataset": [d.to_toml(cat.root) for d in cat._by_id.values()]}  # the datasets added one by one
+    Path(path).write_text(tomli_w.dumps(doc), encoding="utf-8")
+    cat.source = Path(path)
+    return Path(path)

@@ -27,7 +27,7 @@ from streamlit.testing.v1 import AppTest
 
 from flair_viz.cli.main import main
 from flair_viz.core.catalog import Catalog, Dataset
-from tests.helpers import DEMO_CATALOG, REPO, flair_folder, sparse_class_raster, write_tif
+from tests.helpers import DEMO_CATALOG, REPO, flair_folder, save_catalog, sparse_class_raster, write_tif
 from tests.model_fixtures import make_model, save_checkpoint, tiny_unet
 
 torch.set_num_threads(1)
@@ -230,7 +230,7 @@ def test_mask_values_zero_is_nodata_42_and_255_are_invalid_and_evaluation_ignore
     cat = Catalog.load(cat_file)
     assert "MSK_000010" not in cat and "MSK_000011" in cat  # the invalid mask is left out, the valid one kept
     cat.add(Dataset(id="MSK_000010", path=truth_path, role="truth", patch="000010"))  # added by hand
-    cat.save(cat_file)
+    save_catalog(cat, cat_file)
     rc = main(["catalog", "validate", "--catalog", str(cat_file)])
     assert rc == 2 and "[42, 255]" in capsys.readouterr().out
 

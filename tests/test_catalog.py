@@ -11,7 +11,7 @@ from flair_viz.cli.main import main
 from flair_viz.core import raster
 from flair_viz.core.catalog import Catalog, Dataset, scan_flair_folder
 from flair_viz.core.errors import AlignmentError, CatalogError, RasterError
-from tests.helpers import DEMO_CATALOG, flair_folder, write_tif
+from tests.helpers import DEMO_CATALOG, flair_folder, save_catalog, write_tif
 
 rng = np.random.default_rng(0)
 
@@ -127,7 +127,7 @@ def test_save_and_load_roundtrip(tmp_path):
     cat = Catalog(root)
     for d in scan_flair_folder(root):
         cat.add(d)
-    path = cat.save(tmp_path / "cat.toml")
+    path = save_catalog(cat, tmp_path / "cat.toml")
     again = Catalog.load(path)
     assert [d.id for d in again] == [d.id for d in cat]
     assert again.get("IMG_7").path == cat.get("IMG_7").path

@@ -21,7 +21,7 @@ from flair_viz.cli import main as cli
 from flair_viz.core import classes
 from flair_viz.core.catalog import Catalog, Dataset
 from flair_viz.core.errors import AlignmentError, FlairVizError
-from tests.helpers import DEMO, write_tif
+from tests.helpers import DEMO, save_catalog, write_tif
 
 CATALOG = DEMO / "catalog.toml"
 V = {c.key: c.value for c in classes.FLAIR1_CLASSES}
@@ -225,7 +225,7 @@ def test_cli_trend_errors_exit_2_with_a_fix(tmp_path, capsys):
 def test_catalog_series_field_round_trips(tmp_path):
     (a,) = synthetic_series(tmp_path, n=1)
     cat = Catalog(tmp_path, [Dataset(id="A", path=a, role="truth", vintage="2020", series="s1")])
-    cat.save(tmp_path / "c.toml")
+    save_catalog(cat, tmp_path / "c.toml")
     again = Catalog.load(tmp_path / "c.toml")
     assert again.get("A").series == "s1" and again.series_names() == ["s1"]
 

@@ -18,9 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-import tomli_w
 
-from flair_viz.core import atomic, config, index, raster, scan, stack
+from flair_viz.core import config, index, raster, scan, stack
 from flair_viz.core.dataset import ID_RE, ROLES, Dataset, check_id
 from flair_viz.core.errors import (
     FlairVizError,
@@ -330,18 +329,6 @@ class Catalog:
             with context(f"Catalog {path.name}"):
                 cat.add(stack.load(stack.StackEntry.from_toml(entry, where), root))
         return cat
-
-    def save(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Write the catalog atomically: its [[scan]]/[[index]] entries and the datasets added one by one."""
-        path = Path(path or self.source)
-        rel_root = os.path.relpath(self.root, path.parent.resolve())
-        doc = {"data_root": rel_root, "attribution": self.attribution,
-               **{k: [{f: v for f, v in e.items() if f != "kind"} for e in self.sources if e["kind"] == k]
-                  for k in ("scan", "index") if any(e["kind"] == k for e in self.sources)},
-               "dataset": [d.to_toml(self.root) for d in self._by_id.values()]}
-        atomic.write_text(path, tomli_w.dumps(doc))
-        self.source = path
-        return path
 
 
 
