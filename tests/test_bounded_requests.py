@@ -9,6 +9,7 @@ overviews), not taken from the code that enforces them, and the caps are read fr
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 import pytest
@@ -260,7 +261,10 @@ def asgi_get(app, url: str, connected: bool) -> int:
     async def run() -> None:
         await app(scope, receive, send)
 
-    anyio.run(run)
+    # in a thread of its own: the suite's browser tests (Playwright's sync API) keep an event loop running in the
+    # main thread, where anyio.run refuses to start another
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(anyio.run, run).result()
     return next(m["status"] for m in sent if m["type"] == "http.response.start")
 
 
