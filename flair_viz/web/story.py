@@ -156,8 +156,8 @@ def steps(cat: Catalog, figures: DemoFigures, model_ids: list[str]) -> list[Step
              "pages/1_Explore.py", {"patch": aerial, "models": [], "preset": "irc", "opacity": 0.0}),
         Step("model", "3 · What the model sees", "A segmentation network labels every pixel with one of 19 classes. "
              "Swipe between the ground truth and the live prediction to see where it is right and wrong. The demo "
-             "model was trained on CPU, from scratch, on three other zones of Hérault (a town, an airport, vineyards): "
-             "a DEMO, scored on patches it never saw.",
+             "model was trained on CPU, from scratch, on other zones of Hérault (its card names them): a DEMO, scored "
+             "on patches it never saw.",
              "pages/1_Explore.py", {"patch": why_patch, "models": [model] if model else [], "opacity": 0.7,
                                     "view": "Swipe", "live_layer": "class"}, miou),
         Step("change", "4 · What changed", "Comparing two vintages pixel by pixel gives hectares of natural, "
