@@ -81,7 +81,7 @@ with st.sidebar:
 
 for mid in model_ids:
     if card_by_id[mid].get("demo"):
-        st.warning(f"**{card_by_id[mid]['title']}** is a DEMO model, trained for a few minutes on other zones (its "
+        st.warning(f"**{card_by_id[mid]['title']}** is a DEMO model, trained from scratch on a CPU on other zones (its "
                    "card names them). Its predictions show how the tool works, not how good a real model is.",
                    icon=":material/science:")
 if live_layer == "error" and not scene.truth:
