@@ -127,25 +127,32 @@ def start_server(*args: str, catalog: Path = DEMO_CATALOG, env: dict[str, str] |
     return proc, url
 
 
-def kill_while_present(cmd: list[str], folder: Path, pattern: str, env: dict[str, str] | None = None,
-                       delay: float = 0.0, timeout: float = 90) -> None:
+def signal_while_present(cmd: list[str], folder: Path, pattern: str, sig: int, env: dict[str, str] | None = None,
+                         delay: float = 0.0, timeout: float = 120) -> int:
     """Start ``cmd``, wait until a file matching ``pattern`` appears in ``folder`` (a write is under way),
-    wait ``delay`` more seconds, then SIGKILL it: how the atomic-write tests interrupt a real write."""
+    wait ``delay`` more seconds, then send ``sig``; return the exit status. How the atomic-write tests
+    interrupt a real write (SIGKILL) or ask it to stop (SIGTERM)."""
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + timeout
         while not list(folder.glob(pattern)):
             assert proc.poll() is None, f"finished before its write could be interrupted: {proc.stderr.read()[-2000:]}"
-            assert time.monotonic() < deadline, "the temp file never appeared"
+            assert time.monotonic() < deadline, "the work file never appeared"
             time.sleep(0.001)
         time.sleep(delay)
-        assert proc.poll() is None, "finished before the kill"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(10) == -signal.SIGKILL
+        assert proc.poll() is None, "finished before the signal"
+        proc.send_signal(sig)
+        return proc.wait(60)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.stderr.close()
+
+
+def kill_while_present(cmd: list[str], folder: Path, pattern: str, env: dict[str, str] | None = None,
+                       delay: float = 0.0, timeout: float = 90) -> None:
+    """SIGKILL ``cmd`` in the middle of a write (see :func:`signal_while_present`)."""
+    assert signal_while_present(cmd, folder, pattern, signal.SIGKILL, env, delay, timeout) == -signal.SIGKILL
 
 
 def stop_server(proc: subprocess.Popen) -> None:

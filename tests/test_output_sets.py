@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -23,7 +22,7 @@ from shapely.geometry import box
 from flair_viz.cli.main import main
 from flair_viz.core import atomic
 from flair_viz.core.errors import InvalidInput
-from tests.helpers import REPO, kill_while_present, sparse_class_raster, write_tif
+from tests.helpers import REPO, kill_while_present, signal_while_present, sparse_class_raster, write_tif
 from tests.model_fixtures import make_model
 
 # The project's work-file names (atomic temps and COG scratches), by their shape, as a user would spot them.
@@ -36,27 +35,6 @@ def work_files(folder: Path) -> list[Path]:
 
 def manifest(folder: Path) -> dict:
     return json.loads((folder / atomic.SET_MANIFEST).read_text(encoding="utf-8"))
-
-
-def signal_while_present(cmd: list[str], folder: Path, pattern: str, sig: int, env: dict[str, str],
-                         delay: float = 0.0, timeout: float = 120) -> int:
-    """Start ``cmd``; once a file matching ``pattern`` is in ``folder`` (a write is under way), wait ``delay``
-    and send ``sig``; return the exit status."""
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + timeout
-        while not list(folder.glob(pattern)):
-            assert proc.poll() is None, f"finished before the signal: {proc.stderr.read()[-2000:]}"
-            assert time.monotonic() < deadline, "the work file never appeared"
-            time.sleep(0.001)
-        time.sleep(delay)
-        assert proc.poll() is None, "finished before the signal"
-        proc.send_signal(sig)
-        return proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
 
 
 def _small_pair(tmp_path: Path) -> tuple[Path, Path]:
