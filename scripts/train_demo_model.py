@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from flair_viz.core import atomic, config, raster  # noqa: E402
 from flair_viz.core.catalog import scan_flair_folder  # noqa: E402
+from flair_viz.metrics.scores import scores  # noqa: E402
 
 BANDS = ["R", "G", "B", "NIR", "elevation"]
 MEAN = [105.08, 110.87, 101.82, 106.38, 53.26]  # FLAIR normalisation (docs in ../shared/design.md)
@@ -182,14 +183,8 @@ def miou_flair1(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[f
             ok = t >= 0
             cm += np.bincount(t[ok] * N_CLASSES + pred[ok], minlength=N_CLASSES ** 2).reshape(N_CLASSES, N_CLASSES)
     model.train()
-    merge = np.minimum(np.arange(N_CLASSES), 12)  # 0-based: 13..18 (FLAIR-1 14..19) → 12 ("other")
-    cm13 = np.zeros((13, 13), np.int64)
-    np.add.at(cm13, (merge[:, None].repeat(N_CLASSES, 1), merge[None, :].repeat(N_CLASSES, 0)), cm)
-    tp = np.diag(cm13).astype(float)
-    union = cm13.sum(0) + cm13.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, tp / union, np.nan)
-    return float(np.nanmean(iou[:12])), float(tp.sum() / max(cm13.sum(), 1))
+    sc = scores(cm, "flair1")  # the library's FLAIR-1 protocol, as the Metrics page and the cards count it
+    return float(sc.miou), float(sc.oa)
 
 
 def main() -> int:

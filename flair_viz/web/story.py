@@ -102,9 +102,9 @@ def demo_figures(cat: Catalog) -> DemoFigures:
 
 def _story_model(predicted: set[str]) -> str:
     """The model the story shows: the first card (the default one) that has stored predictions."""
-    from flair_viz.predict import cards
+    from flair_viz.predict.cards import in_card_order
 
-    return next((c.id for c in cards.list_cards() if c.id in predicted), sorted(predicted)[0])
+    return in_card_order(predicted)[0]
 
 
 def _card_scores(model_id: str) -> tuple[float, float, int, str] | None:
