@@ -81,13 +81,13 @@ def series_view() -> None:
     c3.metric("Net since the first vintage", f"{whole['cumulative_net_ha'].iloc[i - 1]:.4f} ha")
     chart_col, map_col = st.columns([2, 3])
     with chart_col:
-        st.plotly_chart(change_trend.trend_figure(table, i), use_container_width=True, key=f"trend-{i}")
+        st.plotly_chart(change_trend.trend_figure(table, i), width="stretch", key=f"trend-{i}")
     with map_col:
         m = common.guarded(lambda: change_map.pair_map(cat, before, after, base, mode, opacity))
         if m is not None:
             common.render_map(m, key=f"series-{before.id}-{after.id}-{mode}", height=420)
         st.html(change_map.flow_legend_html() if mode == "flow" else webmap.legend_html(views.changed_to(res)))
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.dataframe(table, hide_index=True, width="stretch")
     st.download_button("Download trend.csv", table.to_csv(index=False, float_format="%.17g"), file_name="trend.csv",
                        mime="text/csv")
     st.caption(f"Same figures from the command line: `flair-viz trend --series {name} --out DIR` "
@@ -242,16 +242,16 @@ with legend_col:
 # -- from-to matrix and flows ----------------------------------------------------------------------
 st.subheader("From-to matrix (hectares)")
 hide_diag = st.checkbox("Hide unchanged land (diagonal)", value=True)
-st.plotly_chart(charts.from_to_heatmap(*views.from_to_view(result, hide_diag)), use_container_width=True)
+st.plotly_chart(charts.from_to_heatmap(*views.from_to_view(result, hide_diag)), width="stretch")
 
 st.subheader("Main flows")
 flows = views.main_flows(result, before.vintage or "before", after.vintage or "after")
 if flows is not None:
-    st.plotly_chart(charts.flows_sankey(flows), use_container_width=True)
+    st.plotly_chart(charts.flows_sankey(flows), width="stretch")
     st.caption("Links: red = artificialisation, green = de-artificialisation, grey = other change.")
 else:
     st.info("No pixel changed class between these two vintages.")
-st.dataframe(views.totals_table(result), hide_index=True, use_container_width=True)
+st.dataframe(views.totals_table(result), hide_index=True, width="stretch")
 
 # -- grouping, regions, downloads ------------------------------------------------------------------
 with st.expander(f"ZAN grouping used: {result.grouping.source}", expanded=False):
@@ -262,7 +262,7 @@ with st.expander(f"ZAN grouping used: {result.grouping.source}", expanded=False)
 if result.regions is not None:
     st.subheader("By region")
     regions_table = pd.DataFrame(result.region_table())
-    st.dataframe(regions_table, hide_index=True, use_container_width=True)
+    st.dataframe(regions_table, hide_index=True, width="stretch")
     st.download_button("Download the region table (CSV)", change_outputs.regions_csv(result), file_name="regions.csv",
                        mime="text/csv")
 
