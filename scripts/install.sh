@@ -22,9 +22,10 @@ if [ ! -f "$STAMP" ] && [ ! -f ".venv/.installed-$HASH-requirements-test" ]; the
   rm -f .venv/.installed-*; touch "$STAMP"
 fi
 
-# Leaflet and plugins, served locally by Streamlit from static/vendor/ (offline at run time).
+# Leaflet and plugins, served locally by Streamlit from static/vendor/ (offline at run time), and
+# world-atlas (Natural Earth 1:10m countries, public domain; ISC) for the Overview's outline of France.
 VENDOR=static/vendor
-declare -A NPM=( [leaflet]=1.9.4 [leaflet-side-by-side]=2.2.0 [leaflet-draw]=1.0.4 )
+declare -A NPM=( [leaflet]=1.9.4 [leaflet-side-by-side]=2.2.0 [leaflet-draw]=1.0.4 [world-atlas]=2.0.2 )
 for pkg in "${!NPM[@]}"; do
   ver=${NPM[$pkg]}
   if [ ! -f "$VENDOR/$pkg/.version-$ver" ]; then
@@ -34,6 +35,7 @@ for pkg in "${!NPM[@]}"; do
     if [ -d "$tmp/package/dist" ]; then cp -r "$tmp/package/dist/." "$VENDOR/$pkg/"; fi
     cp "$tmp"/package/*.js "$tmp"/package/*.css "$VENDOR/$pkg/" 2>/dev/null || true
     cp "$tmp"/package/*.png "$tmp"/package/LICENSE* "$VENDOR/$pkg/" 2>/dev/null || true
+    if [ "$pkg" = world-atlas ]; then cp "$tmp/package/countries-10m.json" "$VENDOR/$pkg/"; fi
     if [ "$pkg" = leaflet-side-by-side ]; then
       # The npm package is CommonJS source: make a browser script that uses the global L.
       (echo "(function(){"; sed -e "s/^var L = require('leaflet')/var L = window.L/" -e "/^require('.\/.*\.css')/d" \
