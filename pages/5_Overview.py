@@ -6,7 +6,9 @@ import streamlit as st
 
 from flair_viz import metrics
 from flair_viz.core.classes import protocol_names
+from flair_viz.metrics import views as metric_views
 from flair_viz.overview import layer
+from flair_viz.overview import outline as france
 from flair_viz.predict.cards import is_demo
 from flair_viz.web import overview
 from ui import common
@@ -42,7 +44,7 @@ with st.sidebar:
             st.info("No stored predictions with a ground truth: nothing to score. Showing domains.")
             color_by = "domain"
         else:
-            model = st.selectbox("Model", models, key="overview_model")
+            model = st.selectbox("Model", models, key="overview_model", format_func=metric_views.model_title)
             protocol = st.radio("Protocol", ["flair1", "full"], horizontal=True, key="overview_protocol")
             names = protocol_names(protocol)
             if color_by == "iou":
@@ -61,16 +63,21 @@ with st.sidebar:
     view = st.selectbox("Zoom to", views, key="overview_view")
 
 if model and is_demo(model):
-    st.warning(f"**{model}** is a DEMO model: its scores show where it fails, not how good a real model is.",
+    st.warning(f"**{metric_views.model_title(model)}** is a DEMO model: its scores show where it fails, not how good a real model is.",
                icon=":material/science:")
 colours = common.guarded(lambda: layer.catalog_colouring(cat, color_by, model, protocol or "flair1", cls,
                                                          truth_class, pred_class)[1])
 bounds = overview.view_bounds(fp, view)
 url = overview.overview_url(base, color_by, model, protocol or "flair1", cls, truth_class, pred_class)
-st.caption(f"{len(fp):,} patch footprints, drawn as map tiles by the tile server. Click a patch to open it in Explore.")
+shape = france.france_geojson()
+st.caption(f"{len(fp):,} patch footprints, drawn as map tiles by the tile server. Hover a patch for its zone and "
+           "score; click it to open it in Explore."
+           + (" Outline of France: Natural Earth (public domain)." if shape else ""))
+if shape is None:
+    st.caption("No outline of France: `static/vendor/world-atlas/` is missing. Run `scripts/install.sh` to add it.")
 left, right = st.columns([4, 1])
 with left:
-    m = overview.overview_map(bounds, url, overview.COLOR_LABELS[color_by])
+    m = overview.overview_map(bounds, url, overview.COLOR_LABELS[color_by], shape)
     out = common.render_map(m, key=f"overview-{view}", returned_objects=["last_clicked", "zoom"]) or {}
 with right:
     if colours is not None:

@@ -262,3 +262,95 @@ def test_overview_page_on_the_demo_catalog(tile_server, tmp_path, monkeypatch):
     assert at.selectbox(key="overview_model").value == default_model_id()
     assert any("DEMO" in w.value for w in at.warning)
     assert metrics.MetricsTable.read(tmp_path / "metrics.parquet").meta["model"].eq(default_model_id()).any()
+
+
+def test_national_zoom_draws_each_patch_as_a_five_pixel_dot(tree):
+    """At zoom 8 and coarser a patch is the 5 x 5 square around the pixel holding its centre (3 x 3 from zoom 9)."""
+    from flair_viz.overview.render import NATIONAL_ZOOM
+
+    client = app_client(tree["catalog"])
+    tile, _, _ = _pixel(*_centre(*FAR), zoom=NATIONAL_ZOOM)
+    rgba = decode_png(client.get(f"/overview/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"))
+    expected = np.zeros((256, 256), bool)
+    for _, _, r, c, _, _ in tree["patches"]:
+        t, row, col = _pixel(*_centre(r, c), zoom=NATIONAL_ZOOM)
+        assert t == tile
+        expected[max(row - 2, 0):row + 3, max(col - 2, 0):col + 3] = True
+    np.testing.assert_array_equal(rgba[..., 3] > 0, expected)
+
+
+def test_hover_lookup_names_patch_zone_and_the_score_it_is_coloured_by(tree, monkeypatch):
+    monkeypatch.setenv("FLAIR_VIZ_METRICS", str(tree["store"]))
+    client = app_client(tree["catalog"])
+    for pid, domain, r, c, truth, pred in tree["patches"][1:3] + tree["patches"][-1:]:
+        lon, lat = TO_LONLAT.transform(*_centre(r, c))
+        resp = client.get("/overview/at", params={"lon": lon, "lat": lat, "zoom": 17, "color_by": "miou",
+                                                  "model": "m1", "protocol": "full"})
+        assert resp.status_code == 200 and resp.headers["access-control-allow-origin"] == "*"
+        got = resp.json()
+        zone = "Z4_UU" if domain == "D034_2021" else "Z1_UA"
+        assert got["hit"] and got["id"] == f"IMG_{pid}" and got["patch"] == pid and got["zone"] == zone
+        assert got["score"] == pytest.approx(_miou_full(truth, pred))
+        assert f"Patch {pid}" in got["text"] and f"{domain} / {zone}" in got["text"]
+        assert f"mIoU {_miou_full(truth, pred):.3f}" in got["text"]
+    lon, lat = TO_LONLAT.transform(ULX - 300, ULY + 300)  # 300 m off the block: nothing at zoom 17 ...
+    assert client.get("/overview/at", params={"lon": lon, "lat": lat, "zoom": 17}).json() == {"hit": False}
+    # ... but at zoom 6 a 5 px dot covers km: the nearest patch (the block's first) answers, coloured by domain
+    got = client.get("/overview/at", params={"lon": lon, "lat": lat, "zoom": 6}).json()
+    assert got["id"] == f"IMG_{tree['patches'][0][0]}" and got["score"] is None and "domain D034_2021" in got["text"]
+    got = client.get("/overview/at", params={"lon": lon, "lat": lat, "zoom": 6, "color_by": "oa",
+                                             "model": "never-evaluated"}).json()
+    assert got["score"] is None and "n/a" in got["text"]
+
+
+def _topology() -> dict:
+    """Two quantised, delta-encoded arcs closing one square ring (the second used reversed), ids as world-atlas."""
+    return {"type": "Topology", "transform": {"scale": [0.5, 0.25], "translate": [2.0, 44.0]},
+            "arcs": [[[0, 0], [4, 0], [0, 8]],  # (2, 44) -> (4, 44) -> (4, 46)
+                     [[0, 0], [0, 8], [4, 0]]],  # (2, 44) -> (2, 46) -> (4, 46): reversed closes the ring
+            "objects": {"countries": {"type": "GeometryCollection", "geometries": [
+                {"type": "MultiPolygon", "id": "250", "arcs": [[[0, ~1]]]},
+                {"type": "Polygon", "id": "276", "arcs": [[0, ~1]]}]}}}
+
+
+def test_topojson_decoding_gives_the_ring_of_the_arcs():
+    from flair_viz.overview import outline
+
+    shape = outline.country(_topology(), "250", box=None)
+    ring = np.asarray(shape.geoms[0].exterior.coords)
+    np.testing.assert_allclose(ring, [[2, 44], [4, 44], [4, 46], [2, 46], [2, 44]])
+    assert outline.decode_geometry(_topology(), _topology()["objects"]["countries"]["geometries"][1]).area == 4.0
+    assert outline.country(_topology(), "999") is None
+
+
+def test_france_outline_from_the_vendored_world_atlas(tmp_path):
+    """The file scripts/install.sh vendors: mainland France and Corsica, no overseas part; no file, no outline."""
+    import shapely
+    from shapely.geometry import shape
+
+    from flair_viz.overview import outline
+
+    assert outline.france_geojson(tmp_path / "missing.json") is None
+    if not outline.OUTLINE_FILE.is_file():
+        pytest.fail(f"{outline.OUTLINE_FILE} is missing: run scripts/install.sh")
+    france = shape(outline.france_geojson()["geometry"])
+    for lon, lat in [(2.35, 48.86), (9.15, 42.31), (3.88, 43.61), (-4.49, 48.39)]:  # Paris, Corte, Montpellier, Brest
+        assert france.contains(shapely.Point(lon, lat)), (lon, lat)
+    for lon, lat in [(-0.13, 51.51), (6.14, 46.20), (-52.33, 4.94)]:  # London, Geneva, Cayenne
+        assert not france.contains(shapely.Point(lon, lat)), (lon, lat)
+    west, south, east, north = france.bounds
+    assert -5.5 < west < -4.5 and 41.0 < south < 41.6 and 9.3 < east < 10 and 50.9 < north < 51.3
+
+
+def test_overview_map_draws_the_outline_and_asks_the_hover_route():
+    from flair_viz.overview import outline
+
+    feature = outline.country(_topology(), "250", box=None)
+    geojson = {"type": "Feature", "properties": {}, "geometry": feature.__geo_interface__}
+    url = web_overview.overview_url("http://t", "miou", "m1", "full")
+    assert web_overview.hover_url(url) == "http://t/overview/at?color_by=miou&model=m1&protocol=full"
+    html = web_overview.overview_map((2, 44, 4, 46), url, "mIoU", geojson).get_root().render()
+    assert '"coordinates": [[[[2.0, 44.0], [4.0, 44.0], [4.0, 46.0], [2.0, 46.0], [2.0, 44.0]]]]' in html
+    assert "http://t/overview/at?color_by=miou" in html and "flair-overview-tip" in html
+    html = web_overview.overview_map((2, 44, 4, 46), url, "mIoU", None).get_root().render()
+    assert "[2.0, 44.0]" not in html

@@ -85,3 +85,13 @@ def headline(sc: Scores) -> dict[str, str]:
     """mIoU and OA as the page prints them ("n/a" when undefined)."""
     return {"miou": "n/a" if np.isnan(sc.miou) else f"{sc.miou:.3f}",
             "oa": "n/a" if np.isnan(sc.oa) else f"{sc.oa:.3f}"}
+
+
+def model_title(model_id: str) -> str:
+    """A model as people read it: its card's title and the ID beside it (the ID alone when no card has it).
+
+    Why the ID too: it is what the CLI, the catalog and the exported CSV files name."""
+    from flair_viz.predict.cards import list_cards
+
+    title = next((c.title for c in list_cards() if c.id == model_id and c.title and c.title != model_id), None)
+    return f"{title} ({model_id})" if title else str(model_id)

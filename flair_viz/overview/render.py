@@ -2,8 +2,9 @@
 
 A pixel is painted when its centre lies inside a footprint's Web Mercator box. A footprint smaller than
 a pixel (a 102 m patch below zoom ~11) would paint nothing by that rule, so it is drawn as a
-``DOT_PX``-pixel square around the pixel holding its centre: at a national zoom every patch stays
-visible. Later footprints paint over earlier ones. Pixels with no footprint are fully transparent. A footprint
+``DOT_PX``-pixel square around the pixel holding its centre (``NATIONAL_DOT_PX`` at zoom ``NATIONAL_ZOOM`` and
+coarser, where France fits a screen and a 3 px dot is hard to see): at a national zoom
+every patch stays visible. Later footprints paint over earlier ones. Pixels with no footprint are fully transparent. A footprint
 drawn ``OUTLINE_MIN_PX`` pixels wide or more gets a one-pixel border in a darker shade of its colour (east and
 south edges where it meets another footprint, all edges where it meets nothing), so the patches of a zone
 that share a colour still show as patches.
@@ -20,8 +21,15 @@ from flair_viz.core.errors import InvalidInput
 from flair_viz.overview.footprints import Footprints
 
 DOT_PX = 3
+NATIONAL_DOT_PX = 5
+NATIONAL_ZOOM = 8
 OUTLINE_MIN_PX = 12  # footprints drawn this wide or more get a darker one-pixel border
 OUTLINE_SHADE = 0.6
+
+
+def dot_px(z: float) -> int:
+    """Side in pixels of the square a sub-pixel footprint is drawn as at zoom ``z``."""
+    return NATIONAL_DOT_PX if z <= NATIONAL_ZOOM else DOT_PX
 
 
 def tile_pixels(fp: Footprints, z: int, x: int, y: int, size: int = TILE_SIZE, tms_id: str = "WebMercatorQuad"):
@@ -30,7 +38,8 @@ def tile_pixels(fp: Footprints, z: int, x: int, y: int, size: int = TILE_SIZE, t
     left, bottom, right, top = tms.xy_bounds(morecantile.Tile(x, y, z))
     res_x, res_y = (right - left) / size, (top - bottom) / size
     m = fp.mercator
-    pad_x, pad_y = DOT_PX * res_x, DOT_PX * res_y  # dots of footprints just outside the tile still reach in
+    dot = dot_px(z)
+    pad_x, pad_y = dot * res_x, dot * res_y  # dots of footprints just outside the tile still reach in
     rows = np.flatnonzero((m[:, 0] < right + pad_x) & (m[:, 2] > left - pad_x)
                           & (m[:, 1] < top + pad_y) & (m[:, 3] > bottom - pad_y))
     m = m[rows]
@@ -38,11 +47,11 @@ def tile_pixels(fp: Footprints, z: int, x: int, y: int, size: int = TILE_SIZE, t
     py0, py1 = (top - m[:, 3]) / res_y, (top - m[:, 1]) / res_y  # image rows grow southwards
     c0, c1 = np.ceil(px0 - 0.5), np.ceil(px1 - 0.5)  # pixel c is inside when px0 <= c + 0.5 < px1
     r0, r1 = np.ceil(py0 - 0.5), np.ceil(py1 - 0.5)
-    dot = (c1 <= c0) | (r1 <= r0)
-    half = DOT_PX // 2
+    tiny = (c1 <= c0) | (r1 <= r0)
+    half = dot // 2
     cc, cr = np.floor((px0 + px1) / 2), np.floor((py0 + py1) / 2)
-    c0, c1 = np.where(dot, cc - half, c0), np.where(dot, cc - half + DOT_PX, c1)
-    r0, r1 = np.where(dot, cr - half, r0), np.where(dot, cr - half + DOT_PX, r1)
+    c0, c1 = np.where(tiny, cc - half, c0), np.where(tiny, cc - half + dot, c1)
+    r0, r1 = np.where(tiny, cr - half, r0), np.where(tiny, cr - half + dot, r1)
     clip = lambda a: np.clip(a, 0, size).astype(np.int64)  # noqa: E731
     return rows, clip(r0), clip(r1), clip(c0), clip(c1)
 

@@ -1,8 +1,11 @@
-"""``/overview/tiles/{tms}/{z}/{x}/{y}.png`` and ``/overview/legend``: the overview layer of the tile server.
+"""``/overview/tiles/{tms}/{z}/{x}/{y}.png``, ``/overview/legend`` and ``/overview/at``: the overview layer of the
+tile server.
 
 A router of its own (it is about the whole catalog, not one dataset); the server injects the catalog
 dependency, as it does for the change router. The footprints of a catalog are built once per catalog
 version, the colours once per (catalog, metrics-store stamp, choice) (``layer``), so a pan only renders tiles.
+``/overview/at`` answers the map's hover tooltip (``hover``); the map's frame is served by Streamlit, another
+origin, so that one JSON answer carries ``Access-Control-Allow-Origin`` (it says no more than the tiles show).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from typing import Annotated, Literal
 
 from attrs import define, field
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
 
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.tiling import TmsId, check_tilesize, png_response, png_responses
 from flair_viz.overview.colours import COLOR_BY
+from flair_viz.overview.hover import describe, patch_near
 from flair_viz.overview.layer import catalog_colouring
 from flair_viz.overview.render import TILE_SIZE, tile_png
 
@@ -65,3 +70,22 @@ class OverviewRouter:
             fp, c = catalog_colouring(catalog, color_by, model, protocol, cls, truth_class, pred_class)
             return {"title": c.legend.title, "entries": [{"label": lab, "color": col} for lab, col in c.legend.entries],
                     "note": c.legend.note, "patches": len(fp)}
+
+        @self.router.get("/overview/at")
+        def overview_at(*,
+            catalog=Depends(get_catalog),
+            lon: Annotated[float, Query(ge=-180, le=180)],
+            lat: Annotated[float, Query(ge=-85, le=85)],
+            zoom: Annotated[float, Query(ge=0, le=24, description="the map's zoom: a patch drawn as a dot is "
+                                                                  "found within the dot")] = 24,
+            color_by: Annotated[ColorBy, Query()] = "domain",
+            model: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]+$")] = None,
+            protocol: Annotated[Literal["flair1", "full"], Query()] = "flair1",
+            cls: Annotated[int | None, Query()] = None,
+            truth_class: Annotated[int | None, Query()] = None,
+            pred_class: Annotated[int | None, Query()] = None,
+        ) -> JSONResponse:
+            fp, c = catalog_colouring(catalog, color_by, model, protocol, cls, truth_class, pred_class)
+            row = patch_near(fp, lon, lat, zoom)
+            body = {"hit": False} if row is None else {"hit": True, **describe(fp, c, color_by, row)}
+            return JSONResponse(body, headers={"Access-Control-Allow-Origin": "*"})

@@ -7,24 +7,23 @@ patch under it is looked up in the footprints' EPSG:2154 bounds and becomes an E
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from html import escape
 
 import folium
 import numpy as np
+from branca.element import Template
 
 from flair_viz.core.catalog import Catalog
 from flair_viz.overview.colours import COLOR_BY, Legend
-from flair_viz.overview.footprints import Footprints, patch_at
-from flair_viz.overview.render import DOT_PX
+from flair_viz.overview.footprints import Footprints
+from flair_viz.overview.hover import patch_near
 from flair_viz.web.maps import MAX_ZOOM, Bounds, make_map
 from flair_viz.web.urls import tile_url
 
 COLOR_LABELS = {"domain": "Domain", "date": "Date (year)", "miou": "mIoU per patch", "oa": "Overall accuracy",
                 "iou": "IoU of one class", "confusion": "Pixels of one confusion (truth → predicted)"}
 ALL = "All patches"
-EARTH_M_PER_PX_Z0 = 156543.03392  # Web Mercator metres per 256 px tile pixel at zoom 0, at the equator
 assert set(COLOR_LABELS) == set(COLOR_BY)
 
 
@@ -69,10 +68,6 @@ def view_bounds(fp: Footprints, choice: str | None) -> Bounds | None:
     return fp.bounds_wgs84()
 
 
-def metres_per_pixel(lat: float, zoom: float) -> float:
-    return EARTH_M_PER_PX_Z0 * math.cos(math.radians(lat)) / 2 ** zoom
-
-
 def clicked_patch(fp: Footprints, click: Mapping | None, zoom: float | None) -> dict | None:
     """The Explore deep link of the patch under a map click (``{"patch": IMG_id}``), or None.
 
@@ -80,20 +75,67 @@ def clicked_patch(fp: Footprints, click: Mapping | None, zoom: float | None) -> 
     """
     if not click or click.get("lat") is None or click.get("lng") is None:
         return None
-    lat, lon = float(click["lat"]), float(click["lng"])
-    tolerance = DOT_PX * metres_per_pixel(lat, zoom) if zoom is not None else 0.0
-    row = patch_at(fp, lon, lat, tolerance)
+    row = patch_near(fp, float(click["lng"]), float(click["lat"]), zoom)
     if row is None:
         return None
     return {"patch": str(fp.table["id"].iloc[row])}
 
 
-def overview_map(bounds: Bounds, url: str, name: str) -> folium.Map:
-    """A local-assets Leaflet map fitted to ``bounds`` with the overview tile layer (any zoom: tiles are drawn)."""
+def hover_url(tiles_url: str) -> str:
+    """The ``/overview/at`` URL of a tile URL from :func:`overview_url`: same colouring, same token."""
+    head, _, query = tiles_url.partition("?")
+    return head.removesuffix("/tiles/WebMercatorQuad/{z}/{x}/{y}.png") + "/at" + (f"?{query}" if query else "")
+
+
+OUTLINE_STYLE = {"color": "#444", "weight": 1.2, "fillColor": "#fbfaf5", "fillOpacity": 0.9}
+
+
+class HoverTooltip(folium.MacroElement):
+    """A tooltip that names the footprint under the pointer: after the pointer rests 120 ms, the map asks the
+    tile server's ``/overview/at`` (:mod:`flair_viz.overview.hover`) and shows its ``text``. Footprints are
+    raster tiles, so there is no vector shape to hover; one lookup per pause, not per mouse move."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        (function() {
+            var map = {{ this._parent.get_name() }};
+            var url = {{ this.url|tojson }};
+            var tip = L.tooltip({direction: "top", offset: [0, -6], className: "flair-overview-tip"});
+            var timer = null, asked = 0;
+            function ask(e) {
+                var n = ++asked;
+                var q = "lon=" + e.latlng.lng.toFixed(6) + "&lat=" + e.latlng.lat.toFixed(6) + "&zoom=" + map.getZoom();
+                fetch(url + (url.indexOf("?") < 0 ? "?" : "&") + q).then(function(r) { return r.json(); })
+                    .then(function(d) {
+                        if (n !== asked) { return; }  // the pointer moved on
+                        if (d.hit) { tip.setLatLng(e.latlng).setContent(d.text); if (!map.hasLayer(tip)) { tip.addTo(map); } }
+                        else if (map.hasLayer(tip)) { map.removeLayer(tip); }
+                    }).catch(function() {});
+            }
+            map.on("mousemove", function(e) { clearTimeout(timer); timer = setTimeout(function() { ask(e); }, 120); });
+            map.on("mouseout", function() { clearTimeout(timer); asked++; if (map.hasLayer(tip)) { map.removeLayer(tip); } });
+        })();
+        {% endmacro %}
+    """)
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._name = "HoverTooltip"
+        self.url = url
+
+
+def overview_map(bounds: Bounds, url: str, name: str, outline: dict | None = None) -> folium.Map:
+    """A local-assets Leaflet map fitted to ``bounds``: the outline of France (if given, see
+    :mod:`flair_viz.overview.outline`) under the overview tile layer (any zoom: tiles are drawn), and the
+    hover tooltip."""
     m = make_map(bounds)
+    if outline is not None:
+        folium.GeoJson(outline, name="France", style_function=lambda _: OUTLINE_STYLE, interactive=False,
+                       control=False).add_to(m)
     folium.raster_layers.TileLayer(tiles=url, name=name, attr="IGN – FLAIR, Licence Ouverte 2.0", overlay=True,
                                    control=False, max_zoom=MAX_ZOOM, max_native_zoom=MAX_ZOOM, min_zoom=0,
                                    tile_size=256).add_to(m)
+    HoverTooltip(hover_url(url)).add_to(m)
     return m
 
 
