@@ -151,3 +151,57 @@ def test_a_failing_run_raises_the_commands_own_condition_in_the_parent(tmp_path)
         child.run(cli.run, {"argv": argv}, what="the test run", fix="none")
     assert type(got.value) is type(ref.value) and (got.value.problem, got.value.fix) == (ref.value.problem,
                                                                                       ref.value.fix)
+
+
+# -- the pair list: like with like ----------------------------------------------------------------------
+def _catalog(tmp_path, rows: list[tuple[str, str, str, str | None]]):
+    """A catalog of class rasters of one patch: (id, role, vintage, model) rows, every file the same mask."""
+    from flair_viz.core.catalog import Catalog
+
+    lines = [f'data_root = "{DEMO.as_posix()}"']
+    for ds_id, role, vintage, model in rows:
+        lines += ["[[dataset]]", f'id = "{ds_id}"', f'path = "{BEFORE.relative_to(DEMO).as_posix()}"',
+                  f'role = "{role}"', 'patch = "000001"', f'vintage = "{vintage}"']
+        if model:
+            lines += ["[dataset.extra]", f'model = "{model}"']
+    path = tmp_path / "catalog.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return Catalog.load(path)
+
+
+def test_the_pair_list_offers_only_truth_to_truth_and_same_model_predictions(tmp_path):
+    rows = [("T1", "truth", "2019", None), ("T2", "truth", "2022", None), ("T3", "truth", "2025", None),
+            ("PA1", "prediction", "2019", "model-a"), ("PA2", "prediction", "2022", "model-a"),
+            ("PB2", "prediction", "2022", "model-b"), ("PX3", "prediction", "2025", None)]
+    cat = _catalog(tmp_path, rows)
+    by_id = {r[0]: r for r in rows}
+    expected = set()
+    for b in rows:  # written out from the rows, not from the library's rule
+        for a in rows:
+            if b[2] < a[2] and b[1] == a[1] and (b[1] == "truth" or (b[3] is not None and b[3] == a[3])):
+                expected.add((b[0], a[0]))
+    got = {(p.before.id, p.after.id) for p in change.list_pairs(cat)}
+    assert got == expected == {("T1", "T2"), ("T1", "T3"), ("T2", "T3"), ("PA1", "PA2")}
+    for p in change.list_pairs(cat):
+        kind = "ground truth" if by_id[p.before.id][1] == "truth" else "predictions of model-a"
+        assert p.label.endswith(kind)
+    # what a hand-picked mixed pair mixes, in words
+    from flair_viz.change.pairs import mixed_reason
+
+    assert "every pixel the model got wrong" in mixed_reason(cat.get("PA1"), cat.get("T2"))
+    assert "model-a and model-b" in mixed_reason(cat.get("PA1"), cat.get("PB2"))
+    assert "does not record its model" in mixed_reason(cat.get("PA2"), cat.get("PX3"))
+    assert mixed_reason(cat.get("T1"), cat.get("T3")) is None and mixed_reason(cat.get("PA1"), cat.get("PA2")) is None
+
+
+def test_the_demo_pair_list_drops_its_prediction_to_simulated_truth_pairs():
+    from flair_viz.core.catalog import Catalog
+
+    cat = Catalog.load(DEMO / "catalog.toml")
+    pairs = change.list_pairs(cat)
+    assert pairs and all(p.before.role == p.after.role for p in pairs)
+    # the demo has predictions and later simulated truths of the same patch: the pairs that were dropped
+    mixed = [(p, t) for p in cat.by_role("prediction") for t in cat.by_role("truth")
+             if p.patch and p.patch == t.patch and p.vintage and t.vintage and p.vintage < t.vintage]
+    assert mixed
+    assert not {(p.id, t.id) for p, t in mixed} & {(q.before.id, q.after.id) for q in pairs}
