@@ -128,6 +128,8 @@ def test_a_stack_without_irc_or_elevation_has_only_its_bands(delivery):
     assert ds.bands == ("R", "G", "B")
     with rasterio.open(ds.path) as src:
         assert src.count == 3 and np.array_equal(src.read(), img[:3])
+        # one layer, one mask source: read as it is (GDAL's pixel functions need two sources or more)
+        assert (src.read_masks(1) == 255).all() and (src.read_masks(1) == 255).all()
 
 
 def test_missing_band_names_the_layer_to_add(delivery, model_dir):

@@ -59,11 +59,31 @@ def test_the_demo_bd_ortho_pair_is_a_four_band_stack():
     with rasterio.open(ds.path) as src:
         assert src.count == 4 and src.transform == raster.describe(rgb).transform
         data, mask = src.read(), src.read_masks(1) > 0
-    # the demo tiles declare nodata 255: the stack never calls real a pixel either file marks as nodata, and
-    # where it is real its red band is the file's (see the note in the commit: a few dark pixels read 255)
-    r, i = raster.read(rgb), raster.read(irc)
-    assert not (mask & ((r[0] == 255) | (i[0] == 255))).any() and mask.mean() > 0.5
-    assert np.array_equal(data[0, mask], r[0, mask])
+    # the demo tiles declare nodata 255, yet their 255s are saturated white roofs (27 in red, 4 in all three bands):
+    # the stack's mask is GDAL's dataset mask of each file (a hole only where every band is nodata), as a plain file
+    # reads in read_window, so the roofs stay real pixels; the stack's bands are the files' bands as stored
+    with rasterio.open(rgb) as a, rasterio.open(irc) as b:
+        want = (a.dataset_mask() > 0) & (b.dataset_mask() > 0)
+        r, i = a.read(), b.read()
+    assert np.array_equal(mask, want) and (~mask).sum() == 4 == ((r == 255).all(axis=0) | (i == 255).all(axis=0)).sum()
+    assert (mask & (r[0] == 255)).sum() == 23  # saturated red, real
+    assert np.array_equal(data[:3], r) and np.array_equal(data[3], i[0])
+    # the "47 pixels that read 255 in the stack but 0 in the file": raster.read passes fill_value=0, and rasterio
+    # then writes 0 over every value equal to the file's nodata (44 in R, G, B; 3 in NIR), not the stack's doing
+    filled = np.concatenate([raster.read(rgb), raster.read(irc, [1])])
+    stored = np.concatenate([r, i[:1]])
+    assert (filled != stored).sum() == 47 and (stored[filled != stored] == 255).all() and (filled[filled != stored] == 0).all()
+
+
+def test_a_stack_lists_its_dalles():
+    from flair_viz.core import stack
+
+    cat = Catalog.load(REPO / "data" / "demo" / "catalog.toml")
+    ds = cat.get("BDORTHO_STACK")
+    rgb = raster.describe(cat.get("BDORTHO_RGB").path)
+    assert stack.dalles(ds, "rgb") == [(rgb.path.resolve(), tuple(rgb.bounds))]
+    assert [p.name for p, _ in stack.dalles(ds)] == ["test_data_rgb.tif", "test_data_irc.tif"]
+    assert stack.dalles(cat.get("BDORTHO_RGB")) == []
 
 
 def test_explore_offers_only_the_models_a_stack_can_feed():

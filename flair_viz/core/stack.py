@@ -24,6 +24,10 @@ the tile server and batch prediction read a stack exactly as they read a FLAIR p
   written per dalle, and a windowed read computes only its window. Why not a cached COG: a département's
   DSM/DTM pair would be rewritten at 0.2 m (tens of GB) before the first tile could show;
 * the stack's mask is the product of the layers' masks: a pixel is real only where every layer has data.
+  A layer's mask follows the one rule of :func:`flair_viz.core.raster.read_window` (and GDAL's dataset
+  mask): with a nodata value, a pixel is a hole only where EVERY band of the layer holds it. Band 1's
+  nodata alone is not a hole: BD ORTHO tiles that declare nodata 255 have saturated white roofs reading
+  255 in one band, real pixels a model must see (the demo's RGB tile has 27 of them in red, 4 in all bands);
 
 The VRTs are written once under the cache folder, keyed by the entry and the stamps of every dalle
 (:mod:`flair_viz.core.stamps`), so a catalog load only ``stat``s the dalles.
@@ -45,7 +49,7 @@ from flair_viz.core import atomic, config, elevation, raster, stamps, vrt
 from flair_viz.core.dataset import Dataset
 from flair_viz.core.errors import AlignmentError, InvalidCatalog, InvalidRaster, MissingSource, OutsideDataRoot, context
 
-FORMAT = 1  # bumped when what a stack writes changes
+FORMAT = 2  # bumped when what a stack writes changes (2: layer masks by every band's nodata, dalles.json)
 LAYER_KEYS = ("rgb", "irc", "elevation", "dsm", "dtm")
 FIELDS = ("id", "title", *LAYER_KEYS, "vintage")  # the order of the documented form
 DALLE_SUFFIXES = (".jp2", ".tif", ".tiff")
@@ -162,10 +166,36 @@ def load(entry: StackEntry, root: Path, out_root: Path | None = None) -> Dataset
         if not path.exists():  # written last: its presence means the layers are done
             layers = [_layer(k, v, out) for k, v in files.items()]
             _check_layers(layers)
+            write_dalles(layers, out / DALLES_FILE)
             write_stack(layers, path)
     extra = {"stack": ",".join(files), "dalles": str(len(files["rgb"]))}
     return Dataset(id=entry.id, path=path, role="image", vintage=entry.vintage, bands=entry.bands(),
                    title=entry.title or entry.id, outside_root=not path.resolve().is_relative_to(root), extra=extra)
+
+
+DALLES_FILE = "dalles.json"  # beside stack.vrt: every layer's dalles and their EPSG:2154 bounds
+
+
+def write_dalles(layers: list[Layer], path: Path) -> Path:
+    """Each layer's dalles (absolute path, bounds): Overview draws one footprint per dalle and ``predict`` refuses
+    an output over one, without re-reading a header."""
+    doc = {layer.key: [{"path": str(Path(i.path).resolve()), "bounds": [float(v) for v in i.bounds]}
+                       for i in layer.infos] for layer in layers}
+    return atomic.write_text(path, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+
+
+def is_stack(ds: Dataset) -> bool:
+    """Whether a catalog image is a ``[[stack]]`` (its VRT lies beside its dalle list)."""
+    return bool(ds.extra.get("stack")) and (Path(ds.path).parent / DALLES_FILE).is_file()
+
+
+def dalles(ds: Dataset, key: str | None = None) -> list[tuple[Path, tuple[float, float, float, float]]]:
+    """The dalles of a stack image (one layer's with ``key``, else every layer's) as (path, L93 bounds); [] for
+    any other image."""
+    if not is_stack(ds):
+        return []
+    doc = json.loads((Path(ds.path).parent / DALLES_FILE).read_text(encoding="utf-8"))
+    return [(Path(d["path"]), tuple(d["bounds"])) for k, v in doc.items() if key in (None, k) for d in v]
 
 
 def _layer(key: str, files: list[Path], out: Path) -> Layer:
@@ -187,7 +217,24 @@ def _layer(key: str, files: list[Path], out: Path) -> Layer:
             raise InvalidRaster(f"{infos[0].path.name} has {infos[0].count} band(s); the rgb layer needs R, G, B",
                                 "give the BD ORTHO RVB dalles as rgb (the IRC ones go to irc)")
         mosaic = raster.describe(vrt.write_mosaic(list(infos), out / f"{key}.vrt"))
+        _write_layer_mask(mosaic, out / f"{key}_mask.vrt")
     return Layer(key, infos, mosaic)
+
+
+def _write_layer_mask(mosaic: raster.RasterInfo, path: Path) -> Path:
+    """A layer's mask on its own grid: 255 where ANY band holds data (the sum of the bands' masks, saturated
+    to a byte), 0 where every band is nodata or outside every dalle: :func:`raster.read_window`'s rule."""
+    t = mosaic.transform
+    name = escape(mosaic.path.name)
+    rect = f'xOff="0" yOff="0" xSize="{mosaic.width}" ySize="{mosaic.height}"'
+    sources = [f'    <ComplexSource>\n      <SourceFilename relativeToVRT="1">{name}</SourceFilename>\n'
+               f"      <SourceBand>mask,{b}</SourceBand>\n      <SrcRect {rect}/>\n      <DstRect {rect}/>\n"
+               "    </ComplexSource>" for b in range(1, mosaic.count + 1)]
+    lines = [f'<VRTDataset rasterXSize="{mosaic.width}" rasterYSize="{mosaic.height}">',
+             f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(raster.LAMBERT93.to_wkt())}</SRS>',
+             f"  <GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>",
+             *_combined("sum", sources, ' band="1"', "  "), "</VRTDataset>", ""]
+    return atomic.write_text(path, "\n".join(lines))
 
 
 def _check_layers(layers: list[Layer]) -> None:
@@ -221,11 +268,20 @@ def write_stack(layers: list[Layer], path: Path) -> Path:
         lines += [f'  <VRTRasterBand dataType="Byte" band="{n}">', *sources, "  </VRTRasterBand>"]
     if "elevation" in by_key or "dsm" in by_key:
         lines += _elevation_band(grid, by_key, len(bands) + 1)
-    lines += ["  <MaskBand>", '    <VRTRasterBand dataType="Byte" subClass="VRTDerivedRasterBand">',
-              "      <PixelFunctionType>mul</PixelFunctionType>", "      <SourceTransferType>Float64</SourceTransferType>",
-              *[_source(grid, layer, "mask,1", resampling="nearest") for layer in layers],
-              "    </VRTRasterBand>", "  </MaskBand>", "</VRTDataset>", ""]
+    masks = [_source(grid, layer, 1, resampling="nearest", file=f"{layer.key}_mask.vrt") for layer in layers]
+    lines += ["  <MaskBand>", *_combined("mul", masks, "", "    "), "  </MaskBand>", "</VRTDataset>", ""]
     return atomic.write_text(path, "\n".join(lines))
+
+
+def _combined(function: str, sources: list[str], attrs: str, indent: str) -> list[str]:
+    """A byte band of ``function`` (GDAL's ``sum``, ``mul``) over the sources, saturated to 0..255; one source is
+    read as it is: GDAL's pixel functions need two or more and return garbage for one (an RGB-only stack, a
+    one-band layer)."""
+    if len(sources) == 1:
+        return [f'{indent}<VRTRasterBand dataType="Byte"{attrs}>', *sources, f"{indent}</VRTRasterBand>"]
+    return [f'{indent}<VRTRasterBand dataType="Byte"{attrs} subClass="VRTDerivedRasterBand">',
+            f"{indent}  <PixelFunctionType>{function}</PixelFunctionType>",
+            f"{indent}  <SourceTransferType>Float64</SourceTransferType>", *sources, f"{indent}</VRTRasterBand>"]
 
 
 def _elevation_band(grid: raster.RasterInfo, by_key: Mapping[str, Layer], band: int) -> list[str]:
@@ -251,14 +307,15 @@ def placement(grid: raster.RasterInfo, layer: raster.RasterInfo) -> tuple[float,
 
 
 def _source(grid: raster.RasterInfo, layer: Layer, band: int | str, scale: tuple[float, float] | None = None,
-            resampling: str | None = None) -> str:
-    """One ComplexSource reading a layer's mosaic onto the RGB grid (bilinear where the resolution differs)."""
+            resampling: str | None = None, file: str | None = None) -> str:
+    """One ComplexSource reading a layer's mosaic (or ``file``, on the same grid: its mask) onto the RGB grid
+    (bilinear where the resolution differs)."""
     info = layer.mosaic
     xoff, yoff, xsize, ysize = placement(grid, info)
     same = (xsize, ysize) == (info.width, info.height)
     method = resampling or ("" if same else "bilinear")
     lines = [f'    <ComplexSource{f" resampling={chr(34)}{method}{chr(34)}" if method else ""}>',
-             f'      <SourceFilename relativeToVRT="1">{escape(info.path.name)}</SourceFilename>',
+             f'      <SourceFilename relativeToVRT="1">{escape(file or info.path.name)}</SourceFilename>',
              f"      <SourceBand>{band}</SourceBand>",
              f'      <SrcRect xOff="0" yOff="0" xSize="{info.width}" ySize="{info.height}"/>',
              f'      <DstRect xOff="{xoff}" yOff="{yoff}" xSize="{xsize}" ySize="{ysize}"/>']
