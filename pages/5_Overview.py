@@ -63,7 +63,7 @@ with st.sidebar:
     view = st.selectbox("Zoom to", views, key="overview_view")
 
 if model and is_demo(model):
-    st.warning(f"**{metric_views.model_title(model)}** is a DEMO model: its scores show where it fails, not how good a real model is.",
+    st.warning("This is a DEMO model: its scores show where it fails, not how good a real model is.",
                icon=":material/science:")
 colours = common.guarded(lambda: layer.catalog_colouring(cat, color_by, model, protocol or "flair1", cls,
                                                          truth_class, pred_class)[1])

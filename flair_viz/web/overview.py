@@ -87,6 +87,7 @@ def hover_url(tiles_url: str) -> str:
     return head.removesuffix("/tiles/WebMercatorQuad/{z}/{x}/{y}.png") + "/at" + (f"?{query}" if query else "")
 
 
+OUTLINE_PANE = "flair-outline"  # z-index 150: above the map's background, below the tile pane (200)
 OUTLINE_STYLE = {"color": "#444", "weight": 1.2, "fillColor": "#fbfaf5", "fillOpacity": 0.9}
 
 
@@ -129,9 +130,10 @@ def overview_map(bounds: Bounds, url: str, name: str, outline: dict | None = Non
     :mod:`flair_viz.overview.outline`) under the overview tile layer (any zoom: tiles are drawn), and the
     hover tooltip."""
     m = make_map(bounds)
-    if outline is not None:
+    if outline is not None:  # in a pane under the tiles: Leaflet draws vectors over tile layers by default
+        folium.map.CustomPane(OUTLINE_PANE, z_index=150, pointer_events=False).add_to(m)
         folium.GeoJson(outline, name="France", style_function=lambda _: OUTLINE_STYLE, interactive=False,
-                       control=False).add_to(m)
+                       control=False, pane=OUTLINE_PANE).add_to(m)
     folium.raster_layers.TileLayer(tiles=url, name=name, attr="IGN – FLAIR, Licence Ouverte 2.0", overlay=True,
                                    control=False, max_zoom=MAX_ZOOM, max_native_zoom=MAX_ZOOM, min_zoom=0,
                                    tile_size=256).add_to(m)
