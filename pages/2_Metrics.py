@@ -49,8 +49,10 @@ def load_table(source: str) -> metrics.MetricsTable:
         meta, mats, _, _, unpaired = _catalog_rows(common.catalog_version(), str(store),
                                                    st.session_state.get("metrics_nonce", 0))
         if unpaired:
+            cat = common.catalog()
+            names = [cat.get(i).label if i in cat else i for i in unpaired[:8]]
             st.caption(f"{len(unpaired)} prediction(s) without a ground truth of the same patch are not scored: "
-                       + ", ".join(unpaired[:8]) + (" …" if len(unpaired) > 8 else ""))
+                       + ", ".join(names) + (" …" if len(unpaired) > 8 else ""))
     else:
         meta, mats = _store_rows(str(store), store.stat().st_mtime_ns if store.exists() else 0)
     return metrics.MetricsTable(meta, mats)
@@ -60,11 +62,13 @@ def filters(table: metrics.MetricsTable, models: list[str]) -> tuple[str, dict]:
     """The sidebar filters: the model, and the other filters as ``filter_mask`` keywords."""
     with st.sidebar:
         st.header("Filters")
-        model = st.selectbox("Model", models, key="metrics_model") if len(models) > 1 else models[0]
+        model = (st.selectbox("Model", models, key="metrics_model", format_func=views.model_title)
+                 if len(models) > 1 else models[0])
         domains = st.multiselect("Domain", views.filter_choices(table, model).domains,
                                  placeholder="all domains", key="metrics_domains")
         choices = views.filter_choices(table, model, domains)
-        zones = st.multiselect("Zone", choices.zones, placeholder="all zones", key="metrics_zones")
+        zones = st.multiselect("Zone", choices.zones, placeholder="all zones", key="metrics_zones",
+                               help="domain / zone: FLAIR reuses zone names across domains")
         date_range = None
         if choices.date_bounds:
             lo, hi = choices.date_bounds
@@ -75,9 +79,9 @@ def filters(table: metrics.MetricsTable, models: list[str]) -> tuple[str, dict]:
 
 
 def headline(sc: metrics.Scores, model: str, table: metrics.MetricsTable, mask: np.ndarray, protocol: str) -> None:
-    st.caption(f"Model **{model}** · {int(mask.sum())} patch(es) · {PROTOCOL_LABELS[protocol]}")
+    st.caption(f"Model **{views.model_title(model)}** · {int(mask.sum())} patch(es) · {PROTOCOL_LABELS[protocol]}")
     if is_demo(model):
-        st.warning(f"**{model}** is a demo model, trained from scratch on a CPU on other zones (its card names them): "
+        st.warning("This is a demo model, trained from scratch on a CPU on other zones (its card names them): "
                    "these patches are unseen, but the scores show how the page works, not a real model's accuracy.",
                    icon=":material/info:")
     shown = views.headline(sc)
@@ -154,7 +158,9 @@ def per_class(sc: metrics.Scores, model: str, protocol: str) -> None:
     b1.plotly_chart(charts.class_bars(sc.iou, sc.names, colors, "IoU"), key="metrics_iou")
     b2.plotly_chart(charts.class_bars(sc.f1, sc.names, colors, "F1"), key="metrics_f1")
     scores_df = sc.table()
-    st.dataframe(scores_df, hide_index=True)
+    st.dataframe(views.scores_display(scores_df), hide_index=True)
+    if not np.isfinite(sc.iou).all():
+        st.caption(views.NA_HELP)
     d1, d2 = st.columns(2)
     d1.download_button("Per-class scores (CSV)", scores_df.to_csv(index=False), f"scores_{protocol}_{model}.csv",
                        "text/csv", key="metrics_dl_scores")
@@ -166,17 +172,20 @@ def compare(table: metrics.MetricsTable, models: list[str], protocol: str, other
     """Model A vs model B on the patches both predicted, under every filter but the model."""
     st.subheader("Model A vs model B")
     a_col, b_col = st.columns(2)
-    model_a = a_col.selectbox("Model A", models, index=0, key="metrics_model_a")
-    model_b = b_col.selectbox("Model B", models, index=1, key="metrics_model_b")
+    model_a = a_col.selectbox("Model A", models, index=0, key="metrics_model_a", format_func=views.model_title)
+    model_b = b_col.selectbox("Model B", models, index=1, key="metrics_model_b", format_func=views.model_title)
     delta, sa, sb, common_patches = metrics.compare_models(table, model_a, model_b, protocol, others)
     if not common_patches:
         st.write("The two models share no patch under these filters.")
         return
-    st.caption(f"On the {len(common_patches)} patch(es) both models predicted · mIoU A {sa.miou:.3f} · "
-               f"B {sb.miou:.3f} · Δ {sb.miou - sa.miou:+.3f}")
+    st.caption(f"On the {len(common_patches)} patch(es) both models predicted · mIoU A "
+               f"{views.score_text(sa.miou)} · B {views.score_text(sb.miou)} · "
+               f"Δ {views.score_text(sb.miou - sa.miou, signed=True)}")
     st.plotly_chart(charts.class_bars(delta["iou_delta"], sa.names, metrics.protocol_colors(protocol),
                                       "IoU of B − IoU of A", delta=True), key="metrics_delta")
-    st.dataframe(delta, hide_index=True)
+    st.dataframe(views.scores_display(delta), hide_index=True)
+    if delta.isna().any(axis=None):
+        st.caption(views.NA_HELP)
     st.download_button("Model comparison (CSV)", delta.to_csv(index=False),
                        f"compare_{model_a}_vs_{model_b}_{protocol}.csv", "text/csv", key="metrics_dl_cmp")
 
@@ -196,7 +205,7 @@ def page() -> None:
         return
     models = in_card_order(table.meta["model"].dropna().unique())  # the default model first
     model, chosen = filters(table, models)
-    mask = metrics.filter_mask(table, models=[model], **chosen)
+    mask = views.selection_mask(table, models=[model], **chosen)
     if not mask.any():
         st.warning("No patch matches these filters.")
         return
@@ -209,7 +218,7 @@ def page() -> None:
         ranked_patches(table, cell, sc.names, protocol, mask)
     per_class(sc, model, protocol)
     if len(models) > 1:
-        compare(table, models, protocol, metrics.filter_mask(table, **chosen))
+        compare(table, models, protocol, views.selection_mask(table, **chosen))
     fine_tuned()
 
 

@@ -26,9 +26,10 @@ TABLE = table_of([
 
 def test_filter_choices_are_the_models_values_and_zones_narrow_to_domains():
     all_a = views.filter_choices(TABLE, "a")
-    assert (all_a.domains, all_a.zones, all_a.patches) == (["D1", "D2"], ["Z1", "Z2", "Z9"], ["p1", "p2", "p3"])
+    assert (all_a.domains, all_a.zones, all_a.patches) == (["D1", "D2"], ["D1 / Z1", "D1 / Z2", "D2 / Z9"],
+                                                           ["p1", "p2", "p3"])
     assert all_a.date_bounds == (dt.date(2020, 5, 1), dt.date(2021, 6, 1))
-    assert views.filter_choices(TABLE, "a", ["D1"]).zones == ["Z1", "Z2"]
+    assert views.filter_choices(TABLE, "a", ["D1"]).zones == ["D1 / Z1", "D1 / Z2"]
     assert views.filter_choices(TABLE, "b").date_bounds is None  # one date: no range to pick
 
 
@@ -59,3 +60,51 @@ def test_explore_link_and_confusion_csv():
     frame = views.confusion_frame(sc)
     assert frame.index.name == "truth \\ predicted" and list(frame.columns) == sc.names
     assert frame.iloc[2, 5] == cm[2, 5]
+
+
+def test_zones_of_the_same_name_in_two_domains_stay_apart():
+    """FLAIR reuses zone names (Z6_NU in D004_2021 and D034_2021): the filter offers and selects each one."""
+    t = table_of([{"patch": "p1", "model": "a", "domain": "D004_2021", "zone": "Z6_NU"},
+                  {"patch": "p2", "model": "a", "domain": "D034_2021", "zone": "Z6_NU"},
+                  {"patch": "p3", "model": "a", "domain": "D034_2021", "zone": "Z6_NU"},
+                  {"patch": "p4", "model": "b", "domain": "D034_2021", "zone": "Z6_NU"}])
+    assert views.filter_choices(t, "a").zones == ["D004_2021 / Z6_NU", "D034_2021 / Z6_NU"]
+    assert views.selection_mask(t, zones=["D034_2021 / Z6_NU"], models=["a"]).tolist() == [False, True, True, False]
+    assert views.selection_mask(t, zones=["D004_2021 / Z6_NU"]).tolist() == [True, False, False, False]
+    assert views.selection_mask(t, patches=["p3", "p4"]).tolist() == [False, False, True, True]  # no zone: no filter
+
+
+def test_undefined_scores_read_as_a_dash_not_none():
+    cm = np.zeros((19, 19), np.int64)
+    cm[0, 0], cm[0, 1], cm[5, 5] = 10, 5, 20  # only classes 1, 2 and 6 occur: every other IoU is undefined
+    sc = metrics.scores(cm, "full")
+    shown = views.scores_display(sc.table())
+    assert shown.loc[0, "iou"] == f"{10 / 15:.3f}" and shown.loc[1, "iou"] == "0.000"
+    assert shown.loc[2, "iou"] == views.NA and shown.loc[2, "recall"] == views.NA
+    assert shown.loc[2, "truth_pixels"] == 0  # counts stay numbers
+    assert "None" not in shown.astype(str).to_numpy()
+    delta = pd.DataFrame({"class": ["a", "b"], "iou_m1": [0.5, np.nan], "iou_delta": [0.25, np.nan]})
+    assert views.scores_display(delta)[["iou_m1", "iou_delta"]].to_numpy().tolist() == [["0.500", "+0.250"],
+                                                                                       [views.NA, views.NA]]
+    assert views.headline(metrics.scores(np.zeros((19, 19), np.int64), "full")) == {"miou": views.NA, "oa": views.NA}
+
+
+def test_class_bars_label_undefined_classes():
+    from flair_viz.web import charts
+
+    fig = charts.class_bars(np.array([0.5, np.nan, 0.0]), ["a", "b", "c"], ["#000"] * 3, "IoU")
+    bar = fig.data[0]
+    assert list(bar.y) == [0.5, 0.0, 0.0] and list(bar.text) == ["", "n/a", ""]
+    assert list(bar.customdata) == ["0.500", "n/a (class absent)", "0.000"]
+
+
+def test_model_title_is_the_cards_title_beside_its_id():
+    import tomllib
+
+    from tests.helpers import REPO, default_model_id
+
+    model = default_model_id()
+    card = next(tomllib.loads(p.read_text(encoding="utf-8")) for p in (REPO / "models").glob("*.toml")
+                if tomllib.loads(p.read_text(encoding="utf-8"))["id"] == model)
+    assert views.model_title(model) == f"{card['title']} ({model})"
+    assert views.model_title("no-such-model") == "no-such-model"

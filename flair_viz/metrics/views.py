@@ -14,15 +14,26 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from flair_viz.metrics.scores import Scores, top_confusions
+from flair_viz.metrics.scores import Scores, filter_mask, top_confusions
 from flair_viz.metrics.store import MetricsTable
 
 Cell = tuple[int, int]  # (truth class, predicted class), 1-based classes of the view
 
 
+NA = "—"  # a score that is undefined (no pixel of the class in truth or prediction)
+NA_HELP = "— : not defined, the class is absent from both the truth and the prediction of these patches"
+ZONE_SEP = " / "
+
+
+def zone_key(domain: object, zone: object) -> str:
+    """A zone as the filter offers it, with its domain: FLAIR reuses zone names (Z6_NU is in D004 and D034)."""
+    return f"{domain}{ZONE_SEP}{zone}"
+
+
 @dataclass(frozen=True)
 class FilterChoices:
-    """The values a model's filters can take: domains, zones of the chosen domains, patches, date span."""
+    """The values a model's filters can take: domains, zones (``domain / zone``) of the chosen domains, patches,
+    date span."""
 
     domains: list[str]
     zones: list[str]
@@ -38,9 +49,21 @@ def filter_choices(table: MetricsTable, model: str, domains: Iterable[str] = ())
     zone_rows = mine & (meta["domain"].isin(domains).to_numpy() if domains else True)
     dates = table.dates[mine].dropna()
     bounds = (dates.min().date(), dates.max().date()) if len(dates) and dates.min() < dates.max() else None
+    zones = meta.loc[zone_rows & meta["zone"].notna().to_numpy(), ["domain", "zone"]]
     return FilterChoices(domains=sorted(meta.loc[mine, "domain"].dropna().unique()),
-                         zones=sorted(meta.loc[zone_rows, "zone"].dropna().unique()),
+                         zones=sorted({zone_key(d, z) for d, z in zones.itertuples(index=False)}),
                          patches=sorted(meta.loc[mine, "patch"].dropna().unique()), date_bounds=bounds)
+
+
+def selection_mask(table: MetricsTable, zones: Iterable[str] = (), **others) -> np.ndarray:
+    """Rows matching the page's filters; ``zones`` are ``domain / zone`` keys (:func:`zone_key`), the other
+    filters those of :func:`flair_viz.metrics.scores.filter_mask`."""
+    mask = filter_mask(table, **others)
+    zones = list(zones)
+    if zones:
+        keys = [zone_key(d, z) for d, z in zip(table.meta["domain"], table.meta["zone"])]
+        mask &= np.isin(np.array(keys, dtype=object), zones)
+    return mask
 
 
 def as_date_range(picked: object) -> tuple[dt.date, dt.date] | None:
@@ -81,10 +104,29 @@ def confusion_frame(sc: Scores) -> pd.DataFrame:
     return pd.DataFrame(sc.matrix, index=pd.Index(sc.names, name="truth \\ predicted"), columns=sc.names)
 
 
+def score_text(value: float, signed: bool = False) -> str:
+    """A score as the page prints it: three decimals, or :data:`NA` when it is undefined."""
+    if value is None or not np.isfinite(value):
+        return NA
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
 def headline(sc: Scores) -> dict[str, str]:
-    """mIoU and OA as the page prints them ("n/a" when undefined)."""
-    return {"miou": "n/a" if np.isnan(sc.miou) else f"{sc.miou:.3f}",
-            "oa": "n/a" if np.isnan(sc.oa) else f"{sc.oa:.3f}"}
+    """mIoU and OA as the page prints them (:data:`NA` when undefined)."""
+    return {"miou": score_text(sc.miou), "oa": score_text(sc.oa)}
+
+
+SCORE_COLUMNS = ("iou", "f1", "precision", "recall")
+
+
+def scores_display(df: pd.DataFrame) -> pd.DataFrame:
+    """A per-class or comparison table for the screen: score columns as text, ``—`` where undefined
+    (a table widget would print ``None``); delta columns signed. The CSV keeps the numbers."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype.kind == "f" and (col.startswith(SCORE_COLUMNS) or col.endswith("_delta")):
+            out[col] = [score_text(v, signed=col.endswith("_delta")) for v in out[col]]
+    return out
 
 
 def model_title(model_id: str) -> str:

@@ -55,10 +55,17 @@ def confusion_heatmap(cm: np.ndarray, names: list[str], mode: str, log: bool) ->
 
 
 def class_bars(values: np.ndarray, names: list[str], colors: list[str], title: str, delta: bool = False) -> go.Figure:
-    """Per-class bars in the classes' colours: a score in 0..1, or (``delta``) a signed difference."""
-    hover = "%{x}: ΔIoU %{y:+.3f}<extra></extra>" if delta else "%{x}: %{y:.3f}<extra></extra>"
-    fig = go.Figure(go.Bar(x=names, y=values, marker=dict(color=colors, line=dict(color="#333", width=1)),
-                           hovertemplate=hover))
+    """Per-class bars in the classes' colours: a score in 0..1, or (``delta``) a signed difference.
+
+    A class whose score is undefined (absent from truth and prediction) gets no bar but an ``n/a`` label, so
+    a missing bar is not read as a zero score."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v)
+    shown = [(f"{x:+.3f}" if delta else f"{x:.3f}") if good else "n/a (class absent)" for x, good in zip(v, ok)]
+    hover = "%{x}: ΔIoU %{customdata}<extra></extra>" if delta else "%{x}: %{customdata}<extra></extra>"
+    fig = go.Figure(go.Bar(x=names, y=np.where(ok, v, 0.0), customdata=shown, text=["" if g else "n/a" for g in ok],
+                           textposition="outside", cliponaxis=False,
+                           marker=dict(color=colors, line=dict(color="#333", width=1)), hovertemplate=hover))
     fig.update_layout(title=title, height=320 if delta else 340, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis=dict(tickangle=-45), **({} if delta else {"yaxis": dict(range=[0, 1])}))
     return fig
