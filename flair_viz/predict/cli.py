@@ -10,7 +10,7 @@ from pathlib import Path
 from flair_viz.core import atomic, raster, scenes
 from flair_viz.core import cliargs as shared
 from flair_viz.core.catalog import Catalog
-from flair_viz.core.errors import InvalidInput, InvalidModel
+from flair_viz.core.errors import InvalidInput, InvalidModel, UnknownDataset
 from flair_viz.core.jobs import DEFAULT_BLOCK_PX
 from flair_viz.predict import cards, engines
 from flair_viz.predict.bands import model_input
@@ -47,13 +47,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out or shared.wants_cluster(args) or len(args.inputs) != 2:
         return cmd_predict_many(args)  # many scenes on Dask
     args.input, args.output = args.inputs
-    # outputs and the image are checked before the model loads, let alone runs
-    out = atomic.check_output(args.output, [args.input], "OUTPUT")
-    proba = atomic.check_output(args.proba, [args.input], "--proba") if args.proba else None
+    scene, sources = single_scene(args)
+    args.input = scene.path
+    # outputs and the image are checked before the model loads, let alone runs; a stack's dalles are inputs too
+    out = atomic.check_output(args.output, sources, "OUTPUT")
+    proba = atomic.check_output(args.proba, sources, "--proba") if args.proba else None
     card = cards.get_card(args.model)
-    bands = tuple(b.strip() for b in args.bands.split(",")) if args.bands else None
+    bands = tuple(b.strip() for b in args.bands.split(",")) if args.bands else scene.bands
     info = raster.check_image(args.input, bands)
-    model_input(card, info, bands, Path(args.input).name)
+    model_input(card, info, bands, scene.dataset_id or Path(args.input).name)
     atomic.sweep(out.absolute().parent, {out.name})  # what killed runs left beside the outputs
     if proba is not None:
         atomic.sweep(proba.absolute().parent, {proba.name})
@@ -65,6 +67,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"wrote {out}" + (f" and {args.proba}" if args.proba else "") +
           f" with {card.id} on {models.device_name(args.device)} ({loaded.engine} engine){note}")
     return 0
+
+
+def single_scene(args: argparse.Namespace) -> tuple[scenes.Scene, list[Path]]:
+    """``predict INPUT OUTPUT.tif``'s INPUT and the files an output must not replace (the image; a stack's dalles
+    too): an image file as given, else a catalog image by ID (a patch, a zone mosaic, a ``[[stack]]``), with the
+    bands its entry declares. An ID the catalog does not know, or a folder or glob (many scenes: they need
+    ``--out``), is refused before the model loads."""
+    path = Path(args.input)
+    as_file = scenes.Scene(name=scenes.scene_name(path), path=path), [path]
+    if path.is_file():
+        return as_file
+    cat_file = shared.catalog_file(args)
+    catalog = Catalog.load(cat_file) if cat_file.exists() else None
+    if catalog is not None and args.input in catalog:
+        from flair_viz.core import stack
+
+        scene = scenes.expand([args.input], catalog)[0]  # a non-image ID is refused there, by its role
+        return scene, [scene.path, *(p for p, _ in stack.dalles(catalog.get(args.input)))]
+    if path.suffix.lower() in (*scenes.RASTER_SUFFIXES, ".jp2") and not scenes.GLOB_CHARS.search(args.input):
+        return as_file  # a missing file: the raster reader names it ("File not found")
+    if path.is_dir() or scenes.GLOB_CHARS.search(args.input):
+        raise InvalidInput(f"INPUT {args.input!r} names many scenes; OUTPUT.tif holds one",
+                           f"add --out DIR: flair-viz predict --model {args.model} --out DIR {args.input}")
+    raise UnknownDataset(f"INPUT {args.input!r} is neither an image file nor a dataset ID of the catalog {cat_file}",
+                         "check the path, or run `flair-viz catalog list` (with the same --catalog) for the IDs")
 
 
 def add_predict_args(p: argparse.ArgumentParser) -> None:
@@ -126,8 +153,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("predict", help="predict a class COG from an aerial GeoTIFF (IGN sliding window)")
     p.add_argument("--model", required=True, help="model ID (see `flair-viz models list`) or path to a .toml card")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="INPUT.tif OUTPUT.tif for one scene; with --out DIR, "
-                   "any number of folders, globs, files or catalog IDs")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="INPUT OUTPUT.tif for one scene (INPUT: an image file or "
+                   "a catalog ID: a patch, a zone mosaic, a [[stack]]); with --out DIR, any number of folders, globs, "
+                   "files or catalog IDs")
     p.add_argument("--proba", metavar="PROBA.tif", help="also write per-class probabilities (19 bands, 0..255)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (halved on GPU OOM)")
