@@ -147,8 +147,9 @@ def test_coarse_zoom_uses_batch_prediction_on_native_windows(pixel_model, client
     path = cat.get(IMG).path
     t = centre_tile(path, 15)
     rgba = decode_png(client.get(_url(IMG, "pix", t)))
-    assert all(s[2:] == (512, 512) for s in pixel_model.shapes)  # the 512 px sliding window, never resampled
-    cogs = list((_isolated_user_data / "cache" / "predictions").rglob(f"{IMG}.*.tif"))
+    # the whole 512 px patch in one chunk with its 128 px margin (predict/scene.py), never resampled
+    assert pixel_model.shapes == [(1, 5, 768, 768)]
+    cogs = list((_isolated_user_data / "cache" / "predictions").rglob(f"{IMG}.*.codes.tif"))
     assert cogs
     opaque = rgba[rgba[..., 3] > 0]
     assert 0 < len(opaque) < 256 * 256  # a 100 m patch is a few pixels of a z15 tile

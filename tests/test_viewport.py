@@ -18,6 +18,7 @@ import torch
 from flair_viz.core import config, raster
 from flair_viz.core.catalog import Dataset
 from flair_viz.predict import cards, inference, live, models, viewport
+from flair_viz.predict import scene as scene_module
 from flair_viz.predict.runner import TorchRunner
 from tests.helpers import L93, clear_live_caches, tile_at, write_tif
 from tests.model_fixtures import make_model
@@ -141,26 +142,25 @@ def test_one_scene_prediction_at_a_time(monkeypatch, tmp_path):
     """Coarse tiles of two scenes at once: the second scene prediction waits for the first."""
     active, peak, lock = [0], [0], threading.Lock()
 
-    def fake(loaded, path, out, proba_path=None, **kw):
+    def fake(loaded, ds, out):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
         threading.Event().wait(0.2)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"x")
-        proba_path.write_bytes(b"x")
         with lock:
             active[0] -= 1
 
-    monkeypatch.setattr(inference, "predict_file", fake)
+    monkeypatch.setattr(scene_module, "compute", fake)
     loaded = models.LoadedModel(card=None, runner=TorchRunner(None, "cpu"), device="cpu",  # type: ignore[arg-type]
                                 checksum="c" * 64)
     dss = [Dataset(id=f"S{i}", path=write_tif(tmp_path / f"s{i}.tif", np.zeros((1, 8, 8), np.uint8)), role="image")
            for i in range(2)]
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda d: live.scene_prediction(loaded, d, live.file_version(d.path)), dss))
-    paths = [live.scene_prediction(loaded, d, live.file_version(d.path)) for d in dss]  # both done: none run again
-    assert peak[0] == 1 and all(p.exists() for pair in paths for p in pair)
+        list(pool.map(lambda d: scene_module.scene_codes(loaded, d, live.file_version(d.path)), dss))
+    paths = [scene_module.scene_codes(loaded, d, live.file_version(d.path)) for d in dss]  # both done: none run again
+    assert peak[0] == 1 and all(p.exists() for p in paths)
 
 
 def _range(tiles: list[morecantile.Tile]) -> tuple[int, int, int, int]:

@@ -104,6 +104,9 @@ class Settings:
                                "(one region per map view); serve --workers N turns it off", _flag)
     region_mpx: float = _var("FLAIR_VIZ_REGION_MPX", 3.0, "input megapixels of one forward pass when a view's "
                              "live tiles are predicted as one region: the memory bound", float)
+    warm: bool = _var("FLAIR_VIZ_WARM", True, "serve predicts the home story's demo zone and patch with the "
+                      "default model when it starts, in the background (kept on disk: once per checkpoint and "
+                      "data version), so the first map of them needs no model run", _flag)
     region_wait_ms: float = _var("FLAIR_VIZ_REGION_WAIT_MS", 100.0, "how long a region waits for more tiles of "
                                  "the same view after the last one came (read once, at import)", float)
     # -- request caps: the most one tile-server request may ask for (flair_viz/core/tiling.py enforces them) --

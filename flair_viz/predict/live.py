@@ -3,7 +3,9 @@
 Near native resolution a tile reads the aerial pixels under it plus a 128 px context margin, runs the
 model on those *native* pixels, and reprojects the result onto the tile (nearest, so classes are never
 blended). At coarser zooms the model would have to see resampled pixels, which it was not trained on,
-so the tile is cut from a batch prediction of the whole scene (IGN sliding window, cached as a COG).
+so the tile is cut from a prediction of the whole scene on its native pixels, computed once and kept on
+disk (:mod:`flair_viz.predict.scene`); once a scene's prediction is there, its near-native tiles are cut
+from it too, with no model run.
 
 Live tiles that arrive together (a viewport loading) are predicted as one region that shares its
 context margin (:mod:`flair_viz.predict.viewport`), answered tile by tile as their pixels are done.
@@ -14,6 +16,7 @@ disk, keyed by model checksum, dataset, file stamp and tile. The router is :mod:
 from __future__ import annotations
 
 import io
+import sys
 import threading
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,16 +27,15 @@ from typing import NamedTuple
 import numpy as np
 from morecantile import tms as default_tms
 from rasterio.warp import transform_bounds
-from rio_tiler.io import Reader
 
 from flair_viz.core import atomic, config, raster
 from flair_viz.core.catalog import Dataset
-from flair_viz.core.errors import InvalidInput
+from flair_viz.core.errors import FlairVizError, InvalidInput
 from flair_viz.core.lru import LRU
 from flair_viz.core.stamps import file_stamp
-from flair_viz.predict import cards, inference, models, viewport
+from flair_viz.predict import cards, inference, models, scene, viewport
 from flair_viz.predict.cards import ModelCard
-from flair_viz.predict.viewport import TILE, uncertainties
+from flair_viz.predict.viewport import TILE
 
 LIVE_MAX_RATIO = 3.0  # tile pixel / raster pixel (ground size): up to this, run the model on native pixels
 
@@ -100,44 +102,6 @@ def _tile_geometry(info: raster.RasterInfo, tms_id: str, z: int, x: int, y: int)
 
 def _intersects(a: tuple, b: tuple) -> bool:
     return a[0] < b[2] and a[2] > b[0] and a[1] < b[3] and a[3] > b[1]
-
-
-_scene_locks: dict[tuple[str, str], threading.Lock] = {}
-_scene_locks_lock = threading.Lock()
-_scene_gate = threading.Lock()  # one scene prediction at a time in a server: its memory is bounded by one
-
-
-def scene_prediction(loaded: models.LoadedModel, ds: Dataset, version: str) -> tuple[Path, Path]:
-    """The batch prediction COGs (classes, probabilities) of a scene in the cache, computed once;
-    ``version`` is the file's (:func:`file_version`), so a replaced file is predicted again."""
-    folder = config.cache_dir() / "predictions" / loaded.results_tag
-    stem = f"{ds.id}.{version}"
-    cls_path, proba_path = folder / f"{stem}.tif", folder / f"{stem}.proba.tif"
-    key = (loaded.checksum, str(cls_path))
-    with _scene_locks_lock:
-        lock = _scene_locks.setdefault(key, threading.Lock())
-    with lock:
-        if not (cls_path.exists() and proba_path.exists()):
-            with _scene_gate:
-                if not (cls_path.exists() and proba_path.exists()):
-                    inference.predict_file(loaded, ds.path, cls_path, proba_path=proba_path, progress=False,
-                                           bands=ds.bands or None)
-    return cls_path, proba_path
-
-
-def _coarse(place: Place, x: int, y: int) -> TileResult:
-    """Cut a coarse tile from the scene's batch prediction: the model never sees resampled pixels."""
-    loaded, z = place.loaded, place.z
-    cls_path, proba_path = scene_prediction(loaded, place.ds, place.version)
-    tms = default_tms.get(place.tms_id)
-    with Reader(str(cls_path), tms=tms) as src:
-        img = src.tile(x, y, z, tilesize=TILE, indexes=1, resampling_method="nearest", reproject_method="nearest")
-    cls = np.asarray(img.data[0]).astype(np.uint8)
-    cls[~(np.asarray(img.mask) > 0)] = 0
-    with Reader(str(proba_path), tms=tms) as src:
-        pimg = src.tile(x, y, z, tilesize=TILE, resampling_method="nearest", reproject_method="nearest")
-    ent, mar = uncertainties(np.asarray(pimg.data).astype(np.uint8), loaded.card.classes, cls > 0)
-    return TileResult(cls, ent, mar, live=False)
 
 
 def _cached(key: tuple, disk: Path) -> TileResult | None:
@@ -218,29 +182,42 @@ def tile_result(place: Place, x: int, y: int, viewport_hint: Viewport | None = N
         return result
     source = _Source.read(place)  # a cache miss: now the raster's header is read, once
     geometry = _tile_geometry(source.info, place.tms_id, place.z, x, y)
-    if geometry.live(source.info):
-        # Why a loop: a tile queued ahead (asked=False, part of an announced viewport) is dropped when newer
-        # tiles are queued, and predict_region reads `asked` without the in-flight lock, so it can cancel the
-        # future that _live has just handed to this request. The job's done-callback then takes it out of
-        # the in-flight table and a new try queues the tile afresh (a try made before that callback ran gets
-        # the cancelled future again: hence a few tries). The last try has no hint: this tile alone, with
-        # nothing queued ahead beside it for newer work to drop.
-        for _ in range(3):
-            try:
-                result = TileResult(*_live(source, x, y, geometry, viewport_hint).result(), live=True)
-                break
-            except CancelledError:
-                continue
-        else:
-            result = TileResult(*_live(source, x, y, geometry, None).result(), live=True)
-        if not disk.exists():  # a request's tile is on disk when it returns (tiles predicted ahead: written later)
-            atomic.write_bytes(disk, result.to_bytes())
-        return result  # kept in memory by its job's callback (_store)
-    touches = _intersects(geometry.src_bounds, source.info.bounds)
-    result = _coarse(place, x, y) if touches else _empty()
-    atomic.write_bytes(disk, result.to_bytes())
-    RESULTS.put(key, result)
+    if not _intersects(geometry.src_bounds, source.info.bounds):
+        result = _empty()
+        atomic.write_bytes(disk, result.to_bytes())
+    elif not geometry.live(source.info):  # coarse: cut from the scene's prediction, computed once
+        codes = scene.scene_codes(place.loaded, place.ds, place.version)
+        result = TileResult(*scene.coarse_tile(codes, default_tms.get(place.tms_id), place.z, x, y), live=False)
+    elif (codes := scene.ready(place.loaded, place.ds, place.version)) is not None:  # predicted whole already
+        inner = viewport.inner_window(source.info, geometry.src_bounds)
+        result = TileResult(*scene.native_tile(codes, source.info, inner, geometry.tile_crs, geometry.tile_bounds),
+                            live=True)
+    else:
+        return _predicted(source, x, y, geometry, viewport_hint, disk)
+    RESULTS.put(key, result)  # tiles cut from a scene's codes are not written again: the codes are on disk
     return result
+
+
+def _predicted(source: _Source, x: int, y: int, geometry: TileGeometry, viewport_hint: Viewport | None,
+               disk: Path) -> TileResult:
+    """A live tile the model runs for now, in a region with the hinted view's other tiles."""
+    # Why a loop: a tile queued ahead (asked=False, part of an announced viewport) is dropped when newer
+    # tiles are queued, and predict_region reads `asked` without the in-flight lock, so it can cancel the
+    # future that _live has just handed to this request. The job's done-callback then takes it out of
+    # the in-flight table and a new try queues the tile afresh (a try made before that callback ran gets
+    # the cancelled future again: hence a few tries). The last try has no hint: this tile alone, with
+    # nothing queued ahead beside it for newer work to drop.
+    for _ in range(3):
+        try:
+            result = TileResult(*_live(source, x, y, geometry, viewport_hint).result(), live=True)
+            break
+        except CancelledError:
+            continue
+    else:
+        result = TileResult(*_live(source, x, y, geometry, None).result(), live=True)
+    if not disk.exists():  # a request's tile is on disk when it returns (tiles predicted ahead: written later)
+        atomic.write_bytes(disk, result.to_bytes())
+    return result  # kept in memory by its job's callback (_store)
 
 
 @dataclass(frozen=True)
@@ -331,3 +308,17 @@ def _store(key: tuple, disk: Path | None, fut: Future) -> None:
         _INFLIGHT.pop(key, None)
     if ok and disk is not None:
         _writer.submit(lambda: disk.exists() or atomic.write_bytes(disk, TileResult(*fut.result(), live=True).to_bytes()))
+
+
+def warm(datasets: list[Dataset], model: str | ModelCard) -> list[Path]:
+    """Predict the whole of ``datasets`` with ``model`` ahead of any request (skipped where on disk already),
+    so their tiles, at every zoom, are cut from it. A server's start-up work (``serve`` warms the home
+    story's zone and patch), run in a background thread: problems go to stderr, nothing is raised."""
+    done = []
+    for ds in datasets:
+        try:
+            place = resolve(ds, model, 0)
+            done.append(scene.scene_codes(place.loaded, ds, place.version))
+        except (FlairVizError, OSError) as exc:
+            print(f"flair-viz: predicting {ds.id} ahead failed: {exc}", file=sys.stderr, flush=True)
+    return done

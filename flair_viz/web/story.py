@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flair_viz.core.catalog import Catalog
+from flair_viz.core.catalog import Catalog, Dataset
 from flair_viz.core.errors import FlairVizError
 
 DEMO_ZONE = ("D034_2021", "Z6_NU")  # Hérault, 512 m: forest around a worked site; no shipped model trained on it
@@ -64,6 +64,19 @@ def _most_artificial_patch(cat: Catalog, zone: tuple[str, str] | None = None) ->
 def zone_mosaic(cat: Catalog, zone: tuple[str, str] = DEMO_ZONE) -> str | None:
     """The image mosaic of a (domain, zone), registered by the catalog scan, or None."""
     return next((d.id for d in cat.by_role("image") if d.extra.get("mosaic") == "/".join(zone)), None)
+
+
+def warm_targets(cat: Catalog) -> list[Dataset]:
+    """The images the story opens with a live model, smallest first: step 3's patch, then the demo zone's
+    mosaic (the zone a new user is sent to). The tile server predicts them as it starts
+    (:func:`flair_viz.predict.live.warm`). Only for a catalog with the demo zone: elsewhere finding the
+    'why' patch would read every ground truth."""
+    zone = zone_mosaic(cat)
+    if zone is None:
+        return []
+    patch = _most_artificial_patch(cat, DEMO_ZONE)
+    patches = [d for d in cat.by_role("image") if patch and d.patch == patch and not d.extra.get("mosaic")]
+    return patches[:1] + [cat.get(zone)]
 
 
 def demo_figures(cat: Catalog) -> DemoFigures:

@@ -1,0 +1,129 @@
+"""A whole scene's prediction as codes on its native grid, computed once and kept on disk; tiles cut from it.
+
+Why: a map that opens on a zone at a coarse zoom shows every pixel of it, so the model has to see every
+native pixel anyway. It used to run the IGN sliding window (512 px windows, a 128 px margin each: 3.2×
+the scene's pixels) and write a 19-band probability COG, 28 s for the 512 m demo zone on the 2-core VM, of
+which 13 s were spent writing the probabilities. Here the scene is cut into the region batcher's large
+chunks (one 128 px context margin per chunk, :func:`flair_viz.predict.viewport.chunk_grid`, the same
+``FLAIR_VIZ_REGION_MPX`` memory bound), and only what a map shows is kept: class, entropy and margin codes
+(3 bands, :func:`flair_viz.predict.viewport.codes`). Every tile of that scene, at every zoom, is then cut
+from this one prediction with nearest resampling: the model's own output for those pixels, never a
+resampled input. The file is keyed like the tile caches, by model checksum, engine and the file's
+version, so a changed checkpoint or a replaced image is predicted again, never served stale.
+
+:func:`flair_viz.predict.live.warm` computes the scenes a server will surely be asked for (the home story's
+zone and patch) when it starts, so the first visitor finds them done.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_bounds
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+from rio_tiler.io import Reader
+
+from flair_viz.core import cog, config, raster
+from flair_viz.core.catalog import Dataset
+from flair_viz.predict import inference, models, viewport
+from flair_viz.predict.viewport import TILE
+
+BANDS = ("class (FLAIR-1, 0 = no data)", "entropy code (1..255, 0 = none)", "1 - margin code (1..255, 0 = none)")
+
+_locks: dict[str, threading.Lock] = {}
+_locks_lock = threading.Lock()
+_gate = threading.Lock()  # one scene prediction at a time in a server: its memory is bounded by one chunk
+
+
+def codes_path(loaded: models.LoadedModel, ds: Dataset, version: str) -> Path:
+    """Where a scene's codes live: under the model's results tag (checksum prefix and engine) and the
+    file's version (:func:`flair_viz.predict.live.file_version`), as the tile caches are."""
+    return config.cache_dir() / "predictions" / loaded.results_tag / f"{ds.id}.{version}.codes.tif"
+
+
+def ready(loaded: models.LoadedModel, ds: Dataset, version: str) -> Path | None:
+    """The scene's codes when they are on disk already (a ``stat``), else None."""
+    path = codes_path(loaded, ds, version)
+    return path if path.exists() else None
+
+
+def scene_codes(loaded: models.LoadedModel, ds: Dataset, version: str) -> Path:
+    """The scene's codes COG, computed once: concurrent callers for one scene wait for the first, and
+    different scenes run one at a time (``_gate``)."""
+    path = codes_path(loaded, ds, version)
+    with _locks_lock:
+        lock = _locks.setdefault(str(path), threading.Lock())
+    with lock:
+        if not path.exists():
+            with _gate:
+                if not path.exists():
+                    compute(loaded, ds, path)
+    return path
+
+
+def grid(height: int, width: int) -> tuple[int, int]:
+    """(rows, cols) of chunks for a whole scene: the region batcher's choice (fewest input pixels under
+    the budget), or, for scenes too large for its 32 × 32 grid, as many chunks as the budget needs."""
+    nr, nc = viewport.chunk_grid(height, width)
+    budget = viewport.region_mpx() * 1e6
+    if viewport._padded(-(-height // nr)) * viewport._padded(-(-width // nc)) <= budget:
+        return nr, nc
+    side = max(viewport.SHAPE_STEP, int(math.isqrt(int(budget))) // viewport.SHAPE_STEP * viewport.SHAPE_STEP
+               - 2 * viewport.CONTEXT_PX)
+    return -(-height // side), -(-width // side)
+
+
+def compute(loaded: models.LoadedModel, ds: Dataset, out: Path) -> Path:
+    """Predict every native pixel of ``ds`` in chunks with a 128 px margin each and write the codes COG."""
+    info = raster.check_image_dtype(raster.describe(ds.path), ds.id)
+    bands = ds.bands or raster.band_names_for(info.count)
+    indexes = inference.band_indexes(loaded.card, tuple(bands), ds.id)
+    forward = inference.Forward(loaded, 1)
+    nr, nc = grid(info.height, info.width)
+    m = viewport.CONTEXT_PX
+    profile = {"width": info.width, "height": info.height, "count": 3, "dtype": "uint8", "crs": info.crs,
+               "transform": info.transform, "nodata": 0}
+    with cog.cog_writer(out, profile) as dst:
+        for band, text in enumerate(BANDS, 1):
+            dst.set_band_description(band, text)
+        for a, b in viewport._pieces(0, info.height, nr):
+            for c, d in viewport._pieces(0, info.width, nc):
+                h, w = viewport._padded(b - a), viewport._padded(d - c)
+                data, valid = raster.read_window(ds.path, indexes, Window(c - m, a - m, w, h), info.nodata)
+                stats = forward.stats(inference.normalise(loaded.card, data)[None])[0]
+                keep = np.s_[m:m + b - a, m:m + d - c]
+                dst.write(np.stack(viewport.codes(stats, valid[keep], keep)), window=Window(c, a, d - c, b - a))
+                del stats, data
+    return out
+
+
+def native_tile(path: Path, info: raster.RasterInfo, inner: tuple[int, int, int, int], tile_crs,
+                tile_bounds: tuple) -> tuple[np.ndarray, ...]:
+    """A near-native tile's codes cut from a scene's codes: the pixels under it (``inner``, as the region
+    batcher reads them) warped onto the tile grid, nearest, as :func:`flair_viz.predict.viewport._resolve` does."""
+    r0, c0, r1, c1 = inner
+    out = np.zeros((3, r1 - r0, c1 - c0), np.uint8)  # outside the scene: no data
+    rr0, cc0, rr1, cc1 = max(r0, 0), max(c0, 0), min(r1, info.height), min(c1, info.width)
+    if rr1 > rr0 and cc1 > cc0:
+        with rasterio.open(path) as src:
+            out[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = src.read(window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+    src_transform = window_transform(Window(c0, r0, c1 - c0, r1 - r0), info.transform)
+    return tuple(viewport.warp(out, src_transform, info.crs, from_bounds(*tile_bounds, TILE, TILE),
+                               tile_crs))
+
+
+def coarse_tile(path: Path, tms, z: int, x: int, y: int) -> tuple[np.ndarray, ...]:
+    """A coarse tile's codes cut from a scene's codes with nearest resampling (overviews are nearest too:
+    :data:`flair_viz.core.cog.COG_OPTIONS`), so every tile pixel holds one real pixel's codes."""
+    with Reader(str(path), tms=tms) as src:
+        img = src.tile(x, y, z, tilesize=TILE, indexes=(1, 2, 3), resampling_method="nearest",
+                       reproject_method="nearest")
+    data = np.asarray(img.data).astype(np.uint8)
+    data[:, ~(np.asarray(img.mask) > 0)] = 0
+    return data[0], data[1], data[2]
+
