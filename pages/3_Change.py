@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import streamlit as st
 
 from flair_viz import change
 from flair_viz.change import outputs as change_outputs
+from flair_viz.change import pairs as change_pairs
 from flair_viz.change import views
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.errors import FlairVizError
@@ -72,7 +72,9 @@ def series_view() -> None:
     i = vintages.index(stop)
     res = trend.intervals[i - 1]
     before, after = cat.get(res.before.dataset_id), cat.get(res.after.dataset_id)
-    st.caption(f"Interval {i}: **{before.label}** ({res.before.kind}) → **{after.label}** ({res.after.kind})")
+    words = views.SOURCE_WORDS
+    st.caption(f"Interval {i}: **{before.label}** ({words.get(res.before.kind, res.before.kind)}) → "
+               f"**{after.label}** ({words.get(res.after.kind, res.after.kind)})")
     z, table = res.zan(), trend.table()
     whole = table[table["region"] == "(all)"]
     c1, c2, c3 = st.columns(3)
@@ -87,7 +89,7 @@ def series_view() -> None:
         if m is not None:
             common.render_map(m, key=f"series-{before.id}-{after.id}-{mode}", height=420)
         st.html(change_map.flow_legend_html() if mode == "flow" else webmap.legend_html(views.changed_to(res)))
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(views.trend_table_view(table), hide_index=True, width="stretch")
     st.download_button("Download trend.csv", table.to_csv(index=False, float_format="%.17g"), file_name="trend.csv",
                        mime="text/csv")
     st.caption(f"Same figures from the command line: `flair-viz trend --series {name} --out DIR` "
@@ -129,18 +131,32 @@ def predictions_view() -> None:
     if not done:
         st.info("Not computed yet for these images, model and threshold. The button runs the command below.")
         st.code(run.command)
+        change_map_view(a, b, None)
         return
     u, s = run.figures()
-    c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Changed", f"{u['changed_ha']:.4f} ha")
-    c2.metric("Sure change", f"{u['sure_changed_ha']:.4f} ha")
-    c3.metric("Uncertain change", f"{u['uncertain_changed_ha']:.4f} ha", help=u["rule"])
-    c4.metric("Artificialisation (sure)", f"{s['zan']['artificialisation_ha']:.4f} ha "
-              f"({u['zan_sure']['artificialisation_ha']:.4f})")
-    st.image(change.confidence_rgba(run.out / "confidence.tif"), caption="Changed pixels: red = sure change, "
-             "amber = uncertain change (low margin in either prediction)", width=512)
+    for row in views.prediction_figures(u, s):
+        for col, fig in zip(st.columns(len(row)), row):
+            col.metric(fig.label, fig.value, help=fig.help)
+    st.markdown(views.prediction_notes(u, s))
+    change_map_view(a, b, run.out / "confidence.tif")
     st.caption(f"Files (COGs with QGIS styles, tables) in `{run.out}`. Same figures: `{run.command}`")
 
+
+def change_map_view(a, b, confidence) -> None:
+    """The aerial images of both dates under the swipe, and the model's sure and uncertain change on top."""
+    st.subheader("Map")
+    st.caption(f"Drag the bar: left the earlier image (**{a.vintage or a.id}**), right the later one "
+               f"(**{b.vintage or b.id}**). "
+               + ("Red and amber pixels are the model's sure and uncertain change; switch each layer in the box "
+                  "at the top right." if confidence else "The change layers appear once the change is computed."))
+    m = common.guarded(lambda: change_map.predictions_map(a, b, base, confidence))
+    map_col, legend_col = st.columns([4, 1])
+    with map_col:
+        if m is not None:
+            common.render_map(m, key=f"predictions-{a.id}-{b.id}-{confidence or ''}")
+    with legend_col:
+        st.markdown("**Change layers**")
+        st.html(change_map.confidence_legend_html())
 
 if view == "series":
     series_view()
@@ -155,7 +171,7 @@ CUSTOM = "__custom__"
 with st.sidebar:
     st.header("Pair")
     options = [i for i in range(len(pairs))] + [CUSTOM]
-    choice = st.selectbox("Vintages", options, key="change_pair",
+    choice = st.selectbox("Vintages", options, key="change_pair", help=change_pairs.LIKE_WITH_LIKE_HELP,
                           format_func=lambda i: "Choose two rasters…" if i == CUSTOM else pairs[i].label)
     ids = [d.id for d in rasters]
     if choice == CUSTOM or not pairs:
@@ -193,6 +209,10 @@ except FlairVizError as exc:
     st.stop()
 
 before, after = cat.get(before_id), cat.get(after_id)
+mixed = change_pairs.mixed_reason(before, after)
+if mixed:
+    st.warning(f"**Not land change alone:** {mixed}. Compare two ground truths, or two predictions of one model, "
+               "for change on the ground.", icon="⚠️")
 if result.simulated:
     st.warning("**SIMULATED data.** At least one vintage of this pair was made by "
                "`scripts/make_simulated_vintage.py` (invented buildings, roads and clear cuts), "
@@ -217,10 +237,13 @@ c4.metric("Area compared", f"{result.valid_area_ha():.4f} ha",
 checks = common.guarded(lambda: change.catalog_mask_agreements(cat, before, after)) or []
 if checks:
     st.subheader("Check against real change masks")
-    st.caption("Changed pixels of each binary change mask listed for this pair (`extra.change_masks`), taken at "
-               "their centre on the before grid: how many the from-to matrix counts as changed.")
-    for check in checks:
-        st.markdown(f"- {check.text}")
+    found = views.mask_check(checks, change.pair_masks(cat, before, after),
+                             tuple(result.summary()["grid"]["overlap_bounds"]))
+    st.markdown(f"{found.checked} **{found.found}**")
+    for line in found.lines:
+        st.markdown(f"- {line}")
+    st.caption("A change mask (listed in the catalog as `extra.change_masks`) marks pixels a person saw change. "
+               "Each changed mask pixel is taken at its centre on the before raster's grid.")
 
 # -- map -------------------------------------------------------------------------------------------
 m = common.guarded(lambda: change_map.pair_map(cat, before, after, base, mode, opacity))
@@ -261,8 +284,7 @@ with st.expander(f"ZAN grouping used: {result.grouping.source}", expanded=False)
 
 if result.regions is not None:
     st.subheader("By region")
-    regions_table = pd.DataFrame(result.region_table())
-    st.dataframe(regions_table, hide_index=True, width="stretch")
+    st.dataframe(views.region_table_view(result.region_table()), hide_index=True, width="stretch")
     st.download_button("Download the region table (CSV)", change_outputs.regions_csv(result), file_name="regions.csv",
                        mime="text/csv")
 

@@ -205,3 +205,129 @@ def test_the_demo_pair_list_drops_its_prediction_to_simulated_truth_pairs():
              if p.patch and p.patch == t.patch and p.vintage and t.vintage and p.vintage < t.vintage]
     assert mixed
     assert not {(p.id, t.id) for p, t in mixed} & {(q.before.id, q.after.id) for q in pairs}
+
+
+# -- tables and texts in plain words ----------------------------------------------------------------------
+def test_the_trend_table_shows_plain_words_and_no_internal_columns():
+    from flair_viz.core.catalog import Catalog
+
+    cat = Catalog.load(DEMO / "catalog.toml")
+    table = change.compute_trend([d.id for d in change.catalog_series(cat, "gers")], catalog=cat).table()
+    shown = views.trend_table_view(table)
+    assert {"region_id", "before_source", "after_source", "interval", "region"} <= set(table.columns)
+    assert not {c for c in shown.columns if "_" in c}  # no snake_case column name reaches the page
+    assert "Region" not in shown.columns  # one "(all)" region: no column for it
+    assert list(shown["Interval"]) == list(table["label"])
+    np.testing.assert_allclose(shown["Artificialisation (ha)"], table["artificialisation_ha"])
+    np.testing.assert_allclose(shown["Net since the first vintage (ha)"], table["cumulative_net_ha"])
+    assert list(shown["Before is"]) == [{"truth": "ground truth", "simulated": "SIMULATED ground truth"}[s]
+                                        for s in table["before_source"]]
+
+
+def test_the_region_table_drops_the_internal_index():
+    rows = [{"region": 1, "name": "Auch", "area_ha": 2.0, "changed_ha": 0.5, "artificialisation_ha": 0.25,
+             "deartificialisation_ha": 0.0, "net_artificialisation_ha": 0.25},
+            {"region": 0, "name": "(outside every region)", "area_ha": 1.0, "changed_ha": 0.0,
+             "artificialisation_ha": 0.0, "deartificialisation_ha": 0.0, "net_artificialisation_ha": 0.0}]
+    shown = views.region_table_view(rows)
+    assert list(shown.columns) == ["Region", "Area compared (ha)", "Changed (ha)", "Artificialisation (ha)",
+                                   "De-artificialisation (ha)", "Net artificialisation (ha)"]
+    assert list(shown["Region"]) == ["Auch", "(outside every region)"] and shown["Changed (ha)"].sum() == 0.5
+
+
+def test_the_mask_check_says_what_was_checked_and_how_far_a_mask_of_another_place_lies(tmp_path):
+    from flair_viz.change.masks import MaskAgreement
+
+    with rasterio.open(BEFORE) as src:
+        profile, (left, bottom, right, top) = src.profile, src.bounds
+    far = tmp_path / "far.tif"  # a mask 3 km east and 4 km north of the pair's corner: 5 km away
+    t = rasterio.transform.from_origin(right + 3000, top + 4000 + 10, 1, 1)
+    with rasterio.open(far, "w", **{**profile, "width": 10, "height": 10, "transform": t}) as dst:
+        dst.write(np.ones((1, 10, 10), dtype=np.uint8))
+    away = MaskAgreement("far.tif", 100, 0, 0, 0)
+    near = MaskAgreement("near.tif", 50, 40, 30, 24)
+    only_far = views.mask_check([away], [far], (left, bottom, right, top))
+    assert "1 change mask listed" in only_far.checked and "nothing to compare" in only_far.found
+    assert "5.0 km from this pair" in only_far.lines[0] and "100 changed pixels" in only_far.lines[0]
+    both = views.mask_check([away, near], [far, BEFORE], (left, bottom, right, top))
+    assert "24 of 30 changed mask pixels on this pair (80.0%)" in both.found
+    assert both.lines[1].startswith("near.tif: 24 of its 30") and "10 more lie outside" in both.lines[1]
+
+
+def test_prediction_figures_explain_every_number_and_add_up():
+    u = {"margin_threshold": 0.2, "changed_ha": 0.12, "sure_changed_ha": 0.05, "uncertain_changed_ha": 0.07,
+         "zan_sure": {"artificialisation_ha": 0.02, "deartificialisation_ha": 0.0}}
+    s = {"valid_area_ha": 1.05, "overlap_area_ha": 1.05, "zan": {"artificialisation_ha": 0.09,
+                                                                  "deartificialisation_ha": 0.001},
+         "grid": {"resolution_m": [0.2, -0.2], "pixel_area_m2": 0.04}}
+    rows = views.prediction_figures(u, s)
+    shown = {f.label: f for row in rows for f in row}
+    assert shown["Changed"].value == "0.1200 ha" and shown["Sure change"].value == "0.0500 ha"
+    assert shown["Uncertain change"].value == "0.0700 ha" and "0.20" in shown["Uncertain change"].help
+    assert [f.value for f in rows[1]] == ["0.0900 ha", "0.0200 ha", "0.0010 ha", "0.0000 ha"]
+    assert all(f.help for row in rows for f in row)  # every number says what it is
+    assert not any("(" in f.value for row in rows for f in row)  # no unexplained number in brackets
+    notes = views.prediction_notes(u, s)
+    assert "0.20 m × 0.20 m = 0.04 m²" in notes and "10,000 m²" in notes and "less than 0.20" in notes
+
+
+# -- the map of a change from predictions ----------------------------------------------------------------
+def _confidence(tmp_path, shape=(96, 128)):
+    """A confidence raster in Lambert-93 (0.2 m pixels, in the demo's place): blocks of sure and uncertain change."""
+    rng = np.random.default_rng(7)
+    codes = np.kron(rng.integers(0, 3, size=(shape[0] // 8, shape[1] // 8)), np.ones((8, 8))).astype(np.uint8)
+    t = rasterio.transform.from_origin(961436.8, 6329262.4, 0.2, 0.2)
+    path = tmp_path / "confidence.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=shape[1], height=shape[0], count=1, dtype="uint8",
+                       crs="EPSG:2154", transform=t, nodata=0) as dst:
+        dst.write(codes, 1)
+    return path, codes, t
+
+
+def test_confidence_overlays_put_each_pixel_where_it_is_on_the_ground(tmp_path):
+    """Each overlay pixel's centre, taken from the lon/lat bounds as Leaflet stretches the image (linear in Web
+    Mercator), projected back to Lambert-93 with pyproj, falls on a source pixel of the same code."""
+    from pyproj import Transformer
+
+    path, codes, t = _confidence(tmp_path)
+    (west, south, east, north), layers = change_map.confidence_overlays(path)
+    to_merc = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+    to_l93 = Transformer.from_crs("EPSG:3857", "EPSG:2154", always_xy=True)
+    (x0, y0), (x1, y1) = to_merc.transform(west, north), to_merc.transform(east, south)
+    h, w = layers[1].shape[:2]
+    rows, cols = np.mgrid[0:h, 0:w]
+    mx, my = x0 + (cols + 0.5) * (x1 - x0) / w, y0 + (rows + 0.5) * (y1 - y0) / h
+    ex, ny = to_l93.transform(mx.ravel(), my.ravel())
+    c, r = ~t @ (np.asarray(ex), np.asarray(ny))
+    c, r = np.floor(c).astype(int), np.floor(r).astype(int)
+    inside = (c >= 0) & (c < codes.shape[1]) & (r >= 0) & (r < codes.shape[0])
+    src = np.zeros(h * w, dtype=np.uint8)
+    src[inside] = codes[r[inside], c[inside]]
+    for code, colour in ((1, (228, 26, 28, 255)), (2, (255, 200, 0, 255))):
+        drawn = layers[code][..., 3].ravel() > 0
+        assert (layers[code].reshape(-1, 4)[drawn] == colour).all()
+        agree = np.mean(drawn == (src == code))
+        assert agree > 0.97, f"code {code}: {agree:.3f} of the overlay pixels agree with the ground"
+        ground_m2 = drawn.sum() * abs((x1 - x0) * (y1 - y0)) / (h * w) * np.cos(np.radians((north + south) / 2)) ** 2
+        assert ground_m2 == pytest.approx((codes == code).sum() * 0.04, rel=0.05)  # Mercator m² scaled by cos²(lat)
+
+
+def test_a_coarsened_overlay_keeps_a_single_changed_pixel(tmp_path):
+    path, codes, t = _confidence(tmp_path)
+    codes[:] = 0
+    codes[50, 70] = 2
+    with rasterio.open(path, "r+") as dst:
+        dst.write(codes, 1)
+    _, layers = change_map.confidence_overlays(path, max_px=16)
+    assert max(layers[2].shape[:2]) == 16 and (layers[2][..., 3] > 0).sum() >= 1 and not layers[1][..., 3].any()
+
+
+def test_the_predictions_map_swipes_the_two_aerial_images_under_the_two_change_layers(tmp_path):
+    cat, a, b = _demo_images()
+    path, _, _ = _confidence(tmp_path)
+    html = change_map.predictions_map(a, b, "http://t", path).get_root().render()
+    assert f"http://t/datasets/{a.id}/tiles/" in html and f"http://t/datasets/{b.id}/tiles/" in html
+    assert "sideBySide" in html and "Sure change (red)" in html and "Uncertain change (amber)" in html
+    assert html.count("L.imageOverlay") == 2 and "data:image/png;base64" in html
+    bare = change_map.predictions_map(a, b, "http://t").get_root().render()
+    assert "sideBySide" in bare and "L.imageOverlay" not in bare

@@ -83,9 +83,11 @@ def from_to_heatmap(names: list[str], hectares: np.ndarray) -> go.Figure:
 
 def flows_sankey(flows: Flows) -> go.Figure:
     """The main class changes, links coloured by ZAN flow (red artificialisation, green back, grey other)."""
-    link_rgba = {k: f"rgba{(*rgba[:3], 0.55)}" for k, rgba in FLOW_COLORS.items()}
+    link_rgba = {k: f"rgba{(*rgba[:3], 0.45)}" for k, rgba in FLOW_COLORS.items()}
     sankey = go.Figure(go.Sankey(
         node={"label": flows.labels, "color": flows.colors, "pad": 14},
+        # dark labels in a white halo: plotly's default (theme-coloured text, shadow) was white on the grey links
+        textfont={"color": "#1a1a1a", "size": 13, "shadow": "0 0 3px #fff, 0 0 3px #fff, 0 0 2px #fff"},
         link={"source": flows.source, "target": flows.target, "value": flows.hectares,
               "color": [link_rgba[f] for f in flows.flow], "hovertemplate": "%{value:.4f} ha<extra></extra>"}))
     sankey.update_layout(height=420, margin={"l": 10, "r": 10, "t": 10, "b": 10})
