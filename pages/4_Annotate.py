@@ -22,13 +22,6 @@ GRIDS = {
     512: "FLAIR patch · 512 px (102.4 m)",
     128: "Sub-cells · 128 px (25.6 m), selections snap to their FLAIR patch",
 }
-WEIGHT_HELP = {
-    "entropy": "Mean per-pixel entropy of the class probabilities (normalised by log of the model's class count).",
-    "margin": "1 − mean margin between the two most likely classes.",
-    "gt": "Share of ground-truth pixels the model gets wrong (only where ground truth exists).",
-    "models": "Share of pixels where the two models disagree (needs a second model).",
-    "rare": "Share of pixels predicted as a rare class (under 2 % of all predicted pixels).",
-}
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -61,8 +54,10 @@ with st.sidebar:
     cell_px = st.radio("Grid", list(GRIDS), format_func=GRIDS.get, key="ann_grid", index=1 if single_patches else 0,
                        help="Each demo scene is a single FLAIR patch (one 102.4 m cell); sub-cells give several "
                             "candidates per patch. Whatever the grid, a selected candidate is stored as its FLAIR patch.")
-    st.header("Weights")
-    weights = {c: st.slider(c, 0.0, 3.0, 1.0, 0.25, key=f"ann_w_{c}", help=WEIGHT_HELP[c]) for c in annotation.COMPONENTS}
+    st.header("What makes a place worth labelling")
+    st.caption("Each reason's weight in the combined score (0 = ignore it).")
+    weights = {c: st.slider(annotate_map.WEIGHT_LABELS[c], 0.0, 3.0, 1.0, 0.25, key=f"ann_w_{c}",
+                            help=annotate_map.WEIGHT_HELP[c]) for c in annotation.COMPONENTS}
     top = st.number_input("Top N", 1, 200, 10, key="ann_top")
     spacing = st.number_input("Spacing (m)", 0.0, 5000.0, 0.0, 10.0, key="ann_spacing",
                               help="Skip a cell whose centre lies closer than this to a better one already picked.")
@@ -106,7 +101,7 @@ st.subheader("Candidates")
 left, right = st.columns([3, 1])
 with right:
     map_scene = st.selectbox("Scene on the map", scored_ids, key="ann_map_scene",
-                             index=scored_ids.index(table["dataset"].iloc[0]))
+                             index=scored_ids.index(table["dataset"].iloc[0]), format_func=lambda i: cat.get(i).label)
     snap_drawn = st.checkbox("Snap drawn regions to the FLAIR grid", value=True, key="ann_snap")
     st.markdown(annotate_map.score_legend_html(), unsafe_allow_html=True)
     st.caption("Click a candidate polygon to select it; draw rectangles or polygons with the tools on the map's left.")
@@ -117,7 +112,7 @@ with right:
 ds = cat.get(map_scene)
 bounds = webmap.dataset_bounds_wgs84(ds)
 m = webmap.make_map(bounds, min_zoom=webmap.floor_zoom(ds))
-webmap.tile_layer(webmap.dataset_tile_url(ds.id, base_url=base), f"Aerial {ds.id}", bounds, overlay=False).add_to(m)
+webmap.tile_layer(webmap.dataset_tile_url(ds.id, base_url=base), ds.label, bounds, overlay=False).add_to(m)
 layer, on_map = annotate_map.candidates_layer(table[table["dataset"] == map_scene])
 layer.add_to(m)
 if len(current):
@@ -164,11 +159,15 @@ with right:
                 common.show_error(exc)
 
 with st.expander(f"Top {len(table)} candidates (all scenes)", expanded=False):
-    st.dataframe(table.drop(columns="geometry").round(3), hide_index=True, width="stretch")
+    st.dataframe(table.drop(columns="geometry").round(3), hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(annotate_map.WEIGHT_LABELS[c],
+                                                                 help=annotate_map.WEIGHT_HELP[c])
+                                for c in annotation.COMPONENTS})
 
 # -- selections -------------------------------------------------------------------------------
 st.subheader(f"Selections ({len(current)})")
-st.caption(f"Stored in `{sel_store.path}`; every change is written atomically and survives a restart.")
+st.caption(f"Kept in `{sel_store.path.name}` in the app's data folder; every change is written atomically and "
+           "survives a restart.")
 if len(current):
     common.edit_rows(current, sel_store.apply_table, key="ann_editor", editable=("note", "status"),
                      column_config={"status": st.column_config.SelectboxColumn(
