@@ -188,8 +188,9 @@ def test_the_change_page_shows_the_real_pair_and_its_mask_check(monkeypatch, cat
     assert not any("SIMULATED" in w.value for w in at.warning)
     assert any(s.value == "Check against real change masks" for s in at.subheader)
     texts = [md.value for md in at.markdown]
-    for g in change.catalog_mask_agreements(cat, cat.get(BEFORE), cat.get(AFTER)):
-        assert f"- {g.text}" in texts
+    for g in change.catalog_mask_agreements(cat, cat.get(BEFORE), cat.get(AFTER)):  # each mask, with how far it lies
+        assert any(t.startswith(f"- {g.mask} covers another place, ") and f"{g.changed_px:,} changed pixels" in t
+                   for t in texts), texts
 
 
 def test_the_tile_server_draws_the_raw_codes_in_their_flair1_colours(client, cat):

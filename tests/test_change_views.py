@@ -184,7 +184,7 @@ def test_the_pair_list_offers_only_truth_to_truth_and_same_model_predictions(tmp
     assert got == expected == {("T1", "T2"), ("T1", "T3"), ("T2", "T3"), ("PA1", "PA2")}
     for p in change.list_pairs(cat):
         kind = "ground truth" if by_id[p.before.id][1] == "truth" else "predictions of model-a"
-        assert p.label.endswith(kind)
+        assert p.label == f"{p.before.vintage} → {p.after.vintage} · {kind} · 000001"
     # what a hand-picked mixed pair mixes, in words
     from flair_viz.change.pairs import mixed_reason
 
@@ -331,3 +331,12 @@ def test_the_predictions_map_swipes_the_two_aerial_images_under_the_two_change_l
     assert html.count("L.imageOverlay") == 2 and "data:image/png;base64" in html
     bare = change_map.predictions_map(a, b, "http://t").get_root().render()
     assert "sideBySide" in bare and "L.imageOverlay" not in bare
+
+
+def test_sankey_labels_are_dark_text_in_a_light_halo(result):
+    from flair_viz.web import charts
+
+    font = charts.flows_sankey(views.main_flows(result, "2020", "2023")).data[0].textfont
+    r, g, b = (int(font.color[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    assert 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.2  # dark on the light grey links, not white
+    assert "#fff" in font.shadow

@@ -35,7 +35,8 @@ class Pair:
     def label(self) -> str:
         when = f"{self.before.vintage or '?'} → {self.after.vintage or '?'}"
         place = " ".join(x for x in (self.before.domain, self.before.zone, self.before.patch) if x)
-        return f"{'SIMULATED · ' if self.simulated else ''}{place} · {when} · {kinds(self.before, self.after)}"
+        # dates and kind first: a sidebar cuts long labels, and the place is the same for most pairs of a patch
+        return f"{'SIMULATED · ' if self.simulated else ''}{when} · {kinds(self.before, self.after)} · {place}"
 
 
 def model_of(ds: Dataset) -> str | None:

@@ -131,7 +131,7 @@ def predictions_map(before: Dataset, after: Dataset, base: str, confidence: str 
         for code, rgba in layers.items():
             folium.raster_layers.ImageOverlay(rgba, bounds=[[south, west], [north, east]],
                                               name=CONFIDENCE_LAYER_NAMES[code], overlay=True, control=True,
-                                              className="flair-pixelated").add_to(m)
+                                              opacity=0.75, className="flair-pixelated").add_to(m)
     webmap.add_layer_control(m)
     return m
 

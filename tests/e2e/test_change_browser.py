@@ -72,3 +72,69 @@ def test_time_slider_moves_map_and_chart_over_the_series(live_app, page_and_traf
     assert len(set(titles)) == 3  # the chart changed at every stop
     assert page.get_by_text("SIMULATED vintages in this series").count() >= 1
     assert traffic.foreign() == [], f"requests left the machine: {traffic.foreign()[:5]}"
+
+
+def _sidebar_select_options(page, label: str, picture=None) -> list[str]:
+    """The options of a sidebar selectbox, as Chromium lists them when it is opened (pictured open on request)."""
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option").first.wait_for(timeout=30_000)
+    options = [o.inner_text().strip() for o in page.get_by_role("option").all()]
+    if picture:
+        page.screenshot(path=str(picture))
+    page.keyboard.press("Escape")
+    return options
+
+
+def test_the_pair_list_offers_no_prediction_to_truth_pair(live_app, page_and_traffic, artifacts_dir):
+    """The catalog holds predictions and later (simulated) truths of the same patches: none of those mixed
+    pairs is offered, only two truths or two predictions of one model."""
+    page, _ = page_and_traffic
+    cat = default_catalog()
+    mixed = [(p, t) for p in cat.by_role("prediction") for t in cat.by_role("truth")
+             if p.patch and p.patch == t.patch and p.vintage and t.vintage and p.vintage < t.vintage]
+    assert mixed  # the demo has such candidates: the test can fail
+    open_map_page(page, f"{live_app['app']}/Change", "Change between vintages")
+    options = _sidebar_select_options(page, "Vintages", artifacts_dir / "change_pair_list.png")
+    offered = [o for o in options if o != "Choose two rasters…"]
+    assert offered, options
+    for o in offered:  # every label ends with what it compares: one kind only
+        assert " · ground truth · " in o or " · predictions of " in o, o
+        assert "→ ground truth" not in o and "prediction of" not in o, o
+    assert len(offered) == len(change.list_pairs(cat))
+
+
+def test_change_from_predictions_is_a_map_of_both_dates_with_sure_and_uncertain_layers(live_app, page_and_traffic,
+                                                                                       artifacts_dir):
+    """Run the change from the demo model's predictions of the demo image pair (predicted in a child
+    process), then check the map: both dates' aerial tiles under the swipe, and the two change layers."""
+    page, traffic = page_and_traffic
+    page.set_viewport_size({"width": 1600, "height": 1900})  # the figures and the whole map in one picture
+    a, b = "IMG_000473", "IMG_000473_SIM2024"
+    map_frame = open_map_page(page, f"{live_app['app']}/Change", "Change between vintages")
+    page.get_by_text("From predictions (model)").click()
+    page.get_by_role("button", name="Predict both images and compare").click()
+    page.get_by_text("Uncertain change", exact=True).first.wait_for(timeout=300_000)
+    map_frame = page.frame_locator("iframe[title='streamlit_folium.st_folium']").first
+    map_frame.locator("img.leaflet-image-layer").nth(1).wait_for(timeout=60_000)
+    for _ in range(240):
+        if traffic.good_tiles(f"/datasets/{a}/") and traffic.good_tiles(f"/datasets/{b}/"):
+            break
+        page.wait_for_timeout(250)
+    page.wait_for_timeout(4000)  # let the last tiles arrive and Leaflet fade them in before the picture
+    page.screenshot(path=str(artifacts_dir / "change_predictions.png"), full_page=True)
+
+    assert traffic.good_tiles(f"/datasets/{a}/tiles/"), "no tiles of the earlier aerial image"
+    assert traffic.good_tiles(f"/datasets/{b}/tiles/"), "no tiles of the later aerial image"
+    assert map_frame.locator(".leaflet-sbs-divider").count() == 1  # the before/after swipe
+    layers = map_frame.locator(".leaflet-control-layers-overlays").inner_text()
+    for name in ("Before: 2021-07-09", "After: 2024-07-09", "Sure change (red)", "Uncertain change (amber)"):
+        assert name in layers, layers
+    assert map_frame.locator("img.leaflet-image-layer").count() == 2
+    # a layer toggles off: its overlay leaves the map
+    map_frame.get_by_text("Uncertain change (amber)").click()
+    map_frame.locator("img.leaflet-image-layer").nth(1).wait_for(state="detached", timeout=10_000)
+    assert map_frame.locator("img.leaflet-image-layer").count() == 1
+    # every number is explained: no bracketed figure, and the note says what a hectare and "uncertain" are
+    assert page.get_by_text("How to read these numbers.").count() == 1
+    assert page.get_by_text("Artificialisation (sure)").count() == 0
+    assert traffic.foreign() == [], f"requests left the machine: {traffic.foreign()[:5]}"
