@@ -36,6 +36,7 @@ def _isolated_user_data(tmp_path_factory, monkeypatch):
     data = tmp_path_factory.mktemp("flair-viz-data")
     monkeypatch.setenv("FLAIR_VIZ_DATA", str(data))
     monkeypatch.setenv("FLAIR_VIZ_CACHE", str(data / "cache"))
+    monkeypatch.setenv("FLAIR_VIZ_WARM", "0")  # servers a test starts predict nothing ahead (tests/test_scene_codes.py)
     yield data
 
 

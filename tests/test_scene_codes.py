@@ -157,9 +157,27 @@ def test_warm_predicts_ahead_and_reports_failures_without_raising(pix, small_sce
     assert len(pix["module"].shapes) == runs  # the first tile after warming runs no model
 
 
-def test_the_story_warms_its_patch_then_its_zone():
+def test_the_story_warms_its_zone_then_its_patch():
     cat = Catalog.load(DEMO_CATALOG)
-    patch, zone = story.warm_targets(cat)
+    zone, patch = story.warm_targets(cat)
     assert zone.id == "ZONE_D034_2021_Z6_NU" and zone.role == "image"
     assert patch.role == "image" and (patch.domain, patch.zone) == story.DEMO_ZONE
     assert patch.patch == story.demo_figures(cat).why_patch  # the patch step 3 opens
+
+
+@pytest.mark.parametrize("warm", ["0", "1"])
+def test_serve_predicts_the_story_ahead_unless_told_not_to(monkeypatch, warm):
+    import threading
+
+    import uvicorn
+
+    from flair_viz.server import run
+
+    ran = threading.Event()
+    monkeypatch.setenv("FLAIR_VIZ_WARM", warm)
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    monkeypatch.setattr(run.config, "bound_memory", lambda: None)  # leaves this process's GDAL settings alone
+    monkeypatch.setattr(models, "prepare_cpu_engines", lambda say=None: None)
+    monkeypatch.setattr(run, "warm_story", ran.set)
+    run.serve(None, "127.0.0.1", 0)
+    assert ran.wait(2 if warm == "1" else 0.2) == (warm == "1")

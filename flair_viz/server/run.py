@@ -42,7 +42,7 @@ def serve(catalog: str | None, host: str, port: int, workers: int = 1, token: st
 
 
 def warm_story() -> None:
-    """Predict the home story's patch and zone with the default model in this process, while it starts
+    """Predict the home story's zone and patch with the default model in this process, while it starts
     serving (``FLAIR_VIZ_WARM``, default on). Why: a user sent from the home page to the demo zone would
     otherwise wait for the whole zone's prediction; it is kept on disk, so a restart finds it done.
     With ``--workers N`` it runs in the supervisor, and the workers read the result from disk."""

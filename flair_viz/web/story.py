@@ -67,8 +67,8 @@ def zone_mosaic(cat: Catalog, zone: tuple[str, str] = DEMO_ZONE) -> str | None:
 
 
 def warm_targets(cat: Catalog) -> list[Dataset]:
-    """The images the story opens with a live model, smallest first: step 3's patch, then the demo zone's
-    mosaic (the zone a new user is sent to). The tile server predicts them as it starts
+    """The images the story opens with a live model: the demo zone's mosaic (the map a new user is sent to),
+    then step 3's patch (a few tiles, often cut from nothing else). The tile server predicts them as it starts
     (:func:`flair_viz.predict.live.warm`). Only for a catalog with the demo zone: elsewhere finding the
     'why' patch would read every ground truth."""
     zone = zone_mosaic(cat)
@@ -76,7 +76,7 @@ def warm_targets(cat: Catalog) -> list[Dataset]:
         return []
     patch = _most_artificial_patch(cat, DEMO_ZONE)
     patches = [d for d in cat.by_role("image") if patch and d.patch == patch and not d.extra.get("mosaic")]
-    return patches[:1] + [cat.get(zone)]
+    return [cat.get(zone)] + patches[:1]
 
 
 def demo_figures(cat: Catalog) -> DemoFigures:
