@@ -340,3 +340,20 @@ def test_sankey_labels_are_dark_text_in_a_light_halo(result):
     r, g, b = (int(font.color[i:i + 2], 16) / 255 for i in (1, 3, 5))
     assert 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.2  # dark on the light grey links, not white
     assert "#fff" in font.shadow
+
+
+def test_the_series_map_fits_the_strip_at_a_fractional_zoom():
+    """The Gers strip is three times as tall as wide: whole zoom levels showed it at half the map's height."""
+    import re
+
+    from flair_viz.core.catalog import Catalog
+    from flair_viz.web import maps as webmap
+
+    cat = Catalog.load(DEMO / "catalog.toml")
+    before, after = (cat.get(i) for i in ("GERS_NAF_2016", "GERS_NAF_2019"))
+    html = change_map.pair_map(cat, before, after, "http://t").get_root().render()
+    west, south, east, north = webmap.dataset_bounds_wgs84(before)
+    fit = re.search(r"fitBounds\(\s*\[\[([-\d.e]+),\s*([-\d.e]+)\],\s*\[([-\d.e]+),\s*([-\d.e]+)\]\]", html)
+    assert fit, "the map does not fit any bounds"
+    np.testing.assert_allclose([float(v) for v in fit.groups()], [south, west, north, east], rtol=1e-9)
+    assert '"zoomSnap": 0.25' in html
