@@ -111,3 +111,36 @@ def test_simulated_image_vintage_is_labelled_and_differs_only_where_its_simulate
         differs = (s.read() != i.read()).any(axis=0)
         changed = b.read(1) != a.read(1)
     assert differs.any() and not (differs & ~changed).any()
+
+
+def test_the_page_shows_every_figure_of_a_computed_run_explained_and_its_map(cache, tmp_path, monkeypatch):
+    """A run already on disk (the command the page would start) is shown at once: the figures are the ones the
+    command wrote, each with its help, none in brackets, with the note that says what a hectare and
+    "uncertain" are, and no error."""
+    from streamlit.testing.v1 import AppTest
+
+    import ui.common
+    from flair_viz.change import views
+    from tests.helpers import REPO
+
+    monkeypatch.setenv("FLAIR_VIZ_CATALOG", str(CATALOG))
+    monkeypatch.setenv("FLAIR_VIZ_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(ui.common, "tiles_url", lambda: "http://127.0.0.1:9")  # maps are not fetched in AppTest
+    monkeypatch.setattr(ui.common, "server_models", lambda base: [{"id": MODEL, "demo": True}])
+    cat = Catalog.load(CATALOG)
+    run = views.predictions_run(MODEL, cat.get("IMG_000473"), cat.get("IMG_000473_SIM2024"),
+                                predicted.DEFAULT_MARGIN_THRESHOLD, CATALOG)
+    assert cli.main(list(run.argv)) == 0 and run.done()
+    u = json.loads((run.out / "uncertainty.json").read_text())
+    s = json.loads((run.out / "summary.json").read_text())
+
+    at = AppTest.from_file(str(REPO / "pages" / "3_Change.py"), default_timeout=60).run()
+    at.radio(key="change_view").set_value("predictions").run()
+    assert not at.exception and not at.error
+    shown = {m.label: m for m in at.metric}
+    assert shown["Changed"].value == f"{u['changed_ha']:.4f} ha"
+    assert shown["Sure change"].value == f"{u['sure_changed_ha']:.4f} ha"
+    assert shown["Uncertain change"].value == f"{u['uncertain_changed_ha']:.4f} ha"
+    assert shown["Artificialisation, all change"].value == f"{s['zan']['artificialisation_ha']:.4f} ha"
+    assert all(m.help and "(" not in m.value for m in at.metric)
+    assert any("How to read these numbers" in md.value for md in at.markdown)
