@@ -23,12 +23,14 @@ GOAL = 0.999  # the issue's goal: predicted classes equal on >= 99.9 % of pixels
 
 
 def stack_catalog(root: Path, img: np.ndarray, transform) -> Path:
-    """The delivery's stack and the original 5-band mosaic, both by ID, in one catalog at the data root."""
+    """The delivery's stack and the original 5-band mosaic, both by ID, in one catalog at the data root; and GAPPY,
+    the stack without its second row of RGB dalles (rows 300..599: a gap across the whole image)."""
     if not (root / "mosaic.tif").exists():
         write(root / "mosaic.tif", img, transform, tiled=True, blockxsize=256, blockysize=256)
     path = root / "predict_catalog.toml"
+    gappy = 'id = "GAPPY"\nrgb = "ortho/rvb/RVB_[069]*.jp2"\nirc = "ortho/irc"\nelevation = "ndsm.tif"'
     path.write_text(f'data_root = "."\n\n[[dataset]]\nid = "ORIGINAL"\npath = "mosaic.tif"\nrole = "image"\n\n'
-                    f"[[stack]]\n{FULL}\n", encoding="utf-8")
+                    f"[[stack]]\n{FULL}\n\n[[stack]]\n{gappy}\n", encoding="utf-8")
     return path
 
 
@@ -93,18 +95,24 @@ def test_batch_prediction_of_a_stack_runs_in_blocks_on_dask(delivery, tiny, tmp_
 
     root, img, transform = delivery
     catalog = Catalog.load(stack_catalog(root, img, transform))
-    found = scenes.expand(["HERAULT_2021", "ORIGINAL"], catalog)
-    assert [s.bands for s in found] == [("R", "G", "B", "NIR", "elevation"), None]
+    found = scenes.expand(["HERAULT_2021", "ORIGINAL", "GAPPY"], catalog)
+    assert [s.bands for s in found] == [("R", "G", "B", "NIR", "elevation"), None, ("R", "G", "B", "NIR", "elevation")]
     with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         res = batch.batch_predict(found, tiny, tmp_path / "out", client, progress=False, mosaic=False, block_px=512)
     merged = {t["output"]: t["blocks"] for t in res.tasks if "blocks" in t}
     assert set(merged) == {str(o) for o in res.outputs} and min(merged.values()) >= 4  # blocks, then one COG each
-    stack_pred, original_pred = (read_class(o) for o in res.outputs)
+    stack_pred, original_pred, gappy_pred = (read_class(o) for o in res.outputs)
     assert (original_pred > 0).all() and agreement(stack_pred, original_pred) >= GOAL
-    assert main(["predict", "--model", tiny, "--quiet", "--catalog", str(root / "predict_catalog.toml"),
-                 "HERAULT_2021", str(tmp_path / "whole.tif")]) == 0
+    args = ["predict", "--model", tiny, "--quiet", "--catalog", str(root / "predict_catalog.toml")]
+    assert main([*args, "HERAULT_2021", str(tmp_path / "whole.tif")]) == 0
     assert agreement(stack_pred, read_class(tmp_path / "whole.tif")) >= GOAL
+    # blocks keep the stack's mask (vrt.window_vrt carries it): the gap is nodata, as in the whole-file prediction,
+    # and the windows around it see zeros there, not the gap's pixels
+    assert main([*args, "GAPPY", str(tmp_path / "gappy_whole.tif")]) == 0
+    gappy_whole = read_class(tmp_path / "gappy_whole.tif")
+    assert (gappy_whole[300:600] == 0).all() and (gappy_whole[:300] > 0).all() and (gappy_whole[600:] > 0).all()
+    assert agreement(gappy_pred, gappy_whole) >= GOAL and (gappy_pred[300:600] == 0).all()
 
 
 def test_live_prediction_tiles_of_a_stack_equal_the_original_mosaics(delivery, tiny, monkeypatch):  # noqa: F811

@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 
 import numpy as np
+import rasterio
 
 from flair_viz.core import atomic, classes, raster
 from flair_viz.core.errors import AlignmentError, InvalidInput, InvalidRaster
@@ -156,7 +157,9 @@ def _footprint_mask(rects: list) -> list[str]:
 
 
 def window_vrt(src: Path, info: raster.RasterInfo, r0: int, r1: int, c0: int, c1: int, dst: Path) -> Path:
-    """A VRT showing rows r0:r1, cols c0:c1 of ``src`` (all bands, same nodata) as a raster of its own."""
+    """A VRT showing rows r0:r1, cols c0:c1 of ``src`` (all bands, same nodata, and its footprint mask when it has
+    one) as a raster of its own. Why the mask: a block of a zone mosaic with a missing patch, or of a band stack
+    with a missing dalle, must leave the gap out as the whole scene's prediction does."""
     t = info.transform
     x0, y0 = t.c + c0 * t.a + r0 * t.b, t.f + c0 * t.d + r0 * t.e
     w, h = c1 - c0, r1 - r0
@@ -172,5 +175,20 @@ def window_vrt(src: Path, info: raster.RasterInfo, r0: int, r1: int, c0: int, c1
                   f'      <SrcRect xOff="{c0}" yOff="{r0}" xSize="{w}" ySize="{h}"/>',
                   f'      <DstRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>', "    </SimpleSource>",
                   "  </VRTRasterBand>"]
+    if _has_footprint_mask(src):
+        lines += ["  <MaskBand>", '    <VRTRasterBand dataType="Byte">', "      <SimpleSource>",
+                  f'        <SourceFilename relativeToVRT="0">{escape(str(src))}</SourceFilename>',
+                  "        <SourceBand>mask,1</SourceBand>",
+                  f'        <SrcRect xOff="{c0}" yOff="{r0}" xSize="{w}" ySize="{h}"/>',
+                  f'        <DstRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>', "      </SimpleSource>",
+                  "    </VRTRasterBand>", "  </MaskBand>"]
     lines += ["</VRTDataset>", ""]
     return atomic.write_text(dst, "\n".join(lines))
+
+
+def _has_footprint_mask(path: Path) -> bool:
+    """Whether ``path`` has a dataset mask of its own (a VRT MaskBand, a COG's internal mask), as
+    :func:`raster.read_window` checks it."""
+    with raster.open_raster(path) as ds:
+        flags = ds.mask_flag_enums[0]
+    return rasterio.enums.MaskFlags.per_dataset in flags and rasterio.enums.MaskFlags.all_valid not in flags
