@@ -137,7 +137,8 @@ def ranked_patches(table: metrics.MetricsTable, cell: views.Cell, names: list[st
     suffix = f"{protocol}_{cell[0]}_{cell[1]}"  # per cell: a new ranking never shows the last cell's choice
     picked_rows = st.dataframe(ranked.drop(columns=["truth_id", "pred_id"]), hide_index=True,
                                on_select="rerun", selection_mode="single-row", key=f"metrics_ranked_{suffix}",
-                               column_config={"share_of_truth": st.column_config.NumberColumn(format="percent")})
+                               column_config=views.COLUMN_LABELS | {"share_of_truth": st.column_config.NumberColumn(
+                                   views.COLUMN_LABELS["share_of_truth"], format="percent")})
     labels = [f"{r.patch} · {r.pixels:,} px ({r.model})" for r in ranked.itertuples()]
     choice = st.selectbox("Patch to open on the map", labels, key=f"metrics_open_patch_{suffix}",
                           help="or click a row of the table")
@@ -158,7 +159,7 @@ def per_class(sc: metrics.Scores, model: str, protocol: str) -> None:
     b1.plotly_chart(charts.class_bars(sc.iou, sc.names, colors, "IoU"), key="metrics_iou")
     b2.plotly_chart(charts.class_bars(sc.f1, sc.names, colors, "F1"), key="metrics_f1")
     scores_df = sc.table()
-    st.dataframe(views.scores_display(scores_df), hide_index=True)
+    st.dataframe(views.scores_display(scores_df), hide_index=True, column_config=views.COLUMN_LABELS)
     if not np.isfinite(sc.iou).all():
         st.caption(views.NA_HELP)
     d1, d2 = st.columns(2)
@@ -183,7 +184,7 @@ def compare(table: metrics.MetricsTable, models: list[str], protocol: str, other
                f"Δ {views.score_text(sb.miou - sa.miou, signed=True)}")
     st.plotly_chart(charts.class_bars(delta["iou_delta"], sa.names, metrics.protocol_colors(protocol),
                                       "IoU of B − IoU of A", delta=True), key="metrics_delta")
-    st.dataframe(views.scores_display(delta), hide_index=True)
+    st.dataframe(views.scores_display(delta), hide_index=True, column_config=views.COLUMN_LABELS)
     if delta.isna().any(axis=None):
         st.caption(views.NA_HELP)
     st.download_button("Model comparison (CSV)", delta.to_csv(index=False),

@@ -108,3 +108,26 @@ def test_model_title_is_the_cards_title_beside_its_id():
                 if tomllib.loads(p.read_text(encoding="utf-8"))["id"] == model)
     assert views.model_title(model) == f"{card['title']} ({model})"
     assert views.model_title("no-such-model") == "no-such-model"
+
+
+def test_open_on_the_map_shows_the_highlight_against_the_ground_truth_and_nothing_over_them():
+    """Metrics' link promises 'Confusion | Ground truth' in the swipe: those two layers, the truth that was scored,
+    and the model's predictions kept aside (drawn after the pair, they covered both halves of the swipe)."""
+    from flair_viz.core.catalog import Catalog
+    from flair_viz.web import explore
+    from tests.helpers import DEMO_CATALOG
+
+    cat = Catalog.load(DEMO_CATALOG)
+    pred = next(d for d in cat.by_role("prediction") if d.patch == "050549")
+    row = pd.Series({"patch": "050549", "model": pred.extra.get("model", "m"), "truth_id": "MSK_050549",
+                     "pred_id": pred.id})
+    state: dict = {"explore": views.explore_link(row, (3, 2), "flair1")}
+    link = explore.take_deep_link(state, {})
+    scene = explore.find_scene(explore.list_scenes(cat), link["patch"])
+    layers = explore.scene_layers(scene, cat, "http://t", models=state["explore_models"], deep_link=link)
+    (left, left_url), (right, right_url) = layers.class_layers
+    assert left.startswith("Confusion: truth") and f"/confusion/{pred.id}/" in left_url
+    assert right == "Ground truth" and right_url.startswith("http://t/datasets/MSK_050549/tiles/")
+    assert [n for n, _ in layers.hidden] == [f"Prediction · {row.model}"]
+    plain = explore.scene_layers(scene, cat, "http://t", models=[row.model])  # no link: the usual pair, none hidden
+    assert [n for n, _ in plain.class_layers] == ["Ground truth", f"Prediction · {row.model}"] and not plain.hidden

@@ -117,6 +117,11 @@ def headline(sc: Scores) -> dict[str, str]:
 
 
 SCORE_COLUMNS = ("iou", "f1", "precision", "recall")
+COLUMN_LABELS = {"class": "Class", "iou": "IoU", "f1": "F1", "precision": "Precision", "recall": "Recall",
+                 "truth_pixels": "Truth pixels", "predicted_pixels": "Predicted pixels", "in_miou": "In the mIoU",
+                 "patch": "Patch", "model": "Model", "domain": "Domain", "zone": "Zone", "date": "Date",
+                 "pixels": "Confused pixels", "share_of_truth": "Share of the truth class",
+                 "iou_delta": "IoU B − A", "f1_delta": "F1 B − A"}
 
 
 def scores_display(df: pd.DataFrame) -> pd.DataFrame:

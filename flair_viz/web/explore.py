@@ -53,6 +53,9 @@ class SceneLayers:
     image_url: str
     class_layers: list[tuple[str, str]] = field(default_factory=list)  # (name, url template)
     min_zoom: int = 0  # the map stops where the tile server would refuse one of the layers' datasets
+    # Layers a page may offer switched off (a Metrics click-through shows exactly its promised pair: drawn on top,
+    # the predictions would cover both halves of the swipe).
+    hidden: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _overlaps(a: Dataset, b: Dataset, headers: dict | None = None) -> bool:
@@ -145,8 +148,9 @@ def scene_layers(scene: Scene, cat: Catalog, base: str, preset: str = "rgb", mod
     """Image URL plus the class layers to compare, in swipe order.
 
     With two models the swipe compares model A with model B; with one, the ground truth with the
-    model; with none, the ground truth with stored predictions. A metrics click-through puts its
-    confusion highlight first, so it is what the analyst sees.
+    model; with none, the ground truth with stored predictions. A metrics click-through shows its
+    confusion highlight against the ground truth it was scored on, and nothing over them: the other layers
+    go to ``hidden``.
     """
     truth = [("Ground truth", dataset_tile_url(scene.truth.id, base))] if scene.truth else []
     live = [(f"{LIVE_LAYER_NAMES[live_layer]} · {m}", prediction_url(base, scene.image.id, m, live_layer)) for m in models]
@@ -157,10 +161,14 @@ def scene_layers(scene: Scene, cat: Catalog, base: str, preset: str = "rgb", mod
     if link.get("confusion") and truth_id in cat and link.get("pred_id") in cat:
         c1, c2 = link["confusion"]
         names = protocol_names(link.get("protocol", "full"))
-        layers.insert(0, (f"Confusion: truth {names[c1 - 1]} → predicted {names[c2 - 1]}",
-                          confusion_url(base, truth_id, link["pred_id"], c1, c2, link.get("protocol", "full"))))
+        highlight = (f"Confusion: truth {names[c1 - 1]} → predicted {names[c2 - 1]}",
+                     confusion_url(base, truth_id, link["pred_id"], c1, c2, link.get("protocol", "full")))
+        hidden = [layer for layer in layers if layer[0] != "Ground truth"]
+        layers = [highlight, ("Ground truth", dataset_tile_url(truth_id, base))]
+    else:
+        hidden = []
     return SceneLayers(dataset_bounds_wgs84(scene.image), dataset_tile_url(scene.image.id, base, preset=preset), layers,
-                       floor_zoom(scene.image, scene.truth, *(scene.predictions if not models else ())))
+                       floor_zoom(scene.image, scene.truth, *(scene.predictions if not models else ())), hidden)
 
 
 # -- page state: deep links and filters (Streamlit's session state is a plain mutable mapping) ------

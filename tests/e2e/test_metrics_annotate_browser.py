@@ -7,6 +7,7 @@ import pytest
 
 from flair_viz import metrics
 from flair_viz.core.catalog import default_catalog
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +41,29 @@ def test_metrics_heatmap_click_leads_to_the_map(live_app, page_and_traffic, arti
     hits = [u for u, s, n_ in traffic.tiles[before:] if s == 200 and n_ > 0 and "/confusion/" in u]
     assert hits, f"no confusion tiles after the click-through; got {traffic.tiles[before:before + 5]}"
     assert f"truth_class={r + 1}" in hits[0] and f"pred_class={c + 1}" in hits[0]
+    truth_id = hits[0].split("/datasets/")[1].split("/")[0]  # the confusion route is /datasets/{truth}/confusion/...
+
+    # What the page promises ("Confusion ... | Ground truth") is what the map holds: the aerial image, the
+    # highlight and the scored ground truth on the swipe's two sides, and no layer drawn over both halves.
+    page.get_by_text("Ground truth", exact=True).first.wait_for(timeout=30_000)
+    frame = next(f for f in page.frames if "streamlit_folium" in (f.url or ""))
+    on_map = frame.evaluate("""() => {
+        for (const k of Object.keys(window)) {
+            if (k.startsWith("map_") && window[k] instanceof L.Map) {
+                const urls = [];
+                window[k].eachLayer(l => { if (l instanceof L.TileLayer) { urls.push(l._url); } });
+                return urls;
+            }
+        }
+        return null;
+    }""")
+    assert on_map is not None and len(on_map) == 3, on_map
+    assert sum("/confusion/" in u for u in on_map) == 1 and not any("/predict/" in u for u in on_map), on_map
+    assert sum(f"/datasets/{truth_id}/tiles/" in u for u in on_map) == 1, on_map
+    assert wait_until(page, lambda: any(s == 200 and n_ > 0 and f"/datasets/{truth_id}/tiles/" in u
+                                        for u, s, n_ in traffic.tiles[before:]), 60), "no ground-truth tile drawn"
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(artifacts_dir / "metrics-clickthrough.png"), full_page=True)
     assert traffic.foreign() == []
 
 
