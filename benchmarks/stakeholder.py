@@ -206,6 +206,9 @@ def scenario(browser, repo: Path, engines: Path, warm: bool) -> dict[str, float]
             r |= {"home_warm": second.pop("buttons"), **second}
         finally:
             stop(proc)
+            said = [line for line in (data / "servers.log").read_text(errors="replace").splitlines()
+                    if line.startswith("flair-viz:")]
+            print("\n".join(f"  server: {line}" for line in said) or "  server: nothing predicted ahead")
     return r
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import sys
 import threading
+import time
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -317,8 +318,11 @@ def warm(datasets: list[Dataset], model: str | ModelCard) -> list[Path]:
     done = []
     for ds in datasets:
         try:
+            t0 = time.monotonic()
             place = resolve(ds, model, 0)
             done.append(scene.scene_codes(place.loaded, ds, place.version))
+            print(f"flair-viz: {ds.id} predicted ahead with {place.loaded.card.id} ({place.loaded.engine}) in "
+                  f"{time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
         except (FlairVizError, OSError) as exc:
             print(f"flair-viz: predicting {ds.id} ahead failed: {exc}", file=sys.stderr, flush=True)
     return done
