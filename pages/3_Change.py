@@ -110,14 +110,16 @@ def predictions_view() -> None:
         a_id = st.selectbox("Earlier image", ids, index=a_default, format_func=lambda i: cat.get(i).label)
         b_id = st.selectbox("Later image", ids, index=b_default, format_func=lambda i: cat.get(i).label)
         model = st.selectbox("Model", list(labels), format_func=labels.get)
-        threshold = st.slider("Low margin below (top-1 − top-2 probability)", 0.05, 0.9,
+        threshold = st.slider("Uncertain where the model's lead is below", 0.05, 0.9,
                               change.DEFAULT_MARGIN_THRESHOLD, 0.05,
-                              help="A changed pixel is uncertain where either prediction's top-1 minus top-2 "
-                                   "probability gap is below this value.")
+                              help="The lead is the probability of the model's top class minus that of the "
+                                   "runner-up (top-1 − top-2). A changed pixel is uncertain change where the lead "
+                                   "is below this value at either date; raise it to be stricter.")
     a, b = cat.get(a_id), cat.get(b_id)
     st.subheader("Change from predictions")
     if a.simulated or b.simulated:
-        st.warning("**SIMULATED image vintage.** " + ", ".join(d.id for d in (a, b) if d.simulated) + " was made by "
+        st.warning("**SIMULATED image vintage.** " + ", ".join(d.title or d.id for d in (a, b) if d.simulated)
+                   + " was made by "
                    "`scripts/make_simulated_vintage.py` (real pixels repainted where a simulated change was drawn), "
                    "not photographed by IGN.", icon="⚠️")
     run = views.predictions_run(model, a, b, threshold, cat.source)
@@ -139,7 +141,9 @@ def predictions_view() -> None:
             col.metric(fig.label, fig.value, help=fig.help)
     st.markdown(views.prediction_notes(u, s))
     change_map_view(a, b, run.out / "confidence.tif")
-    st.caption(f"Files (COGs with QGIS styles, tables) in `{run.out}`. Same figures: `{run.command}`")
+    with st.expander("Files and the same figures from the command line"):
+        st.markdown(f"The change, flow and confidence COGs (with QGIS styles) and the tables are in `{run.out}`.")
+        st.code(run.command, language="bash")
 
 
 def change_map_view(a, b, confidence) -> None:

@@ -357,3 +357,25 @@ def test_the_series_map_fits_the_strip_at_a_fractional_zoom():
     assert fit, "the map does not fit any bounds"
     np.testing.assert_allclose([float(v) for v in fit.groups()], [south, west, north, east], rtol=1e-9)
     assert '"zoomSnap": 0.25' in html
+
+
+def test_a_hand_picked_mixed_pair_is_computed_with_a_warning_that_says_what_it_mixes(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    import ui.common
+    from tests.helpers import REPO
+
+    monkeypatch.setenv("FLAIR_VIZ_CATALOG", str(DEMO / "catalog.toml"))
+    monkeypatch.setattr(ui.common, "tiles_url", lambda: "http://127.0.0.1:9")  # maps are not fetched in AppTest
+    at = AppTest.from_file(str(REPO / "pages" / "3_Change.py"), default_timeout=60).run()
+    assert not any("Not land change alone" in w.value for w in at.warning)  # the first offered pair: two truths
+    at.selectbox(key="change_pair").set_value("__custom__").run()
+    pick = {s.label: s for s in at.selectbox}
+    pick["Before (earlier)"].set_value("PRED_000473_demo-unet-r18")
+    pick["After (later)"].set_value("MSK_000473_SIM2024")
+    at.run()
+    assert not at.exception
+    warned = [w.value for w in at.warning if "Not land change alone" in w.value]
+    assert len(warned) == 1 and "every pixel the model got wrong" in warned[0]
+    assert "Choose two rasters" in at.selectbox(key="change_pair").format_func("__custom__")
+    assert "ground truth" in at.selectbox(key="change_pair").help
