@@ -160,7 +160,7 @@ def per_class(sc: metrics.Scores, model: str, protocol: str) -> None:
     b2.plotly_chart(charts.class_bars(sc.f1, sc.names, colors, "F1"), key="metrics_f1")
     scores_df = sc.table()
     st.dataframe(views.scores_display(scores_df), hide_index=True, column_config=views.COLUMN_LABELS)
-    if not np.isfinite(sc.iou).all():
+    if scores_df[list(views.SCORE_COLUMNS)].isna().any(axis=None):
         st.caption(views.NA_HELP)
     d1, d2 = st.columns(2)
     d1.download_button("Per-class scores (CSV)", scores_df.to_csv(index=False), f"scores_{protocol}_{model}.csv",

@@ -119,7 +119,7 @@ if len(current):
     annotate_map.selections_layer(current).add_to(m)
 webmap.add_draw_control(m, draw_options={"polyline": False, "circle": False, "marker": False, "circlemarker": False,
                                          "rectangle": True, "polygon": True}, edit_options={"edit": False})
-webmap.add_layer_control(m)
+annotate_map.add_layer_control(m)
 with left:
     out = common.render_map(m, key=f"annotate-{map_scene}-{st.session_state.get('ann_drawn_round', 0)}",
                             returned_objects=["last_object_clicked", "last_clicked", "all_drawings"]) or {}

@@ -40,3 +40,11 @@ def test_tooltip_is_three_short_rows_that_follow_the_pointer():
     layer.add_to(m)
     html = m.get_root().render()
     assert '"sticky": true' in html and "Why" in html and '"entropy"' not in html
+
+
+def test_the_layer_switcher_is_folded():
+    import folium
+
+    m = folium.Map()
+    annotate_map.add_layer_control(m)
+    assert '"collapsed": true' in m.get_root().render()

@@ -21,7 +21,8 @@ Cell = tuple[int, int]  # (truth class, predicted class), 1-based classes of the
 
 
 NA = "—"  # a score that is undefined (no pixel of the class in truth or prediction)
-NA_HELP = "— : not defined, the class is absent from both the truth and the prediction of these patches"
+NA_HELP = ("— : not defined, nothing to divide by: IoU and F1 when the class is in neither the truth nor the "
+           "prediction of these patches, precision when it is never predicted, recall when the truth has none of it")
 ZONE_SEP = " / "
 
 

@@ -90,3 +90,10 @@ def selections_layer(current: gpd.GeoDataFrame) -> folium.GeoJson:
     return folium.GeoJson(current[["id", "status", "geometry"]].to_crs("EPSG:4326").to_json(), name="Selections",
                           style_function=lambda f: {"color": "#1f6feb", "weight": 3, "fill": False, "dashArray": "6 4"},
                           tooltip=folium.GeoJsonTooltip(fields=["id", "status"]))
+
+
+def add_layer_control(m: folium.Map) -> folium.LayerControl:
+    """The layer switcher folded into its icon: open, it covered the candidates' tooltips at the map's top."""
+    control = folium.LayerControl(collapsed=True)
+    control.add_to(m)
+    return control
