@@ -145,6 +145,12 @@ def predictions_view() -> None:
         st.code(run.command, language="bash")
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_overlays(path: str, mtime: float) -> change_map.Overlays:
+    """The confidence COG reprojected once per file version, not on every rerun (a zone's COG takes seconds)."""
+    return change_map.confidence_overlays(path)
+
+
 def change_map_view(a, b, confidence) -> None:
     """The aerial images of both dates under the swipe, and the model's sure and uncertain change on top."""
     st.subheader("Map")
@@ -152,7 +158,8 @@ def change_map_view(a, b, confidence) -> None:
                f"(**{b.vintage or b.id}**). "
                + ("Red and amber pixels are the model's sure and uncertain change; switch each layer in the box "
                   "at the top right." if confidence else "The change layers appear once the change is computed."))
-    m = common.guarded(lambda: change_map.predictions_map(a, b, base, confidence))
+    overlays = cached_overlays(str(confidence), confidence.stat().st_mtime) if confidence else None
+    m = common.guarded(lambda: change_map.predictions_map(a, b, base, overlays))
     map_col, legend_col = st.columns([4, 1])
     with map_col:
         if m is not None:

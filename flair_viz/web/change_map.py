@@ -114,10 +114,15 @@ CONFIDENCE_LAYER_NAMES = {1: "Sure change (red)", 2: "Uncertain change (amber)"}
 PIXELATED = "<style>.flair-pixelated{image-rendering:pixelated;image-rendering:crisp-edges}</style>"
 
 
-def predictions_map(before: Dataset, after: Dataset, base: str, confidence: str | os.PathLike[str] | None = None,
-                    ) -> folium.Map:
+Overlays = tuple[webmap.Bounds, dict[int, np.ndarray]]  # what confidence_overlays returns
+
+
+def predictions_map(before: Dataset, after: Dataset, base: str,
+                    confidence: str | os.PathLike[str] | Overlays | None = None) -> folium.Map:
     """The two aerial images under a before/after swipe (left the earlier date, right the later one) and, once
-    computed, the sure and uncertain change of the model as two layers on top, each one toggled in the layer box."""
+    computed, the sure and uncertain change of the model as two layers on top, each one toggled in the layer box.
+
+    ``confidence`` is the confidence COG, or its :func:`confidence_overlays` already computed (a page caches them)."""
     bounds = webmap.dataset_bounds_wgs84(before)
     m = fitted_map(bounds, webmap.floor_zoom(before, after))
     left = webmap.tile_layer(webmap.dataset_tile_url(before.id, base), f"Before: {before.vintage or before.id}",
@@ -126,7 +131,8 @@ def predictions_map(before: Dataset, after: Dataset, base: str, confidence: str 
                               bounds)
     webmap.add_side_by_side(m, left, right)
     if confidence is not None:
-        (west, south, east, north), layers = confidence_overlays(confidence)
+        overlays = confidence if isinstance(confidence, tuple) else confidence_overlays(confidence)
+        (west, south, east, north), layers = overlays
         m.get_root().header.add_child(folium.Element(PIXELATED))
         for code, rgba in layers.items():
             folium.raster_layers.ImageOverlay(rgba, bounds=[[south, west], [north, east]],
