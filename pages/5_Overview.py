@@ -26,6 +26,12 @@ def _score(catalog_version: float, store: str) -> int:
     return len(metrics.evaluate(metrics.catalog_pairs(common.catalog()), store=store).table)
 
 
+@st.cache_data(show_spinner=False)
+def _scored_models(catalog_version: float) -> list[str]:
+    """Models whose stored predictions have a ground truth (the default first), once per catalog version."""
+    return overview.scored_models(common.catalog())
+
+
 fp = common.require(lambda: layer.catalog_footprints(cat))
 if not len(fp):
     st.warning("The catalog has no aerial patches with a footprint. Register a FLAIR folder with "
@@ -38,8 +44,8 @@ with st.sidebar:
     color_by = st.radio("Colour patches by", list(overview.COLOR_LABELS), format_func=overview.COLOR_LABELS.get,
                         key="overview_color")
     model = protocol = cls = truth_class = pred_class = None
+    models = common.guarded(lambda: _scored_models(common.catalog_version())) or []
     if color_by not in ("domain", "date"):
-        models = common.guarded(lambda: overview.scored_models(cat)) or []
         if not models:
             st.info("No stored predictions with a ground truth: nothing to score. Showing domains.")
             color_by = "domain"
@@ -77,7 +83,8 @@ if shape is None:
     st.caption("No outline of France: `static/vendor/world-atlas/` is missing. Run `scripts/install.sh` to add it.")
 left, right = st.columns([4, 1])
 with left:
-    m = overview.overview_map(bounds, url, overview.COLOR_LABELS[color_by], shape)
+    m = overview.overview_map(bounds, url, overview.COLOR_LABELS[color_by], shape,
+                              score_model=None if model else (models[0] if models else None))
     out = common.render_map(m, key=f"overview-{view}", returned_objects=["last_clicked", "zoom"]) or {}
 with right:
     if colours is not None:

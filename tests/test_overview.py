@@ -293,6 +293,11 @@ def test_hover_lookup_names_patch_zone_and_the_score_it_is_coloured_by(tree, mon
         assert got["score"] == pytest.approx(_miou_full(truth, pred))
         assert f"Patch {pid}" in got["text"] and f"{domain} / {zone}" in got["text"]
         assert f"mIoU {_miou_full(truth, pred):.3f}" in got["text"]
+        # coloured by domain, the tooltip still gives the score of the page's model
+        got = client.get("/overview/at", params={"lon": lon, "lat": lat, "zoom": 17, "color_by": "domain",
+                                                 "score_model": "m1", "protocol": "full"}).json()
+        assert got["text"] == f"Patch {pid} · {domain} / {zone} · domain {domain} · mIoU {_miou_full(truth, pred):.3f}"
+        assert got["score"] == pytest.approx(_miou_full(truth, pred))
     lon, lat = TO_LONLAT.transform(ULX - 300, ULY + 300)  # 300 m off the block: nothing at zoom 17 ...
     assert client.get("/overview/at", params={"lon": lon, "lat": lat, "zoom": 17}).json() == {"hit": False}
     # ... but at zoom 6 a 5 px dot covers km: the nearest patch (the block's first) answers, coloured by domain
@@ -349,6 +354,8 @@ def test_overview_map_draws_the_outline_and_asks_the_hover_route():
     geojson = {"type": "Feature", "properties": {}, "geometry": feature.__geo_interface__}
     url = web_overview.overview_url("http://t", "miou", "m1", "full")
     assert web_overview.hover_url(url) == "http://t/overview/at?color_by=miou&model=m1&protocol=full"
+    assert (web_overview.hover_url(web_overview.overview_url("http://t"), "m 2") ==
+            "http://t/overview/at?color_by=domain&score_model=m+2")
     html = web_overview.overview_map((2, 44, 4, 46), url, "mIoU", geojson).get_root().render()
     assert '"coordinates": [[[[2.0, 44.0], [4.0, 44.0], [4.0, 46.0], [2.0, 46.0], [2.0, 44.0]]]]' in html
     assert "http://t/overview/at?color_by=miou" in html and "flair-overview-tip" in html

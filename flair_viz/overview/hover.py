@@ -44,11 +44,18 @@ def _value_text(colouring: Colouring, color_by: str, row: int, fp: Footprints) -
     return (f"{name} {int(v):,} px" if color_by == "confusion" else f"{name} {v:.3f}"), v
 
 
-def describe(fp: Footprints, colouring: Colouring, color_by: str, row: int) -> dict:
-    """The tooltip of footprint ``row``: its dataset ID, patch, domain, zone, the value that colours it, a text."""
+def describe(fp: Footprints, colouring: Colouring, color_by: str, row: int,
+             score_of: Colouring | None = None) -> dict:
+    """The tooltip of footprint ``row``: its dataset ID, patch, domain, zone, the value that colours it, a text.
+
+    ``score_of``, a mIoU colouring, adds the patch's mIoU where the map is coloured by domain or year, so the
+    tooltip always gives a score when the metrics store has one."""
     t = fp.table
     domain, zone = str(t["domain"].iloc[row] or ""), str(t["zone"].iloc[row] or "")
     value, score = _value_text(colouring, color_by, row, fp)
+    if score_of is not None and color_by in ("domain", "date"):
+        extra, score = _value_text(score_of, "miou", row, fp)
+        value = f"{value} · {extra}"
     place = " / ".join(p for p in (domain, zone) if p) or "no zone"
     patch = str(t["patch"].iloc[row] or "")
     return {"id": str(t["id"].iloc[row]), "patch": patch, "domain": domain, "zone": zone, "score": score,

@@ -84,8 +84,12 @@ class OverviewRouter:
             cls: Annotated[int | None, Query()] = None,
             truth_class: Annotated[int | None, Query()] = None,
             pred_class: Annotated[int | None, Query()] = None,
+            score_model: Annotated[str | None, Query(description="with color_by=domain or date: also give this "
+                                                                 "model's stored mIoU", pattern=r"^[A-Za-z0-9_.-]+$")] = None,
         ) -> JSONResponse:
             fp, c = catalog_colouring(catalog, color_by, model, protocol, cls, truth_class, pred_class)
             row = patch_near(fp, lon, lat, zoom)
-            body = {"hit": False} if row is None else {"hit": True, **describe(fp, c, color_by, row)}
+            score_of = (catalog_colouring(catalog, "miou", score_model, protocol)[1]
+                        if score_model and color_by in ("domain", "date") and row is not None else None)
+            body = {"hit": False} if row is None else {"hit": True, **describe(fp, c, color_by, row, score_of)}
             return JSONResponse(body, headers={"Access-Control-Allow-Origin": "*"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from html import escape
+from urllib.parse import urlencode
 
 import folium
 import numpy as np
@@ -81,9 +82,12 @@ def clicked_patch(fp: Footprints, click: Mapping | None, zoom: float | None) -> 
     return {"patch": str(fp.table["id"].iloc[row])}
 
 
-def hover_url(tiles_url: str) -> str:
-    """The ``/overview/at`` URL of a tile URL from :func:`overview_url`: same colouring, same token."""
+def hover_url(tiles_url: str, score_model: str | None = None) -> str:
+    """The ``/overview/at`` URL of a tile URL from :func:`overview_url`: same colouring, same token; with
+    ``score_model``, a map coloured by domain or year also names that model's stored mIoU."""
     head, _, query = tiles_url.partition("?")
+    if score_model:
+        query = "&".join(q for q in (query, urlencode({"score_model": score_model})) if q)
     return head.removesuffix("/tiles/WebMercatorQuad/{z}/{x}/{y}.png") + "/at" + (f"?{query}" if query else "")
 
 
@@ -125,10 +129,11 @@ class HoverTooltip(folium.MacroElement):
         self.url = url
 
 
-def overview_map(bounds: Bounds, url: str, name: str, outline: dict | None = None) -> folium.Map:
+def overview_map(bounds: Bounds, url: str, name: str, outline: dict | None = None,
+                 score_model: str | None = None) -> folium.Map:
     """A local-assets Leaflet map fitted to ``bounds``: the outline of France (if given, see
     :mod:`flair_viz.overview.outline`) under the overview tile layer (any zoom: tiles are drawn), and the
-    hover tooltip."""
+    hover tooltip (naming ``score_model``'s stored mIoU too when the map is coloured by domain or year)."""
     m = make_map(bounds)
     if outline is not None:  # in a pane under the tiles: Leaflet draws vectors over tile layers by default
         folium.map.CustomPane(OUTLINE_PANE, z_index=150, pointer_events=False).add_to(m)
@@ -137,7 +142,7 @@ def overview_map(bounds: Bounds, url: str, name: str, outline: dict | None = Non
     folium.raster_layers.TileLayer(tiles=url, name=name, attr="IGN – FLAIR, Licence Ouverte 2.0", overlay=True,
                                    control=False, max_zoom=MAX_ZOOM, max_native_zoom=MAX_ZOOM, min_zoom=0,
                                    tile_size=256).add_to(m)
-    HoverTooltip(hover_url(url)).add_to(m)
+    HoverTooltip(hover_url(url, score_model)).add_to(m)
     return m
 
 
