@@ -129,6 +129,7 @@ def predictions_view() -> None:
         if not done:
             st.code(run.command)
             return
+        st.rerun()  # drawn again from the files on disk, the button now offering "Recompute"
     if not done:
         st.info("Not computed yet for these images, model and threshold. The button runs the command below.")
         st.code(run.command)

@@ -35,13 +35,18 @@ def change_tile_url(before_id: str, after_id: str, mode: str = "flow", base_url:
     return tile_url(f"/change/{before_id}/{after_id}", base_url, mode=mode)
 
 
-def flow_legend_html() -> str:
-    """Legend of the flow mode, in the colours the tiles use."""
+def _legend_html(items: list[tuple[tuple[int, ...], str]]) -> str:
+    """A legend of (RGB, name) swatches, in the look of :func:`flair_viz.web.maps.legend_html`."""
     rows = "".join(
         f'<div style="display:flex;align-items:center;gap:6px;font-size:0.8rem;line-height:1.4">'
-        f'<span style="display:inline-block;width:14px;height:14px;background:rgb{FLOW_COLORS[k][:3]};'
-        f'border:1px solid #888"></span>{name}</div>' for k, name in FLOW_NAMES.items())
+        f'<span style="display:inline-block;width:14px;height:14px;background:rgb{tuple(rgb[:3])};'
+        f'border:1px solid #888"></span>{name}</div>' for rgb, name in items)
     return f'<div class="flair-legend">{rows}</div>'
+
+
+def flow_legend_html() -> str:
+    """Legend of the flow mode, in the colours the tiles use."""
+    return _legend_html([(FLOW_COLORS[k], name) for k, name in FLOW_NAMES.items()])
 
 
 ZOOM_SNAP = 0.25  # fractional zoom: a long strip fills the map instead of stopping a whole zoom level short
@@ -144,8 +149,4 @@ def predictions_map(before: Dataset, after: Dataset, base: str,
 
 def confidence_legend_html() -> str:
     """Legend of the two change layers, in the colours the overlays use."""
-    rows = "".join(
-        f'<div style="display:flex;align-items:center;gap:6px;font-size:0.8rem;line-height:1.4">'
-        f'<span style="display:inline-block;width:14px;height:14px;background:rgb{CONFIDENCE_COLORS[k][:3]};'
-        f'border:1px solid #888"></span>{name}</div>' for k, name in CONFIDENCE_CODES.items())
-    return f'<div class="flair-legend">{rows}</div>'
+    return _legend_html([(CONFIDENCE_COLORS[k], name) for k, name in CONFIDENCE_CODES.items()])
