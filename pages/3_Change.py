@@ -119,8 +119,7 @@ def predictions_view() -> None:
     st.subheader("Change from predictions")
     if a.simulated or b.simulated:
         st.warning("**SIMULATED image vintage.** " + "; ".join(d.title or d.id for d in (a, b) if d.simulated)
-                   + ". Made by `scripts/make_simulated_vintage.py` (real pixels repainted where a simulated change "
-                   "was drawn), not photographed by IGN.", icon="⚠️")
+                   + ". Made by `scripts/make_simulated_vintage.py`, not photographed by IGN.", icon="⚠️")
     run = views.predictions_run(model, a, b, threshold, cat.source)
     done = run.done()
     if st.button("Predict both images and compare" if not done else "Recompute", key="change_predict"):
