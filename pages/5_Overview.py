@@ -80,7 +80,8 @@ st.caption(f"{len(fp):,} patch footprints, drawn as map tiles by the tile server
            "score; click it to open it in Explore."
            + (" Outline of France: Natural Earth (public domain)." if shape else ""))
 if shape is None:
-    st.caption("No outline of France: `static/vendor/world-atlas/` is missing. Run `scripts/install.sh` to add it.")
+    st.caption("No outline of France: `static/vendor/world-atlas/countries-10m.json` is missing or unreadable. "
+               "Run `scripts/install.sh` to add it.")
 left, right = st.columns([4, 1])
 with left:
     m = overview.overview_map(bounds, url, overview.COLOR_LABELS[color_by], shape,

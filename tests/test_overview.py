@@ -256,6 +256,15 @@ def test_overview_page_on_the_demo_catalog(tile_server, tmp_path, monkeypatch):
     at = AppTest.from_file(str(REPO / "pages/5_Overview.py"), default_timeout=180).run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert any(f"{n:,} patch footprints" in c.value for c in at.caption)
+    assert any("Outline of France: Natural Earth" in c.value for c in at.caption)
+    from flair_viz.overview import outline
+
+    monkeypatch.setattr(outline, "OUTLINE_FILE", tmp_path / "no-world-atlas.json")
+    at.run()  # no outline file: the map still shows, with a note
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("No outline of France" in c.value for c in at.caption)
+    monkeypatch.undo()
+    monkeypatch.setenv("FLAIR_VIZ_METRICS", str(tmp_path / "metrics.parquet"))
     assert "D034_2021 / Z6_NU" in at.selectbox(key="overview_view").options
     at.radio(key="overview_color").set_value("miou").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -336,6 +345,10 @@ def test_france_outline_from_the_vendored_world_atlas(tmp_path):
     from flair_viz.overview import outline
 
     assert outline.france_geojson(tmp_path / "missing.json") is None
+    (tmp_path / "cut.json").write_text('{"type": "Topology", "arcs": [[0, 0], [1', encoding="utf-8")
+    assert outline.france_geojson(tmp_path / "cut.json") is None
+    (tmp_path / "other.json").write_text('{"type": "Topology", "objects": {}}', encoding="utf-8")
+    assert outline.france_geojson(tmp_path / "other.json") is None
     if not outline.OUTLINE_FILE.is_file():
         pytest.fail(f"{outline.OUTLINE_FILE} is missing: run scripts/install.sh")
     france = shape(outline.france_geojson()["geometry"])

@@ -67,13 +67,23 @@ def country(topology: dict, iso: str = FRANCE_ISO, box: tuple[float, float, floa
     return shape
 
 
-@lru_cache(maxsize=2)
-def france_geojson(path: str | Path = OUTLINE_FILE) -> dict | None:
-    """Metropolitan France as a GeoJSON Feature (simplified for drawing), or None when the file is missing."""
-    path = Path(path)
-    if not path.is_file():
+def france_geojson(path: str | Path | None = None) -> dict | None:
+    """Metropolitan France as a GeoJSON Feature (simplified for drawing), or None when the file (by default
+    :data:`OUTLINE_FILE`) is missing or unreadable (the page then says so); decoded once per file version."""
+    path = OUTLINE_FILE if path is None else path
+    try:
+        stamp = Path(path).stat().st_mtime_ns
+    except OSError:
         return None
-    shape = country(json.loads(path.read_text(encoding="utf-8")))
+    return _france(str(path), stamp)
+
+
+@lru_cache(maxsize=2)
+def _france(path: str, stamp: int) -> dict | None:
+    try:
+        shape = country(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, IndexError):  # a truncated or foreign file: no outline
+        return None
     if shape is None or shape.is_empty:
         return None
     shape = shapely.simplify(shape, SIMPLIFY_DEG, preserve_topology=True)
