@@ -18,7 +18,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from flair_viz.core import classes, errors, raster
-from flair_viz.core.errors import UnreadableRaster, first_line
+from flair_viz.core.errors import AlignmentError, UnreadableRaster, first_line
 from flair_viz.core.jobs import TaskOutcome, raise_failures
 from flair_viz.metrics.confusion import N, confusion, confusion_torch
 from flair_viz.metrics.pairs import Pair
@@ -49,15 +49,17 @@ def _bounds_2154(info: raster.RasterInfo) -> tuple[float, float, float, float]:
     return tuple(float(v) for v in transform_bounds(info.crs, raster.LAMBERT93, *info.bounds))
 
 
-def _count(pair: Pair, height: int, width: int, use_torch: bool) -> tuple[np.ndarray, int]:
-    """Confusion of one pair on a shared grid, strip by strip so whole scenes stay small in memory."""
+def _count(pair: Pair, height: int, width: int, use_torch: bool, pred_at: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, int]:
+    """Confusion of one pair on a shared lattice, strip by strip so whole scenes stay small in memory: the truth's
+    ``height`` × ``width`` pixels against the prediction's from ``pred_at`` (col, row) on."""
     total, ignored = np.zeros((N, N), np.int64), 0
     count = confusion_torch if use_torch else confusion
     with raster.open_raster(pair.truth) as tds, raster.open_raster(pair.pred) as pds:
         for row in range(0, height, STRIP_ROWS):
             win = Window(0, row, width, min(STRIP_ROWS, height - row))
             try:
-                t_raw, p_raw = tds.read(1, window=win), pds.read(1, window=win)
+                t_raw = tds.read(1, window=win)
+                p_raw = pds.read(1, window=Window(pred_at[0], pred_at[1] + row, win.width, win.height))
             except Exception as exc:
                 raise UnreadableRaster(f"Cannot read the pixels of {pair.truth.name} or {pair.pred.name}: "
                                        f"{first_line(exc)}",
@@ -69,13 +71,37 @@ def _count(pair: Pair, height: int, width: int, use_torch: bool) -> tuple[np.nda
     return total, ignored
 
 
+def truth_in_prediction(tinfo: raster.RasterInfo, pinfo: raster.RasterInfo) -> tuple[int, int]:
+    """Where the truth lies in the prediction, (col, row) of its top-left pixel: (0, 0) for two rasters of one grid.
+
+    A prediction larger than its truth on the same lattice (a whole stack or département predicted, the truth of
+    a few patches or of one area on the same ground) is counted over the truth's pixels only. A truth reaching
+    beyond the prediction is refused: its pixels outside would silently go unscored.
+    """
+    off = raster.grid_offset(pinfo, tinfo)
+    if off is None or (tinfo.width, tinfo.height) == (pinfo.width, pinfo.height):
+        raster.check_same_grid(tinfo, pinfo)  # another lattice, or the same size elsewhere: the one grid error
+        return 0, 0
+    c, r = off
+    if c < 0 or r < 0 or c + tinfo.width > pinfo.width or r + tinfo.height > pinfo.height:
+        raise AlignmentError(f"{tinfo.path.name} ({tinfo.width}x{tinfo.height}, {_box(tinfo.bounds)}) reaches beyond "
+                             f"the prediction {pinfo.path.name} ({_box(pinfo.bounds)}): its pixels outside would go "
+                             "unscored", "predict the whole area of the ground truth, or crop the ground truth to "
+                             "the prediction (gdal_translate -projwin)")
+    return c, r
+
+
+def _box(b: tuple[float, ...]) -> str:
+    return f"x {b[0]:.1f}..{b[2]:.1f}, y {b[1]:.1f}..{b[3]:.1f}"
+
+
 def compute_pair(pair: Pair, use_torch: bool = False) -> Row:
-    """Check one pair's grids and count its confusion; errors name the patch."""
+    """Check one pair's grids and count its confusion over the truth's pixels; errors name the patch."""
     with errors.context(f"Patch {pair.patch}"):
         tinfo = raster.check_mask(pair.truth, pair.truth_nomenclature, scan_values=False)
         pinfo = raster.check_mask(pair.pred, pair.pred_nomenclature, scan_values=False)
-        raster.check_same_grid(tinfo, pinfo)
-        total, ignored = _count(pair, tinfo.height, tinfo.width, use_torch)
+        pred_at = truth_in_prediction(tinfo, pinfo)
+        total, ignored = _count(pair, tinfo.height, tinfo.width, use_torch, pred_at)
     minx, miny, maxx, maxy = _bounds_2154(tinfo)
     row_meta = {"patch": pair.patch, "domain": pair.domain, "zone": pair.zone, "date": pair.date,
                 "minx": minx, "miny": miny, "maxx": maxx, "maxy": maxy, "model": pair.model,
