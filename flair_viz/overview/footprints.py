@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from pyproj import Transformer
 
-from flair_viz.core.index import patch_table
+from flair_viz.core import stack
+from flair_viz.core.index import PATCH_COLUMNS, patch_table
 
 _TO_MERCATOR = Transformer.from_crs("EPSG:2154", "EPSG:3857", always_xy=True)
 _FROM_LONLAT = Transformer.from_crs("EPSG:4326", "EPSG:2154", always_xy=True)
@@ -56,8 +57,19 @@ def from_table(table: pd.DataFrame) -> Footprints:
 
 
 def footprints(catalog) -> Footprints:
-    """The catalog's aerial patch footprints (from ``core.index.patch_table``)."""
-    return from_table(patch_table(catalog))
+    """The catalog's aerial patch footprints (from ``core.index.patch_table``), then one per RGB dalle of each
+    ``[[stack]]`` image (a BD ORTHO delivery has no patches: its dalles are what was delivered)."""
+    return from_table(pd.concat([patch_table(catalog), stack_dalle_table(catalog)], ignore_index=True))
+
+
+def stack_dalle_table(catalog) -> pd.DataFrame:
+    """One row per RGB dalle of every stack image: the stack's ID (a click opens the stack), no patch number."""
+    t = catalog.table()
+    rows = [{"id": ds.id, "role": "image", "domain": ds.domain, "zone": ds.zone, "vintage": ds.vintage, "patch": None,
+             "left": b[0], "bottom": b[1], "right": b[2], "top": b[3]}
+            for ds in map(catalog.get, t.loc[~t["indexed"].astype(bool) & (t["role"] == "image"), "id"])
+            for _, b in stack.dalles(ds, "rgb")]
+    return pd.DataFrame(rows, columns=PATCH_COLUMNS)
 
 
 def patch_at(fp: Footprints, lon: float, lat: float, tolerance_m: float = 0.0) -> int | None:
