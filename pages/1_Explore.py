@@ -98,8 +98,21 @@ if model_ids:
     caption += " · live predictions are computed tile by tile as you pan; the first view takes a few seconds"
 st.caption(caption)
 
+# Continuous layers get their colour scale, on the map and in the legend below it.
+image_scale = webmap.elevation_scale() if preset == "elevation" else None
+live_scale = webmap.uncertainty_scale(live_layer) if model_ids and live_layer in ("entropy", "margin") else None
+
+
+def add_scales(m, with_live: bool = True) -> None:
+    for scale in (image_scale, live_scale if with_live else None):
+        if scale is not None:
+            webmap.add_colour_scale(m, scale)
+
+
+# Every map of a patch shares one remembered view (view_key): a sidebar change rebuilds the map where the
+# analyst left it, and side-by-side panes move together.
 if view == "Swipe":
-    m = webmap.make_map(bounds, min_zoom=layers.min_zoom)
+    m = webmap.make_map(bounds, min_zoom=layers.min_zoom, view_key=scene.image.id)
     if basemap:  # under everything else
         webmap.add_basemap(m, basemap)
     webmap.tile_layer(layers.image_url, f"Aerial {preset.upper()}", bounds, overlay=False).add_to(m)
@@ -116,6 +129,7 @@ if view == "Swipe":
         correct_panel.add_to_map(m, scene)
     webmap.add_layer_control(m)
     webmap.add_tile_progress(m)
+    add_scales(m)
     drawn = common.render_map(m, key=f"swipe-{scene.image.id}-{len(layers.class_layers)}"
                               + (f"-c{st.session_state.get('corr_round', 0)}" if correcting else ""),
                               returned_objects=["all_drawings"] if correcting else None)
@@ -130,11 +144,12 @@ else:
         for col, (name, url) in zip(cols, panels[row_start:row_start + 3]):
             with col:
                 st.markdown(f"**{name}**")
-                m = webmap.make_map(bounds, min_zoom=layers.min_zoom)
+                m = webmap.make_map(bounds, min_zoom=layers.min_zoom, view_key=scene.image.id)
                 webmap.tile_layer(layers.image_url, "Aerial", bounds, overlay=False).add_to(m)
                 if url:
                     webmap.tile_layer(url, name, bounds, opacity).add_to(m)
                 webmap.add_tile_progress(m)
+                add_scales(m, with_live=bool(url) and "/predict/" in url)
                 common.render_map(m, key=f"panel-{scene.image.id}-{name}", height=420)
 
 if model_ids:
@@ -142,10 +157,12 @@ if model_ids:
     if device:
         device_slot.caption(f"Inference device: **{device}**")
 
-with st.expander("Legend (FLAIR-1 classes)", expanded=True):
+with st.expander("Legend", expanded=True):
+    for scale in (image_scale, live_scale):
+        if scale is not None:
+            st.html(webmap.colour_scale_html(scale))
+    st.markdown("**FLAIR-1 classes**")
     st.html(webmap.legend_html())
-    if live_layer in ("entropy", "margin"):
-        st.caption("Uncertainty: dark = confident, bright = unsure.")
     if live_layer == "error":
         st.caption("Errors: red where the prediction differs from the ground truth.")
     if explore.confusion_caption(link):

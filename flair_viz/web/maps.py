@@ -9,12 +9,14 @@ not Streamlit, so the same maps can be saved as standalone HTML too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import folium
 import folium.plugins
 from branca.element import Template
 from rasterio.warp import transform_bounds
 
-from flair_viz.core import classes
+from flair_viz.core import classes, elevation
 from flair_viz.core.catalog import Dataset
 from flair_viz.core.raster import describe
 from flair_viz.core.tiling import zoom_range
@@ -57,17 +59,96 @@ def floor_zoom(*datasets: Dataset | None) -> int:
     return max((zoom_range(d, "WebMercatorQuad")[0] for d in datasets if d is not None), default=0)
 
 
-def make_map(bounds: Bounds, height: str = "100%", min_zoom: int = 0) -> folium.Map:
+def make_map(bounds: Bounds, height: str = "100%", min_zoom: int = 0, view_key: str | None = None) -> folium.Map:
     """A Leaflet map fitted to ``bounds`` with local assets and no online basemap, not zooming out past
-    ``min_zoom`` (see :func:`floor_zoom`)."""
+    ``min_zoom`` (see :func:`floor_zoom`).
+
+    The view is set before any layer is added (:class:`InitialView`), so the first tiles asked for are the
+    ones shown. With ``view_key`` (e.g. the patch shown), the map opens where the analyst last left a map of
+    that key in this browser tab, and moves together with the other maps of that key on the page."""
     west, south, east, north = bounds
     m = folium.Map(location=[(south + north) / 2, (west + east) / 2], zoom_start=18, tiles=None,
                    max_zoom=MAX_ZOOM, control_scale=True, height=height)
     m.options["min_zoom"] = min_zoom  # folium gives its own min_zoom to the default tiles only, not to L.map
     _localise(m, LEAFLET_JS, LEAFLET_CSS)
+    InitialView(bounds, view_key).add_to(m)  # first child: runs before any tile layer is added
     ViewportHint().add_to(m)  # before any tile layer: their first tile URLs already carry the hint
-    m.fit_bounds([[south, west], [north, east]])
     return m
+
+
+class InitialView(folium.MacroElement):
+    """The map's view, set before any layer exists; with a key, remembered and shared.
+
+    Why not folium's ``fit_bounds``: it runs Leaflet's ``fitBounds`` with animation, and a zoom animation
+    only lands on the next frame, so the tile layers added right after it first asked for the tiles of the
+    creation zoom (z18 around the centre) and then cancelled them (about 600 on a zone, some of them live
+    predictions). Here ``fitBounds`` runs without animation, so the view is final when the layers come.
+
+    With a key, the view lives in the browser tab's ``sessionStorage``, not in the page's Python state:
+    every sidebar change rebuilds the map (Streamlit remounts a component whose script changed), and the
+    rebuilt map opens at the stored view before its layers load; a round trip through Python would rerun
+    the page on every pan. Maps of one key on the page (side-by-side panes, each its own iframe of the
+    same origin) tell each other their moves on a ``BroadcastChannel`` named for the tab, and follow.
+    """
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        (function() {
+            var map = {{ this._parent.get_name() }};
+            var key = {{ this.view_key|tojson }};
+            var store = null, saved = null;
+            try { store = window.sessionStorage; } catch (e) { store = null; }
+            if (key && store) {
+                try { saved = JSON.parse(store.getItem("flair-viz:view:" + key)); } catch (e) { saved = null; }
+            }
+            if (saved && saved.center && typeof saved.zoom === "number") {
+                map.setView(saved.center, saved.zoom, {animate: false});
+            } else {
+                map.fitBounds({{ this.latlng_bounds|tojson }}, {animate: false});
+            }
+            if (!key || !store) { return; }
+            var tab = store.getItem("flair-viz:tab");
+            if (!tab) { tab = Math.random().toString(36).slice(2); store.setItem("flair-viz:tab", tab); }
+            var me = Math.random().toString(36).slice(2), following = false, frame = null;
+            var channel = window.BroadcastChannel ? new BroadcastChannel("flair-viz:views:" + tab) : null;
+            function view() {
+                var c = map.getCenter();
+                return {center: [c.lat, c.lng], zoom: map.getZoom()};
+            }
+            function tell() {
+                frame = null;
+                if (channel) { channel.postMessage({key: key, from: me, view: view()}); }
+            }
+            map.on("move", function() {  // while dragging: the other panes follow frame by frame
+                if (!following && frame === null) { frame = window.requestAnimationFrame(tell); }
+            });
+            map.on("moveend", function() {
+                try { store.setItem("flair-viz:view:" + key, JSON.stringify(view())); } catch (e) {}
+                if (!following) { tell(); }
+            });
+            if (channel) {
+                channel.onmessage = function(e) {
+                    var d = e.data;
+                    if (!d || d.key !== key || d.from === me) { return; }
+                    var now = view();
+                    if (now.zoom === d.view.zoom && Math.abs(now.center[0] - d.view.center[0]) < 1e-9 &&
+                        Math.abs(now.center[1] - d.view.center[1]) < 1e-9) { return; }
+                    following = true;  // a move we were told of is not told back
+                    // reset, not a pan: Leaflet pans a small move by whole pixels, a pixel off the leader
+                    try { map.setView(d.view.center, d.view.zoom, {reset: true}); } finally { following = false; }
+                };
+            }
+            window.flairVizView = view;  // for tests and the console: where this map is
+        })();
+        {% endmacro %}
+    """)
+
+    def __init__(self, bounds: Bounds, view_key: str | None = None) -> None:
+        super().__init__()
+        self._name = "InitialView"
+        west, south, east, north = bounds
+        self.latlng_bounds = [[south, west], [north, east]]
+        self.view_key = view_key
 
 
 class ViewportHint(folium.MacroElement):
@@ -141,7 +222,12 @@ def add_layer_control(m: folium.Map) -> folium.LayerControl:
 
 class TileProgress(folium.MacroElement):
     """A small map control that counts tiles still loading, so an analyst sees live predictions being
-    computed instead of an empty map (Leaflet's tileloadstart / tileload / tileerror events)."""
+    computed instead of an empty map.
+
+    A tile is pending from Leaflet's ``tileloadstart`` until it loads, fails (``tileerror``), or is dropped
+    before it came: ``tileabort`` (a zoom left it behind) or ``tileunload`` (panned out of view, layer
+    removed). Counting only loads and errors left a zone's badge stuck on the tiles Leaflet cancelled.
+    Tiles are tracked by layer and coordinates, so an event that comes twice for one tile counts once."""
 
     _template = Template("""
         {% macro script(this, kwargs) %}
@@ -155,23 +241,40 @@ class TileProgress(folium.MacroElement):
                 return div;
             };
             box.addTo(map);
-            var pending = 0, div = box.getContainer();
+            var pending = {}, div = box.getContainer();
             function show() {
-                div.style.display = pending > 0 ? "block" : "none";
-                div.textContent = "Computing " + pending + " tile" + (pending > 1 ? "s" : "") + "…";
+                var n = Object.keys(pending).length;
+                div.style.display = n > 0 ? "block" : "none";
+                div.textContent = "Computing " + n + " tile" + (n > 1 ? "s" : "") + "…";
+                div.setAttribute("data-pending", n);
             }
-            map.eachLayer(function(layer) {
-                if (!(layer instanceof L.TileLayer)) { return; }
-                layer.on("tileloadstart", function() { pending += 1; show(); });
-                layer.on("tileload tileerror", function() { pending = Math.max(0, pending - 1); show(); });
-            });
+            function tileKey(layer, e) { return L.stamp(layer) + ":" + layer._tileCoordsToKey(e.coords); }
+            function watch(layer) {
+                if (!(layer instanceof L.GridLayer) || layer._flairProgress) { return; }
+                layer._flairProgress = true;
+                for (var k in layer._tiles) {  // tiles already asked for before this control came
+                    if (!layer._tiles[k].loaded) { pending[L.stamp(layer) + ":" + k] = true; }
+                }
+                layer.on("tileloadstart", function(e) { pending[tileKey(layer, e)] = true; show(); });
+                layer.on("tileload tileerror tileabort tileunload", function(e) {
+                    delete pending[tileKey(layer, e)]; show();
+                });
+                layer.on("remove", function() {
+                    var head = L.stamp(layer) + ":";
+                    Object.keys(pending).forEach(function(k) { if (k.indexOf(head) === 0) { delete pending[k]; } });
+                    show();
+                });
+            }
+            map.eachLayer(watch);
+            map.on("layeradd", function(e) { watch(e.layer); });
+            show();
         })();
         {% endmacro %}
     """)
 
 
 def add_tile_progress(m: folium.Map) -> TileProgress:
-    """Add the loading counter; call it after the tile layers are on the map."""
+    """Add the loading counter; it watches the tile layers already on the map and those added later."""
     progress = TileProgress()
     progress.add_to(m)
     return progress
@@ -187,3 +290,109 @@ def legend_html(values: list[int] | None = None) -> str:
         for c in items
     )
     return f'<div class="flair-legend">{rows}</div>'
+
+
+# -- colour scales of the continuous layers --------------------------------------------------------------
+# The tile server draws them; these say how. tests/test_colour_scales.py checks each against the server's own
+# constants and against rio-tiler's rendering of known values.
+ELEVATION_CMAP = "viridis"  # flair_viz.server.factory: the elevation preset's colormap
+ELEVATION_LEVELS = (0, 60)  # flair_viz.server.factory.ELEVATION_RESCALE: band levels stretched over the ramp
+UNCERTAINTY_CMAP = "magma"  # flair_viz.predict.tiles.UNCERTAINTY_CMAP: the entropy and margin layers
+
+
+@dataclass(frozen=True)
+class ColourScale:
+    """A continuous layer's legend: the ramp, values from ``low`` to ``high`` in ``unit``, and what they mean."""
+
+    title: str
+    cmap: str  # rio-tiler colormap name, as the tile server uses it
+    low: float
+    high: float
+    unit: str
+    ticks: tuple[float, ...]
+    low_means: str
+    high_means: str
+    note: str = ""
+
+    def colour(self, value: float) -> str:
+        """The ``#rrggbb`` the tile server draws ``value`` with (clipped to the scale's ends)."""
+        from rio_tiler.colormap import cmap
+
+        t = min(1.0, max(0.0, (value - self.low) / (self.high - self.low)))
+        r, g, b, _ = cmap.get(self.cmap)[round(t * 255)]
+        return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
+
+
+def elevation_scale() -> ColourScale:
+    """The Elevation band preset: height above ground (``docs/elevation.md``): the band holds
+    :data:`flair_viz.core.elevation.SCALE` levels per metre, and the server stretches levels 0..60 over viridis."""
+    low, high = (level / elevation.SCALE for level in ELEVATION_LEVELS)
+    step = 2.0 if high <= 20 else 5.0
+    ticks = tuple(round(low + i * step, 6) for i in range(int((high - low) / step) + 1))
+    return ColourScale("Height above ground (elevation band)", ELEVATION_CMAP, low, high, "m", ticks,
+                       "ground", f"{high:g} m and higher",
+                       f"DSM − DTM; the band stores {elevation.SCALE:g} levels per metre (0.2 m each)")
+
+
+def uncertainty_scale(layer: str) -> ColourScale:
+    """The entropy or margin layer (:mod:`flair_viz.core.uncertainty`): both 0..1, bright = unsure."""
+    ticks = (0.0, 0.25, 0.5, 0.75, 1.0)
+    if layer == "entropy":
+        return ColourScale("Uncertainty: entropy", UNCERTAINTY_CMAP, 0.0, 1.0, "", ticks,
+                           "sure: all the probability on one class",
+                           "unsure: probability spread evenly over the model's classes",
+                           "entropy of the class probabilities divided by log K, K the model's class count")
+    return ColourScale("Uncertainty: margin", UNCERTAINTY_CMAP, 0.0, 1.0, "", ticks,
+                       "sure: one class clearly ahead of the next", "unsure: the two likeliest classes tie",
+                       "1 − (top-1 − top-2 probability)")
+
+
+def colour_scale_html(scale: ColourScale, samples: int = 16) -> str:
+    """A horizontal colour bar with its ticks, units and the meaning of both ends, as the layer draws it."""
+    stops = ", ".join(f"{scale.colour(scale.low + (scale.high - scale.low) * i / (samples - 1))} "
+                      f"{100 * i / (samples - 1):.1f}%" for i in range(samples))
+    ticks = "".join(
+        f'<span style="position:absolute;left:{100 * (t - scale.low) / (scale.high - scale.low):.1f}%;'
+        f'transform:translateX(-50%)">{t:g}{(" " + scale.unit) if scale.unit else ""}</span>'
+        for t in scale.ticks)
+    note = f'<div style="color:#555">{scale.note}</div>' if scale.note else ""
+    return (f'<div class="flair-colour-scale" style="font:12px sans-serif;min-width:220px;max-width:320px">'
+            f"<b>{scale.title}</b>"
+            f'<div style="height:12px;margin:3px 8px 0;border:1px solid #888;'
+            f'background:linear-gradient(to right, {stops})"></div>'
+            f'<div style="position:relative;height:15px;margin:0 8px">{ticks}</div>'
+            f'<div style="display:flex;justify-content:space-between;gap:12px;color:#333">'
+            f"<span>◀ {scale.low_means}</span><span style=\"text-align:right\">{scale.high_means} ▶</span></div>"
+            f"{note}</div>")
+
+
+class ColourScaleControl(folium.MacroElement):
+    """A colour scale drawn on the map itself (bottom right), so a screenshot of the map still says what it shows."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        (function() {
+            var box = L.control({position: "bottomright"});
+            box.onAdd = function() {
+                var div = L.DomUtil.create("div", "flair-colour-scale-control");
+                div.style.cssText = "background:rgba(255,255,255,.92);padding:4px 8px;border-radius:4px";
+                div.innerHTML = {{ this.html|tojson }};
+                L.DomEvent.disableClickPropagation(div);
+                return div;
+            };
+            box.addTo({{ this._parent.get_name() }});
+        })();
+        {% endmacro %}
+    """)
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self._name = "ColourScaleControl"
+        self.html = html
+
+
+def add_colour_scale(m: folium.Map, scale: ColourScale) -> ColourScaleControl:
+    """Put ``scale``'s colour bar on the map."""
+    control = ColourScaleControl(colour_scale_html(scale))
+    control.add_to(m)
+    return control
