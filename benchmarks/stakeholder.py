@@ -16,7 +16,8 @@ A layer is *drawn* when every Leaflet tile image of it in the page is loaded (``
 none of its requests is pending; its time is the last moment it became so (a map that fits its bounds after
 a first zoom draws twice), from the request of the page (from the click for Show me 3). Each prediction
 time is printed beside the aerial tiles' time of the same view in the same run, and as their ratio, which
-depends less on what else the CPU is doing. Cancelled tile requests (``net::ERR_ABORTED``) are counted as
+depends less on what else the CPU is doing; when the page first asked each kind of tile is printed too (what
+the page switch costs before any tile is asked). Cancelled tile requests (``net::ERR_ABORTED``) are counted as
 the zone view opens.
 
 Scenarios: ``off`` runs with ``FLAIR_VIZ_WARM=0`` (every prediction on demand, when the map asks),
@@ -72,6 +73,7 @@ class View:
         self.cancelled: dict[str, int] = {"aerial": 0, "prediction": 0, "other": 0}
         self.requested: dict[str, int] = {"aerial": 0, "prediction": 0, "other": 0}
         self.zooms: set[int] = set()
+        self.first: dict[str, float] = {}  # perf_counter of each kind's first tile request
         page.on("request", self._request)
         page.on("requestfinished", lambda r: self._end(r, False))
         page.on("requestfailed", lambda r: self._end(r, "ERR_ABORTED" in (r.failure or "")))
@@ -81,6 +83,7 @@ class View:
         if k:
             self.pending[k].add(r)
             self.requested[k] += 1
+            self.first.setdefault(k, time.perf_counter())
             if k == "prediction":
                 self.zooms.add(int(r.url.split("/WebMercatorQuad/")[1].split("/")[0]))
 
@@ -117,7 +120,7 @@ class View:
             if all(state.values()):
                 stable_since = stable_since or now
                 if now - stable_since >= settle:
-                    return became
+                    return became | {f"{k}_asked": self.first[k] - t0 for k in ("aerial", "prediction")}
             else:
                 stable_since = None
             self.page.wait_for_timeout(100)
@@ -220,7 +223,9 @@ def report(name: str, r: dict) -> None:
     print(f"\n== scenario {name}: app up {r['app_up']:.1f} s after launch")
     for label, key in (("zone view, cold", "zone_cold"), ("zone view, warm", "zone_warm"), ("Show me 3", "show3")):
         a, p = r.get(f"{key}_aerial", float("nan")), r.get(f"{key}_prediction", float("nan"))
-        print(f"{label:18s} aerial drawn {a:6.2f} s · predictions drawn {p:6.2f} s · ratio {ratio(p, a)}")
+        asked = (f" (first asked {r[f'{key}_aerial_asked']:.2f} / {r[f'{key}_prediction_asked']:.2f} s)"
+                 if f"{key}_aerial_asked" in r else "")
+        print(f"{label:18s} aerial drawn {a:6.2f} s · predictions drawn {p:6.2f} s · ratio {ratio(p, a)}{asked}")
     print(f"zone view opening: {r['requested_prediction']} prediction tile requests (zooms {r['zooms']}), cancelled: "
           f"{r['cancelled_prediction']} prediction + {r['cancelled_aerial']} aerial")
     print(f"Home 'Show me' buttons: first visit {r['home_first']:.2f} s, second visit {r['home_warm']:.2f} s")
