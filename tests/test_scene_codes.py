@@ -10,6 +10,7 @@ checksum, other weights) and touch the image: both must be predicted again.
 from __future__ import annotations
 
 import os
+import time
 
 import morecantile
 import numpy as np
@@ -181,3 +182,18 @@ def test_serve_predicts_the_story_ahead_unless_told_not_to(monkeypatch, warm):
     monkeypatch.setattr(run, "warm_story", ran.set)
     run.serve(None, "127.0.0.1", 0)
     assert ran.wait(2 if warm == "1" else 0.2) == (warm == "1")
+
+
+def test_a_killed_servers_scratch_is_swept_but_not_a_live_one(pix, small_scene):
+    place = live.resolve(small_scene, "pix", 0)
+    final = scene.codes_path(place.loaded, small_scene, place.version)
+    final.parent.mkdir(parents=True)
+    dead, busy = (final.with_name(f".{final.name}.{h * 12}.scratch.tif") for h in "ab")
+    other = final.with_name(f".OTHER.codes.tif.{'c' * 12}.scratch.tif")  # another scene's: not this one's to judge
+    for p in (dead, busy, other):
+        p.write_bytes(b"x")
+    old = time.time() - scene.STALE_S - 60
+    os.utime(dead, (old, old))
+    os.utime(other, (old, old))
+    scene.scene_codes(place.loaded, small_scene, place.version)
+    assert not dead.exists() and busy.exists() and other.exists() and final.exists()

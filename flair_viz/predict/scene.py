@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from rio_tiler.io import Reader
 
-from flair_viz.core import cog, config, raster
+from flair_viz.core import atomic, cog, config, raster
 from flair_viz.core.catalog import Dataset
 from flair_viz.predict import inference, models, viewport
 from flair_viz.predict.viewport import TILE
@@ -62,8 +63,23 @@ def scene_codes(loaded: models.LoadedModel, ds: Dataset, version: str) -> Path:
         if not path.exists():
             with _gate:
                 if not path.exists():
+                    _sweep_dead(path)
                     compute(loaded, ds, path)
     return path
+
+
+STALE_S = 600  # a scratch nobody wrote to for this long belongs to a server that died while predicting
+
+
+def _sweep_dead(path: Path) -> list[Path]:
+    """Remove the work files a killed server left for this scene (a stopped server does not wait for its
+    predictions ahead). Only stale ones: another process may be predicting the same scene right now, and its
+    scratch is written to at every chunk."""
+    now = time.time()
+    dead = [p for p in atomic.work_files(path.parent, {path.name}) if now - p.stat().st_mtime > STALE_S]
+    for p in dead:
+        p.unlink(missing_ok=True)
+    return dead
 
 
 def grid(height: int, width: int) -> tuple[int, int]:
