@@ -103,8 +103,8 @@ image_scale = webmap.elevation_scale() if preset == "elevation" else None
 live_scale = webmap.uncertainty_scale(live_layer) if model_ids and live_layer in ("entropy", "margin") else None
 
 
-def add_scales(m, with_live: bool = True) -> None:
-    for scale in (image_scale, live_scale if with_live else None):
+def add_scales(m, image: bool = True, live: bool = True) -> None:
+    for scale in (image_scale if image else None, live_scale if live else None):
         if scale is not None:
             webmap.add_colour_scale(m, scale)
 
@@ -149,7 +149,7 @@ else:
                 if url:
                     webmap.tile_layer(url, name, bounds, opacity).add_to(m)
                 webmap.add_tile_progress(m)
-                add_scales(m, with_live=bool(url) and "/predict/" in url)
+                add_scales(m, image=not url, live=bool(url) and "/predict/" in url)  # the scale of what it shows
                 common.render_map(m, key=f"panel-{scene.image.id}-{name}", height=420)
 
 if model_ids:

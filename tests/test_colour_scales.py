@@ -69,8 +69,10 @@ def test_uncertainty_colours_are_those_of_the_live_layer(layer):
 
 def test_the_colour_bar_names_its_units_ends_and_ticks():
     html = maps.colour_scale_html(maps.elevation_scale())
-    for text in ("Height above ground", "0 m", "12 m", "ground", "12 m and higher", "5 levels per metre"):
+    for text in ("Height above ground", "0 m", "≥ 12 m", "the ground", "12 m and higher", "5 levels per metre"):
         assert text in html, text
     assert html.count("%,") + 1 >= 16  # the gradient's stops
     html = maps.colour_scale_html(maps.uncertainty_scale("margin"))
     assert "1 − (top-1 − top-2 probability)" in html and "tie" in html
+    compact = maps.colour_scale_html(maps.uncertainty_scale("entropy"), compact=True)  # on the map: short
+    assert "◀ sure" in compact and "unsure ▶" in compact and "log K" not in compact

@@ -302,7 +302,8 @@ UNCERTAINTY_CMAP = "magma"  # flair_viz.predict.tiles.UNCERTAINTY_CMAP: the entr
 
 @dataclass(frozen=True)
 class ColourScale:
-    """A continuous layer's legend: the ramp, values from ``low`` to ``high`` in ``unit``, and what they mean."""
+    """A continuous layer's legend: the ramp, values from ``low`` to ``high`` in ``unit``, and what they mean
+    (``low_word``/``high_word`` on the map, ``low_means``/``high_means`` and ``note`` in the page's legend)."""
 
     title: str
     cmap: str  # rio-tiler colormap name, as the tile server uses it
@@ -310,9 +311,12 @@ class ColourScale:
     high: float
     unit: str
     ticks: tuple[float, ...]
+    low_word: str
+    high_word: str
     low_means: str
     high_means: str
     note: str = ""
+    high_open: bool = False  # values past ``high`` are drawn with its colour: its tick says "≥"
 
     def colour(self, value: float) -> str:
         """The ``#rrggbb`` the tile server draws ``value`` with (clipped to the scale's ends)."""
@@ -322,6 +326,10 @@ class ColourScale:
         r, g, b, _ = cmap.get(self.cmap)[round(t * 255)]
         return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
 
+    def tick_label(self, value: float) -> str:
+        text = f"{value:g}{(' ' + self.unit) if self.unit else ''}"
+        return f"≥ {text}" if self.high_open and value >= self.high else text
+
 
 def elevation_scale() -> ColourScale:
     """The Elevation band preset: height above ground (``docs/elevation.md``): the band holds
@@ -330,39 +338,46 @@ def elevation_scale() -> ColourScale:
     step = 2.0 if high <= 20 else 5.0
     ticks = tuple(round(low + i * step, 6) for i in range(int((high - low) / step) + 1))
     return ColourScale("Height above ground (elevation band)", ELEVATION_CMAP, low, high, "m", ticks,
-                       "ground", f"{high:g} m and higher",
-                       f"DSM − DTM; the band stores {elevation.SCALE:g} levels per metre (0.2 m each)")
+                       "ground", "high", "the ground", f"{high:g} m and higher",
+                       f"DSM − DTM; the band stores {elevation.SCALE:g} levels per metre (0.2 m each)", high_open=True)
 
 
 def uncertainty_scale(layer: str) -> ColourScale:
     """The entropy or margin layer (:mod:`flair_viz.core.uncertainty`): both 0..1, bright = unsure."""
     ticks = (0.0, 0.25, 0.5, 0.75, 1.0)
     if layer == "entropy":
-        return ColourScale("Uncertainty: entropy", UNCERTAINTY_CMAP, 0.0, 1.0, "", ticks,
+        return ColourScale("Uncertainty: entropy", UNCERTAINTY_CMAP, 0.0, 1.0, "", ticks, "sure", "unsure",
                            "sure: all the probability on one class",
                            "unsure: probability spread evenly over the model's classes",
                            "entropy of the class probabilities divided by log K, K the model's class count")
-    return ColourScale("Uncertainty: margin", UNCERTAINTY_CMAP, 0.0, 1.0, "", ticks,
+    return ColourScale("Uncertainty: margin", UNCERTAINTY_CMAP, 0.0, 1.0, "", ticks, "sure", "unsure",
                        "sure: one class clearly ahead of the next", "unsure: the two likeliest classes tie",
                        "1 − (top-1 − top-2 probability)")
 
 
-def colour_scale_html(scale: ColourScale, samples: int = 16) -> str:
-    """A horizontal colour bar with its ticks, units and the meaning of both ends, as the layer draws it."""
+def colour_scale_html(scale: ColourScale, samples: int = 16, compact: bool = False) -> str:
+    """A horizontal colour bar with its ticks, units and the meaning of both ends, as the layer draws it;
+    ``compact`` (on a map): the title, the bar, the ticks and one word per end."""
     stops = ", ".join(f"{scale.colour(scale.low + (scale.high - scale.low) * i / (samples - 1))} "
                       f"{100 * i / (samples - 1):.1f}%" for i in range(samples))
-    ticks = "".join(
-        f'<span style="position:absolute;left:{100 * (t - scale.low) / (scale.high - scale.low):.1f}%;'
-        f'transform:translateX(-50%)">{t:g}{(" " + scale.unit) if scale.unit else ""}</span>'
-        for t in scale.ticks)
-    note = f'<div style="color:#555">{scale.note}</div>' if scale.note else ""
-    return (f'<div class="flair-colour-scale" style="font:12px sans-serif;min-width:220px;max-width:320px">'
+
+    def tick(t: float) -> str:
+        shift = "0" if t <= scale.low else "-100%" if t >= scale.high else "-50%"  # the end ticks stay inside
+        return (f'<span style="position:absolute;left:{100 * (t - scale.low) / (scale.high - scale.low):.1f}%;'
+                f'transform:translateX({shift});white-space:nowrap">{scale.tick_label(t)}</span>')
+
+    ticks = scale.ticks[::2] if compact and len(scale.ticks) > 5 else scale.ticks  # a map's scale is narrow
+    ticks = ticks if ticks[-1] == scale.ticks[-1] else (*ticks, scale.ticks[-1])
+    low, high = (scale.low_word, scale.high_word) if compact else (scale.low_means, scale.high_means)
+    note = f'<div style="color:#555">{scale.note}</div>' if scale.note and not compact else ""
+    width = "min-width:170px;max-width:200px" if compact else "min-width:240px;max-width:340px"
+    return (f'<div class="flair-colour-scale" style="font:{11 if compact else 12}px sans-serif;{width}">'
             f"<b>{scale.title}</b>"
-            f'<div style="height:12px;margin:3px 8px 0;border:1px solid #888;'
+            f'<div style="height:10px;margin-top:3px;border:1px solid #888;'
             f'background:linear-gradient(to right, {stops})"></div>'
-            f'<div style="position:relative;height:15px;margin:0 8px">{ticks}</div>'
+            f'<div style="position:relative;height:15px">{"".join(tick(t) for t in ticks)}</div>'
             f'<div style="display:flex;justify-content:space-between;gap:12px;color:#333">'
-            f"<span>◀ {scale.low_means}</span><span style=\"text-align:right\">{scale.high_means} ▶</span></div>"
+            f'<span>◀ {low}</span><span style="text-align:right">{high} ▶</span></div>'
             f"{note}</div>")
 
 
@@ -392,7 +407,7 @@ class ColourScaleControl(folium.MacroElement):
 
 
 def add_colour_scale(m: folium.Map, scale: ColourScale) -> ColourScaleControl:
-    """Put ``scale``'s colour bar on the map."""
-    control = ColourScaleControl(colour_scale_html(scale))
+    """Put ``scale``'s colour bar on the map, compact (the page's legend says more)."""
+    control = ColourScaleControl(colour_scale_html(scale, compact=True))
     control.add_to(m)
     return control

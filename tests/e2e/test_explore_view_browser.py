@@ -147,3 +147,20 @@ def test_the_badge_counts_tiles_leaflet_drops(live_app, page_and_traffic):
     assert wait_until(page, lambda: badge(map_frames(page)[0])[0] == "none", 240), badge(map_frames(page)[0])
     assert badge(map_frames(page)[0])[1] == 0
     assert dropped, "no tile was dropped, so this test checked nothing"
+
+
+def test_elevation_and_uncertainty_show_their_colour_scales(live_app, page_and_traffic):
+    page, _ = page_and_traffic
+    open_map_page(page, f"{live_app['app']}/Explore?patch={PATCH}", "Explore")
+    page.get_by_text("Elevation", exact=True).click()
+    page.get_by_text("Uncertainty (margin)").click()
+    assert wait_until(page, lambda: any(f.evaluate("document.querySelectorAll('.flair-colour-scale').length") == 2
+                                        for f in map_frames(page, "layer=margin")), 90)
+    frame = next(f for f in map_frames(page, "layer=margin")
+                 if f.evaluate("document.querySelectorAll('.flair-colour-scale').length") == 2)
+    on_map = frame.evaluate("Array.from(document.querySelectorAll('.flair-colour-scale')).map(d => d.innerText)")
+    assert any("Height above ground" in t and "≥ 12 m" in t for t in on_map), on_map
+    assert any("Uncertainty: margin" in t and "unsure" in t for t in on_map), on_map
+    legend = page.locator(".flair-colour-scale")  # and the page's legend says what the values mean
+    assert wait_until(page, lambda: legend.count() == 2, 30)
+    assert "the two likeliest classes tie" in " ".join(legend.all_inner_texts())
