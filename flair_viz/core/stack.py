@@ -49,7 +49,7 @@ from flair_viz.core import atomic, config, elevation, raster, stamps, vrt
 from flair_viz.core.dataset import Dataset
 from flair_viz.core.errors import AlignmentError, InvalidCatalog, InvalidRaster, MissingSource, OutsideDataRoot, context
 
-FORMAT = 2  # bumped when what a stack writes changes (2: layer masks by every band's nodata, dalles.json)
+FORMAT = 3  # bumped when what a stack writes changes (2: layer masks, dalles.json; 3: one mask read without nodata)
 LAYER_KEYS = ("rgb", "irc", "elevation", "dsm", "dtm")
 FIELDS = ("id", "title", *LAYER_KEYS, "vintage")  # the order of the documented form
 DALLE_SUFFIXES = (".jp2", ".tif", ".tiff")
@@ -223,13 +223,15 @@ def _layer(key: str, files: list[Path], out: Path) -> Layer:
 
 def _write_layer_mask(mosaic: raster.RasterInfo, path: Path) -> Path:
     """A layer's mask on its own grid: 255 where ANY band holds data (the sum of the bands' masks, saturated
-    to a byte), 0 where every band is nodata or outside every dalle: :func:`raster.read_window`'s rule."""
+    to a byte), 0 where every band is nodata or outside every dalle: :func:`raster.read_window`'s rule. Without
+    a nodata value every band has the one footprint mask: band 1's is read alone (each mask read decodes the
+    dalle again: three of them made JP2 tiles slower)."""
     t = mosaic.transform
     name = escape(mosaic.path.name)
     rect = f'xOff="0" yOff="0" xSize="{mosaic.width}" ySize="{mosaic.height}"'
     sources = [f'    <ComplexSource>\n      <SourceFilename relativeToVRT="1">{name}</SourceFilename>\n'
                f"      <SourceBand>mask,{b}</SourceBand>\n      <SrcRect {rect}/>\n      <DstRect {rect}/>\n"
-               "    </ComplexSource>" for b in range(1, mosaic.count + 1)]
+               "    </ComplexSource>" for b in range(1, (mosaic.count if mosaic.nodata is not None else 1) + 1)]
     lines = [f'<VRTDataset rasterXSize="{mosaic.width}" rasterYSize="{mosaic.height}">',
              f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(raster.LAMBERT93.to_wkt())}</SRS>',
              f"  <GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>",
