@@ -256,3 +256,18 @@ def test_the_vrts_are_cached_by_the_dalles_stamps(delivery):
     os.utime(dalle, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert Catalog.load(catalog_with(root, 'id = "C"\nrgb = "ortho/rvb"')).get("C").path != first
     assert stack.StackEntry.from_toml({"id": "C", "rgb": "ortho/rvb"}, "x").bands() == ("R", "G", "B")
+
+
+def test_a_layer_without_a_crs_is_refused_with_the_georeference_fix(delivery):
+    """No CRS at all: nothing to reproject from, so the error asks for the georeference, naming the layer."""
+    from flair_viz.core.errors import InvalidRaster
+
+    root, img, _ = delivery
+    bare = root / "bare"
+    bare.mkdir(exist_ok=True)
+    with rasterio.open(bare / "irc.tif", "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8") as ds:
+        ds.write(img[[3, 0, 1], :64, :64])
+    with pytest.raises(InvalidRaster) as exc:
+        Catalog.load(catalog_with(root, 'id = "BARE"\nrgb = "ortho/rvb"\nirc = "bare"'))
+    assert "[[stack]] BARE: layer irc: irc.tif has no CRS or georeference" in exc.value.problem
+    assert ".tfw" in exc.value.fix and "EPSG:2154" in exc.value.fix
