@@ -1,6 +1,6 @@
 """The views a stakeholder opens first, in real Chromium on a started app (issue 24's goals).
 
-    .venv/bin/python benchmarks/stakeholder.py [--scenarios off,on] [--repo PATH] [--engines DIR]
+    .venv/bin/python benchmarks/stakeholder.py [--scenarios off,on] [--delay S] [--repo PATH] [--engines DIR]
 
 Each scenario starts the app exactly as ``scripts/run.sh`` does (``python -m ui.launch``: the tile server,
 then Streamlit; real processes on free loopback ports) with an empty data folder and prediction cache, and
@@ -22,7 +22,8 @@ the zone view opens.
 
 Scenarios: ``off`` runs with ``FLAIR_VIZ_WARM=0`` (every prediction on demand, when the map asks),
 ``on`` with the default ``FLAIR_VIZ_WARM=1`` (``serve`` predicts the story's patch and zone as it starts).
-``--repo`` runs another checkout's app (e.g. an older commit from ``git archive``) with this script.
+``--delay S`` opens the cold zone view S seconds after the app answers (a user who reads Home first) instead of
+at once. ``--repo`` runs another checkout's app (e.g. an older commit from ``git archive``) with this script.
 """
 
 from __future__ import annotations
@@ -190,14 +191,15 @@ def stop(proc: subprocess.Popen) -> None:
         c.kill()
 
 
-def scenario(browser, repo: Path, engines: Path, warm: bool) -> dict[str, float]:
+def scenario(browser, repo: Path, engines: Path, warm: bool, delay: float = 0.0) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="flair-viz-stakeholder-") as t:
         data = Path(t)
         (data / "cache").mkdir()
         engines_copy(engines, data / "cache")
         proc, app, _, up = start_app(repo, data, warm)
         try:
-            r: dict[str, float] = {"app_up": up}
+            r: dict[str, float] = {"app_up": up, "delay": delay}
+            time.sleep(delay)  # a user reading Home before opening the zone
             cold, view = open_view(browser, f"{app}/Explore?patch={ZONE}", re.escape(ZONE))
             r |= {f"zone_cold_{k}": v for k, v in cold.items()}
             r |= {"cancelled_aerial": view.cancelled["aerial"], "cancelled_prediction": view.cancelled["prediction"],
@@ -220,7 +222,7 @@ def ratio(a: float, b: float) -> str:
 
 
 def report(name: str, r: dict) -> None:
-    print(f"\n== scenario {name}: app up {r['app_up']:.1f} s after launch")
+    print(f"\n== scenario {name}: app up {r['app_up']:.1f} s after launch; zone view opened {r['delay']:.0f} s later")
     for label, key in (("zone view, cold", "zone_cold"), ("zone view, warm", "zone_warm"), ("Show me 3", "show3")):
         a, p = r.get(f"{key}_aerial", float("nan")), r.get(f"{key}_prediction", float("nan"))
         asked = (f" (first asked {r[f'{key}_aerial_asked']:.2f} / {r[f'{key}_prediction_asked']:.2f} s)"
@@ -234,6 +236,8 @@ def report(name: str, r: dict) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenarios", default="off,on", help="comma-separated: off (FLAIR_VIZ_WARM=0), on (default)")
+    ap.add_argument("--delay", type=float, default=0.0,
+                    help="seconds between the app answering and the cold zone view (default 0: at once)")
     ap.add_argument("--repo", type=Path, default=REPO, help="checkout whose app is started (default: this one)")
     ap.add_argument("--engines", type=Path, default=Path.home() / ".local/share/flair-viz/cache/onnx",
                     help="exported engines to start with (copied; missing: the first tile exports them)")
@@ -245,7 +249,7 @@ def main() -> int:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         for name in args.scenarios.split(","):
-            report(name, scenario(browser, args.repo.resolve(), args.engines, warm=name == "on"))
+            report(name, scenario(browser, args.repo.resolve(), args.engines, warm=name == "on", delay=args.delay))
         browser.close()
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
