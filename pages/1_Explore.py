@@ -123,8 +123,9 @@ if view == "Swipe":
         st.markdown(f"⟵ **{pair[0][0]}** &nbsp;|&nbsp; **{pair[1][0]}** ⟶")
     elif pair:
         webmap.tile_layer(pair[0][1], pair[0][0], bounds, opacity).add_to(m)
-    for name, url in layers.class_layers[2:]:
-        webmap.tile_layer(url, name, bounds, opacity).add_to(m)
+    # The other layers are offered switched off: drawn on top, they would cover both halves of the swipe.
+    for name, url in layers.class_layers[2:] + layers.hidden:
+        webmap.tile_layer(url, name, bounds, opacity, show=False).add_to(m)
     if correcting:  # corrections in class colours, and the draw tools
         correct_panel.add_to_map(m, scene)
     webmap.add_layer_control(m)
@@ -138,7 +139,7 @@ if view == "Swipe":
 else:
     if correcting:
         st.info("Switch the view to Swipe to paint corrections.")
-    panels = [(f"Aerial {preset.upper()}", None)] + layers.class_layers
+    panels = [(f"Aerial {preset.upper()}", None)] + layers.class_layers + layers.hidden  # one panel each: none covers another
     for row_start in range(0, len(panels), 3):
         cols = st.columns(3)
         for col, (name, url) in zip(cols, panels[row_start:row_start + 3]):

@@ -187,11 +187,12 @@ def add_basemap(m: folium.Map, url_template: str, attribution: str = "basemap") 
 
 
 def tile_layer(url: str, name: str, bounds: Bounds, opacity: float = 1.0, overlay: bool = True,
-               attribution: str = "IGN – FLAIR, Licence Ouverte 2.0") -> folium.raster_layers.TileLayer:
-    """A tile layer bounded to its dataset, so Leaflet never asks for tiles outside it."""
+               attribution: str = "IGN – FLAIR, Licence Ouverte 2.0", show: bool = True) -> folium.raster_layers.TileLayer:
+    """A tile layer bounded to its dataset, so Leaflet never asks for tiles outside it; ``show=False``: listed in
+    the layer control, switched off (and no tile asked for until it is switched on)."""
     west, south, east, north = bounds
     return folium.raster_layers.TileLayer(
-        tiles=url, name=name, attr=attribution, overlay=overlay, control=True, opacity=opacity,
+        tiles=url, name=name, attr=attribution, overlay=overlay, control=True, opacity=opacity, show=show,
         max_zoom=MAX_ZOOM, max_native_zoom=MAX_NATIVE_ZOOM, min_zoom=12,
         bounds=[[south, west], [north, east]], tile_size=256,
     )
