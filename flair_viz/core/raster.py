@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,7 +204,7 @@ def _unreadable(path: str | os.PathLike[str], exc: RasterioIOError) -> Unreadabl
                             "the file is probably truncated or corrupt; re-export it")
 
 
-def read_window(path: str | os.PathLike[str], indexes: list[int], window: Window,
+def read_window(path: str | os.PathLike[str] | rasterio.DatasetReader, indexes: list[int], window: Window,
                 nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
     """A window's pixels as a model sees them, and which of them are real: the one window reader of batch
     prediction and live tiles.
@@ -212,9 +213,13 @@ def read_window(path: str | os.PathLike[str], indexes: list[int], window: Window
     where it has one: a zone mosaic with missing patches (its VRT masks the gaps between sources) or a COG
     with an internal mask. Other pixels are zeros, as the model saw them in batch prediction; the read is
     boundless only where the window leaves the raster.
+
+    ``path`` may be a dataset already open, kept open by the caller: the sliding windows of one scene then
+    share GDAL's cache of decoded blocks (a JPEG 2000 dalle under a band stack is decoded once, not once per
+    window that touches it).
     """
     col, row, w, h = int(window.col_off), int(window.row_off), int(window.width), int(window.height)
-    with open_raster(path) as ds:
+    with nullcontext(path) if isinstance(path, rasterio.DatasetReader) else open_raster(path) as ds:
         r0, c0, r1, c1 = max(0, -row), max(0, -col), min(h, ds.height - row), min(w, ds.width - col)
         try:
             # a boundless read fills outside with fill_value: nodata itself, so those pixels are still recognised.
@@ -231,7 +236,7 @@ def read_window(path: str | os.PathLike[str], indexes: list[int], window: Window
                 else:
                     valid[r0:r1, c0:c1] = True
         except RasterioIOError as exc:
-            raise _unreadable(path, exc) from None
+            raise _unreadable(ds.name, exc) from None
     if nodata is not None:
         valid &= ~np.all(data == nodata, axis=0)
     data[:, ~valid] = 0

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 from rasterio.windows import Window
 
 from flair_viz.core import classes, cog, raster, uncertainty
@@ -215,13 +216,15 @@ def predict_proba_array(loaded: LoadedModel, image_chw_uint8: np.ndarray, batch_
     return out
 
 
-def _file_reader(path: Path, indexes: list[int], info: raster.RasterInfo) -> ReadFn:
-    """Window reader for a raster file: boundless only where a window leaves the scene."""
+def _file_reader(ds: rasterio.DatasetReader, indexes: list[int], info: raster.RasterInfo) -> ReadFn:
+    """Window reader for a raster file opened once for the whole scene (windows share GDAL's block cache: a
+    band stack's JPEG 2000 dalles are decoded once, not once per overlapping window); boundless only where a
+    window leaves the scene. The windows are read one after the other (one reading thread), never concurrently."""
     nodata = info.nodata
     size = WINDOW
 
     def read(row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
-        return raster.read_window(path, indexes, Window(col, row, size, size), nodata)
+        return raster.read_window(ds, indexes, Window(col, row, size, size), nodata)
 
     return read
 
@@ -261,11 +264,12 @@ def predict_file(model_id_or_card: str | ModelCard | LoadedModel, input_path: st
     _check_outputs(input_path, info, output_path, proba_path)
     forward = Forward(loaded, batch_size)
     grid = {"width": info.width, "height": info.height, "crs": info.crs, "transform": info.transform}
-    windows = _sliding(forward, card, info.height, info.width, _file_reader(input_path, indexes, info), progress,
-                       desc=f"{card.id} {input_path.name}")
     # the probability writer is entered first so that it exits last: the class COG is complete
     # under its name before the (slower, 19-band) probability COG is copied
     with ExitStack() as stack:
+        src = stack.enter_context(raster.open_raster(input_path))
+        windows = _sliding(forward, card, info.height, info.width, _file_reader(src, indexes, info), progress,
+                           desc=f"{card.id} {input_path.name}")
         proba_ds = None
         if proba_path is not None:  # probabilities are averaged in overviews, classes never are
             proba_ds = stack.enter_context(cog.cog_writer(proba_path, {**grid, "count": K, "dtype": "uint8"},
