@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,18 @@ def available() -> bool:
 
 
 # -- cache paths ---------------------------------------------------------------------------------
-def settings(card: ModelCard) -> dict[str, Any]:
-    """What the exported graph depends on besides the weights: in the cache key (read without importing torch)."""
+@lru_cache(maxsize=1)
+def _torch_version() -> str:
+    """Installed torch's version, read once: importlib.metadata scans every installed package's metadata
+    (about 5 ms), and this is asked on every live tile request through the engine choice."""
     from importlib.metadata import version
 
-    return {"v": EXPORT_VERSION, "opset": OPSET, "torch": version("torch").split("+")[0], "arch": card.arch,
+    return version("torch").split("+")[0]
+
+
+def settings(card: ModelCard) -> dict[str, Any]:
+    """What the exported graph depends on besides the weights: in the cache key (read without importing torch)."""
+    return {"v": EXPORT_VERSION, "opset": OPSET, "torch": _torch_version(), "arch": card.arch,
             "encoder": card.encoder, "bands": list(card.in_bands), "classes": card.classes,
             "arch_params": card.arch_params}
 
