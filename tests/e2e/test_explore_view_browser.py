@@ -164,3 +164,30 @@ def test_elevation_and_uncertainty_show_their_colour_scales(live_app, page_and_t
     legend = page.locator(".flair-colour-scale")  # and the page's legend says what the values mean
     assert wait_until(page, lambda: legend.count() == 2, 30)
     assert "the two likeliest classes tie" in " ".join(legend.all_inner_texts())
+
+
+def test_each_patch_keeps_its_own_view(live_app, page_and_traffic):
+    """Another patch opens at its own bounds; coming back (even by reloading the page) finds the view left there."""
+    from flair_viz.core.catalog import Catalog
+    from flair_viz.web.maps import dataset_bounds_wgs84
+    from tests.helpers import DEMO_CATALOG
+
+    page, _ = page_and_traffic
+    frame = open_map_page(page, f"{live_app['app']}/Explore?patch={PATCH}", "Explore")
+    assert wait_until(page, lambda: len(map_frames(page)) == 1, 60)
+    frame.locator(".leaflet-control-zoom-in").click()
+    page.wait_for_timeout(600)
+    drag_map(page, map_frames(page)[0], -90, 40)
+    page.wait_for_timeout(500)
+    left_at = view_of(map_frames(page)[0])
+
+    other = "084558"
+    open_map_page(page, f"{live_app['app']}/Explore?patch={other}", "Explore")
+    assert wait_until(page, lambda: len(map_frames(page, other)) == 1, 60)
+    west, south, east, north = dataset_bounds_wgs84(Catalog.load(DEMO_CATALOG).get(f"IMG_{other}"))
+    there = view_of(map_frames(page, other)[0])
+    assert abs(there["center"][0] - (south + north) / 2) < 1e-4 and abs(there["center"][1] - (west + east) / 2) < 1e-4
+
+    open_map_page(page, f"{live_app['app']}/Explore?patch={PATCH}", "Explore")
+    assert wait_until(page, lambda: len(map_frames(page, PATCH)) == 1, 60)
+    assert same_view(view_of(map_frames(page, PATCH)[0]), left_at)
