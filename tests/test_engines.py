@@ -136,6 +136,16 @@ def test_auto_builds_reduced_engines_in_the_background_then_uses_one_if_it_agree
     assert len(models.reduced_builds) == 1  # once per checkpoint
 
 
+def test_cli_commands_but_serve_build_no_engine_in_the_background(monkeypatch):
+    """A one-shot command's background build was killed at exit mid-compile: OpenVINO aborted the process
+    (exit 134) after writing its output, on every run. The CLI turns them off for all but ``serve``."""
+    monkeypatch.setenv("FLAIR_VIZ_INT8_BUILD", "1")
+    assert config.settings().int8_build
+    assert cli.run(["models", "list"]) == 0
+    assert not config.settings().int8_build
+    assert engines.reduced_wanted(cards.get_card(DEMO), "any") == []
+
+
 def test_export_is_cached_by_checksum_and_settings(model_dir, monkeypatch):
     make_model(model_dir, "tiny", "safetensors")
     card = cards.get_card("tiny")

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from flair_viz.core import config
 from flair_viz.core.errors import FlairVizError
 
 
@@ -42,6 +43,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    if args.command != "serve":
+        config.one_shot_process()  # no background engine build that the exit would abort
     return int(args.func(args) or 0)
 
 

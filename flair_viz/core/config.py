@@ -207,6 +207,18 @@ def export_for_workers(catalog: Path | None, token: str | None, engine: str | No
         os.environ.setdefault(env_name("viewport_hint"), "0")
 
 
+def one_shot_process() -> None:
+    """Mark this process as one that ends with its command (every CLI command but ``serve``): ``auto`` then
+    starts no background build of a reduced-precision engine here.
+
+    Why: such a build outlives a short command and is killed mid-compile when the interpreter exits, which
+    aborts the process after its output was written (OpenVINO: "terminate called without an active
+    exception", exit status 134), run after run, since the build never completes; and the command could not
+    use it anyway. A long-lived tile server builds them. Set in the environment, so the Dask workers and child
+    processes a command starts inherit it."""
+    os.environ[env_name("int8_build")] = "0"
+
+
 def child_environment(**overrides: bool | str) -> dict[str, str]:
     """This process's environment for a child process, with ``Settings`` fields (by name) overridden."""
     env = dict(os.environ)
