@@ -91,7 +91,7 @@ if live_layer == "error" and not scene.truth:
 layers = explore.scene_layers(scene, cat, base, preset=preset, models=model_ids, live_layer=live_layer,
                               deep_link=link)
 bounds = layers.bounds
-caption = scene.label + (f" · ground truth `{scene.truth.id}`" if scene.truth else " · no ground truth")
+caption = scene.label + (" · with its ground truth" if scene.truth else " · no ground truth")
 if scene.kind == "mosaic":  # a whole zone (or domain) as one map; its patches stay in the list
     caption += " · a mosaic of adjacent patches: pan across it, or pick one patch in the list"
 if model_ids:

@@ -31,7 +31,9 @@ def test_explore_lists_real_patches_and_switches_patch(tile_server):
         assert any(pid in o for o in patch.options), patch.options
     patch.set_value("IMG_084558").run()
     assert not at.exception
-    assert any("084558" in c.value and "MSK_084558" in c.value for c in at.caption)
+    # the patch and that it has a ground truth, in words: no raw dataset ID (MSK_...) where a title would do
+    assert any("084558" in c.value and "with its ground truth" in c.value and "MSK_" not in c.value
+               for c in at.caption), [c.value for c in at.caption]
     assert [o.split(" ")[0] for o in at.sidebar.radio[0].options] == ["RGB", "IRC", "Elevation"]
 
 
