@@ -84,6 +84,8 @@ for mid in model_ids:
         st.warning(f"**{card_by_id[mid]['title']}** is a DEMO model, trained from scratch on a CPU on other zones (its "
                    "card names them). Its predictions show how the tool works, not how good a real model is.",
                    icon=":material/science:")
+if model_ids and (too_large := explore.live_zoom_note(scene.image)):
+    st.info(too_large)
 if live_layer == "error" and not scene.truth:
     st.info("This patch has no ground truth, so there is no error layer; showing predictions instead.")
     live_layer = "class"

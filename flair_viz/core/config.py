@@ -121,6 +121,9 @@ class Settings:
                          "request", int)
     max_cover_scale: int = _var("FLAIR_VIZ_MAX_COVER_SCALE", 10, "largest cover_scale= of a feature statistics "
                                 "request (its memory grows with the square)", int)
+    max_scene_mpx: float = _var("FLAIR_VIZ_MAX_SCENE_MPX", 64.0, "largest image, in megapixels, predicted whole "
+                                "for a coarse map view of live predictions; a larger one (a BD ORTHO stack) shows "
+                                "them from the zoom where tiles are predicted live", float)
 
 
 def env_name(field_name: str) -> str:

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 from morecantile import tms as default_tms
-from rasterio.warp import transform_bounds
+from rasterio.warp import transform, transform_bounds
 
 from flair_viz.core import atomic, config, raster
 from flair_viz.core.catalog import Dataset
@@ -90,6 +90,20 @@ class TileGeometry(NamedTuple):
         """Whether the model runs on the raster's native pixels for this tile: it touches the raster and is
         fine enough (at most ``LIVE_MAX_RATIO``); other tiles are empty or cut from a scene prediction."""
         return _intersects(self.src_bounds, info.bounds) and self.ratio <= LIVE_MAX_RATIO
+
+
+def live_zoom(info: raster.RasterInfo, tms_id: str) -> int:
+    """The coarsest zoom at which the image's tiles are predicted live from the pixels under them (tile
+    pixels at most ``LIVE_MAX_RATIO`` raster pixels, at its centre): where an image too large to predict
+    whole (:func:`flair_viz.predict.scene.check_size`) starts showing predictions."""
+    tms = default_tms.get(tms_id)
+    lon, lat = transform(info.crs, "EPSG:4326", [(info.bounds[0] + info.bounds[2]) / 2],
+                         [(info.bounds[1] + info.bounds[3]) / 2])
+    for z in range(tms.minzoom, tms.maxzoom + 1):
+        t = tms.tile(lon[0], lat[0], z)
+        if _tile_geometry(info, tms_id, z, t.x, t.y).ratio <= LIVE_MAX_RATIO:
+            return z
+    return tms.maxzoom
 
 
 def _tile_geometry(info: raster.RasterInfo, tms_id: str, z: int, x: int, y: int) -> TileGeometry:
@@ -187,6 +201,7 @@ def tile_result(place: Place, x: int, y: int, viewport_hint: Viewport | None = N
         result = _empty()
         atomic.write_bytes(disk, result.to_bytes())
     elif not geometry.live(source.info):  # coarse: cut from the scene's prediction, computed once
+        scene.check_size(place.ds, source.info, live_zoom(source.info, place.tms_id))  # before any lock or work
         codes = scene.scene_codes(place.loaded, place.ds, place.version)
         result = TileResult(*scene.coarse_tile(codes, default_tms.get(place.tms_id), place.z, x, y), live=False)
     elif (codes := scene.ready(place.loaded, place.ds, place.version)) is not None:  # predicted whole already

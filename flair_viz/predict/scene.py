@@ -31,6 +31,7 @@ from rio_tiler.io import Reader
 
 from flair_viz.core import atomic, cog, config, raster
 from flair_viz.core.catalog import Dataset
+from flair_viz.core.errors import InvalidInput
 from flair_viz.predict import inference, models, viewport
 from flair_viz.predict.viewport import TILE
 
@@ -94,9 +95,33 @@ def grid(height: int, width: int) -> tuple[int, int]:
     return -(-height // side), -(-width // side)
 
 
+def too_large(info: raster.RasterInfo) -> bool:
+    """Whether the image is over ``FLAIR_VIZ_MAX_SCENE_MPX``: see :func:`check_size`."""
+    return info.width * info.height / 1e6 > config.settings().max_scene_mpx
+
+
+def check_size(ds: Dataset, info: raster.RasterInfo, live_from: int | None = None) -> None:
+    """Refuse to predict whole an image larger than ``FLAIR_VIZ_MAX_SCENE_MPX``.
+
+    Why: a coarse tile needs the whole image predicted, which for a zone is seconds but for a BD ORTHO
+    stack of a département (hundreds of 25,000² px dalles) would keep a server's CPUs busy for days on one
+    map view. Such an image shows live predictions from ``live_from``, the zoom where tiles are predicted
+    from the pixels under them (:func:`flair_viz.predict.live.live_zoom`)."""
+    if too_large(info):
+        mpx, limit = info.width * info.height / 1e6, config.settings().max_scene_mpx
+        where = f"zoom {live_from} or closer" if live_from is not None else "a closer zoom"
+        raise InvalidInput(
+            f"Image {ds.id} is too large to predict whole for a coarse map view ({mpx:,.0f} megapixels; the limit "
+            f"is {limit:,.0f})",
+            f"zoom in to {where}, where live predictions come from the pixels under each tile; or predict it once "
+            f"with `flair-viz predict --model MODEL {ds.id} --out DIR` (in blocks, on Dask) and open the result; "
+            "or raise FLAIR_VIZ_MAX_SCENE_MPX")
+
+
 def compute(loaded: models.LoadedModel, ds: Dataset, out: Path) -> Path:
     """Predict every native pixel of ``ds`` in chunks with a 128 px margin each and write the codes COG."""
     info = raster.check_image_dtype(raster.describe(ds.path), ds.id)
+    check_size(ds, info)
     bands = ds.bands or raster.band_names_for(info.count)
     indexes = inference.band_indexes(loaded.card, tuple(bands), ds.id)
     forward = inference.Forward(loaded, 1)

@@ -15,6 +15,7 @@ from flair_viz.core.classes import BY_VALUE, protocol_names
 from flair_viz.core.describe import kind_of
 from flair_viz.core.raster import PRESET_BANDS, describe
 from flair_viz.core.stack import layers_fix
+from flair_viz.predict import live, scene
 from flair_viz.web.maps import Bounds, dataset_bounds_wgs84, dataset_tile_url, floor_zoom
 from flair_viz.web.urls import tile_url
 
@@ -125,6 +126,19 @@ def usable_models(image: Dataset, cards: Sequence[Mapping[str, Any]]) -> tuple[l
     head = "No model fits this image" if not usable else f"{len(left)} model(s) left out for this image"
     return usable, (f"{head}: it has {', '.join(image.bands)}; {'; '.join(left)}. Register a model whose card "
                     f"reads these bands{layers_fix(missing)}.")
+
+
+def live_zoom_note(image: Dataset) -> str | None:
+    """What the page says over an image too large to predict whole (a BD ORTHO stack): its map opens at a
+    distance where live prediction tiles are refused (:func:`flair_viz.predict.scene.check_size`), so
+    the analyst is told the zoom where they appear instead of seeing failed tiles."""
+    info = describe(image.path)
+    if not scene.too_large(info):
+        return None
+    z = live.live_zoom(info, "WebMercatorQuad")
+    return (f"This image is too large to predict whole for a distant view ({info.width * info.height / 1e6:,.0f} "
+            f"megapixels): live predictions appear from zoom {z}, where they come from the pixels under each tile. "
+            "Zoom in, or predict it once with `flair-viz predict` and open the result.")
 
 
 def prediction_url(base: str, image_id: str, model_id: str, layer: str = "class") -> str:
