@@ -49,6 +49,7 @@ from flair_viz.core import atomic, config, elevation, raster, stamps, vrt
 from flair_viz.core.dataset import Dataset
 from flair_viz.core.errors import AlignmentError, InvalidCatalog, InvalidRaster, MissingSource, OutsideDataRoot, context
 
+CACHE_FOLDER, VRT_NAME = "stacks", "stack.vrt"  # a stack is <cache>/stacks/<id>-<key>/stack.vrt (core/handles.py knows it)
 FORMAT = 3  # bumped when what a stack writes changes (2: layer masks, dalles.json; 3: one mask read without nodata)
 LAYER_KEYS = ("rgb", "irc", "elevation", "dsm", "dtm")
 FIELDS = ("id", "title", *LAYER_KEYS, "vintage")  # the order of the documented form
@@ -161,8 +162,8 @@ def load(entry: StackEntry, root: Path, out_root: Path | None = None) -> Dataset
     root = Path(root).resolve()
     with context(f"[[stack]] {entry.id}"):
         files = {k: find_dalles(k, spec, root) for k, spec in entry.layers().items()}
-        out = (out_root or config.cache_dir() / "stacks") / f"{entry.id}-{cache_key(entry, files)}"
-        path = out / "stack.vrt"
+        out = (out_root or config.cache_dir() / CACHE_FOLDER) / f"{entry.id}-{cache_key(entry, files)}"
+        path = out / VRT_NAME
         if not path.exists():  # written last: its presence means the layers are done
             layers = [_layer(k, v, out) for k, v in files.items()]
             _check_layers(layers)

@@ -22,6 +22,7 @@ from attrs import define, field
 from fastapi import Depends, Path, Query, Request
 from morecantile.defaults import TileMatrixSets
 from rio_tiler.colormap import cmap as rio_cmap
+from rio_tiler.io.base import BaseReader
 from titiler.core.dependencies import (
     BidxParams,
     HistogramParams,
@@ -36,6 +37,7 @@ from titiler.core.factory import TilerFactory
 from flair_viz.core import classes, config
 from flair_viz.core.catalog import Catalog, Dataset
 from flair_viz.core.errors import InvalidInput
+from flair_viz.core.handles import KeptOpenReader
 from flair_viz.core.raster import PRESET_BANDS, tile_source
 from flair_viz.core.tiling import SUPPORTED_TMS, DatasetId, abandon_if_gone, check_cap, check_tilesize, check_zoom
 
@@ -198,6 +200,7 @@ BOUNDED_ROUTES = [
 class DatasetTilerFactory(TilerFactory):
     """A TilerFactory bound to the catalog: ``/datasets/{dataset_id}/...`` with presets and palettes."""
 
+    reader: type[BaseReader] = KeptOpenReader  # a stack's tiles share kept handles: its decoded dalles stay cached
     path_dependency: Callable[..., str] = dataset_path
     layer_dependency: Callable[..., BidxParams] = layer_params
     colormap_dependency: Callable[..., dict | None] = colormap_params
