@@ -13,6 +13,9 @@ from tests.helpers import DEMO_CATALOG, REPO, app_client, free_port, start_serve
 # Most tests compare torch results exactly with a reference; the ONNX engines (the CPU default, "auto")
 # have their own tests (tests/test_engines.py), which ask for them by name. Servers started here inherit it.
 os.environ.setdefault("FLAIR_VIZ_ENGINE", "torch")
+# Servers the session starts (the shared tile server, the e2e app) predict nothing ahead at start: each would
+# spend CPU on the demo zone beside the tests. Tests of the warm-up turn it on for their own server.
+os.environ.setdefault("FLAIR_VIZ_WARM", "0")
 # A page run without the tile_server fixture starts a tile server in the background (ui.common.tiles_url), detached
 # from the test: on a port of this session's own, never the user's 8765, and stopped when the session ends.
 SESSION_TILE_PORT = os.environ.setdefault("FLAIR_VIZ_TILE_PORT", str(free_port()))

@@ -148,9 +148,13 @@ def test_a_changed_checkpoint_or_image_is_predicted_again(pix, small_scene):
     assert len(list(codes[0].parent.parent.rglob("SMALL.*.codes.tif"))) == 3
 
 
-def test_warm_predicts_ahead_and_reports_failures_without_raising(pix, small_scene, tmp_path, capsys):
+def test_warm_predicts_ahead_and_reports_failures_without_raising(pix, small_scene, tmp_path, capsys, monkeypatch):
     missing = Dataset(id="GONE", path=tmp_path / "gone.tif", role="image")
+    during = []
+    real = scene.scene_codes
+    monkeypatch.setattr(scene, "scene_codes", lambda *a: during.append(live.WARMING.is_set()) or real(*a))
     done = live.warm([missing, small_scene], "pix")
+    assert during == [True] and not live.WARMING.is_set()  # /healthz says "warming" while it predicts, then not
     assert len(done) == 1 and done[0].exists() and "GONE" in capsys.readouterr().err
     runs = len(pix["module"].shapes)
     t = _tile(small_scene, 19)
@@ -182,6 +186,8 @@ def test_serve_predicts_the_story_ahead_unless_told_not_to(monkeypatch, warm):
     monkeypatch.setattr(run, "warm_story", ran.set)
     run.serve(None, "127.0.0.1", 0)
     assert ran.wait(2 if warm == "1" else 0.2) == (warm == "1")
+    assert live.WARMING.is_set() == (warm == "1")  # set before the server answers; warm_story (replaced) clears it
+    live.WARMING.clear()
 
 
 def test_a_killed_servers_scratch_is_swept_but_not_a_live_one(pix, small_scene):

@@ -46,6 +46,7 @@ def main() -> None:
     warm_imports()
     if proc is not None:
         client.wait_until_up(config.tile_server_url(), proc)  # if it does not come up, the pages say why
+        client.wait_while_warming(config.tile_server_url())  # the demo's first map ready when the app is
     from streamlit.web import cli as stcli
 
     sys.argv = ["streamlit", "run", str(config.REPO_ROOT / "app.py"), *sys.argv[1:]]

@@ -326,18 +326,25 @@ def _store(key: tuple, disk: Path | None, fut: Future) -> None:
         _writer.submit(lambda: disk.exists() or atomic.write_bytes(disk, TileResult(*fut.result(), live=True).to_bytes()))
 
 
+WARMING = threading.Event()  # set while this process predicts ahead (``warm``): /healthz says so to the launcher
+
+
 def warm(datasets: list[Dataset], model: str | ModelCard) -> list[Path]:
     """Predict the whole of ``datasets`` with ``model`` ahead of any request (skipped where on disk already),
     so their tiles, at every zoom, are cut from it. A server's start-up work (``serve`` warms the home
     story's zone and patch), run in a background thread: problems go to stderr, nothing is raised."""
     done = []
-    for ds in datasets:
-        try:
-            t0 = time.monotonic()
-            place = resolve(ds, model, 0)
-            done.append(scene.scene_codes(place.loaded, ds, place.version))
-            print(f"flair-viz: {ds.id} predicted ahead with {place.loaded.card.id} ({place.loaded.engine}) in "
-                  f"{time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
-        except (FlairVizError, OSError) as exc:
-            print(f"flair-viz: predicting {ds.id} ahead failed: {exc}", file=sys.stderr, flush=True)
+    WARMING.set()
+    try:
+        for ds in datasets:
+            try:
+                t0 = time.monotonic()
+                place = resolve(ds, model, 0)
+                done.append(scene.scene_codes(place.loaded, ds, place.version))
+                print(f"flair-viz: {ds.id} predicted ahead with {place.loaded.card.id} ({place.loaded.engine}) in "
+                      f"{time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
+            except (FlairVizError, OSError) as exc:
+                print(f"flair-viz: predicting {ds.id} ahead failed: {exc}", file=sys.stderr, flush=True)
+    finally:
+        WARMING.clear()
     return done

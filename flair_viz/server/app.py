@@ -150,7 +150,10 @@ def create_app(catalog_path: str | os.PathLike[str] | None = None, token: str | 
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"ok": True}
+        # warming: this process is predicting the home story's zone ahead (serve's start-up, FLAIR_VIZ_WARM)
+        from flair_viz.predict import live
+
+        return {"ok": True, "warming": live.WARMING.is_set()}
 
     @app.get("/datasets")
     def list_datasets(catalog: Annotated[Catalog, Depends(get_catalog)]) -> list[dict]:

@@ -33,6 +33,9 @@ def serve(catalog: str | None, host: str, port: int, workers: int = 1, token: st
 
     models.prepare_cpu_engines(say=lambda line: print(line, file=sys.stderr, flush=True))  # before serving: see its doc
     if config.settings().warm:
+        from flair_viz.predict import live
+
+        live.WARMING.set()  # before the server answers: /healthz says "warming" from its first answer
         threading.Thread(target=warm_story, name="warm-story", daemon=True).start()
     if host not in ("127.0.0.1", "localhost", "::1") and not config.settings().token:
         print(f"warning: serving on {host} without a token; anyone who can reach it can read the catalog's "
@@ -52,9 +55,12 @@ def warm_story() -> None:
     from flair_viz.web import story
 
     try:
-        targets, models = story.warm_targets(Catalog.load(config.catalog_path())), cards.list_cards()
-    except FlairVizError as exc:
-        print(f"flair-viz: nothing predicted ahead: {exc}", file=sys.stderr, flush=True)
-        return
-    if targets and models:
-        live.warm(targets, models[0])
+        try:
+            targets, models = story.warm_targets(Catalog.load(config.catalog_path())), cards.list_cards()
+        except FlairVizError as exc:
+            print(f"flair-viz: nothing predicted ahead: {exc}", file=sys.stderr, flush=True)
+            return
+        if targets and models:
+            live.warm(targets, models[0])
+    finally:
+        live.WARMING.clear()

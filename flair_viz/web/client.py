@@ -31,6 +31,28 @@ def is_up(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def wait_while_warming(url: str, limit_s: float = 60.0, say=print) -> float:
+    """Wait (at most ``limit_s``) while the tile server predicts the demo zone ahead, and return how long.
+
+    Why: the launcher announces the app when its first map is ready. On a first start the zone's prediction
+    (seconds on a CPU, kept on disk, so later starts skip it) would otherwise share the CPUs with the
+    first page and arrive after its aerial tiles."""
+    t0 = time.monotonic()
+    said = False
+    while time.monotonic() - t0 < limit_s:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+                if not json.loads(r.read()).get("warming"):
+                    break
+        except Exception:
+            break  # a server that does not say: nothing to wait for
+        if not said:
+            say("Predicting the demo zone ahead (first start only; kept on disk)...")
+            said = True
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
 def fetch_json(base_url: str, path: str, timeout: float = 5.0):
     """GET a JSON document from the tile server (e.g. ``/models``, ``/device``), or a clear error.
 
