@@ -94,7 +94,9 @@ layers = explore.scene_layers(scene, cat, base, preset=preset, models=model_ids,
                               deep_link=link)
 bounds = layers.bounds
 caption = scene.label + (" · with its ground truth" if scene.truth else " · no ground truth")
-if scene.kind == "mosaic":  # a whole zone (or domain) as one map; its patches stay in the list
+if scene.image.extra.get("stack"):  # a [[stack]]: one image of BD ORTHO dalles, with no patches to list
+    caption += " · one seamless image made of its dalles: pan across it"
+elif scene.kind == "mosaic":  # a whole zone (or domain) as one map; its patches stay in the list
     caption += " · a mosaic of adjacent patches: pan across it, or pick one patch in the list"
 if model_ids:
     caption += " · live predictions are computed tile by tile as you pan; the first view takes a few seconds"

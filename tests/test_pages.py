@@ -35,6 +35,10 @@ def test_explore_lists_real_patches_and_switches_patch(tile_server):
     assert any("084558" in c.value and "with its ground truth" in c.value and "MSK_" not in c.value
                for c in at.caption), [c.value for c in at.caption]
     assert [o.split(" ")[0] for o in at.sidebar.radio[0].options] == ["RGB", "IRC", "Elevation"]
+    patch.set_value("BDORTHO_STACK").run()  # a [[stack]]: one image of dalles, not a mosaic of listed patches
+    assert not at.exception
+    assert any("made of its dalles" in c.value and "pick one patch" not in c.value for c in at.caption), \
+        [c.value for c in at.caption]
 
 
 def test_explore_deep_link_opens_the_requested_patch(tile_server):
