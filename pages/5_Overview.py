@@ -76,7 +76,7 @@ colours = common.guarded(lambda: layer.catalog_colouring(cat, color_by, model, p
 bounds = overview.view_bounds(fp, view)
 url = overview.overview_url(base, color_by, model, protocol or "flair1", cls, truth_class, pred_class)
 shape = france.france_geojson()
-st.caption(f"{len(fp):,} patch footprints, drawn as map tiles by the tile server. Hover a patch for its zone and "
+st.caption(f"{overview.footprint_count(fp)}, drawn as map tiles by the tile server. Hover a patch for its zone and "
            "score; click it to open it in Explore."
            + (" Outline of France: Natural Earth (public domain)." if shape else ""))
 if shape is None:

@@ -252,10 +252,16 @@ def test_overview_page_on_the_demo_catalog(tile_server, tmp_path, monkeypatch):
     from tests.helpers import DEMO_CATALOG, REPO, default_model_id
 
     monkeypatch.setenv("FLAIR_VIZ_METRICS", str(tmp_path / "metrics.parquet"))
-    n = len(footprints(Catalog.load(DEMO_CATALOG)))
+    cat = Catalog.load(DEMO_CATALOG)
+    from flair_viz.core import stack
+
+    dalles = sum(len(stack.dalles(d, "rgb")) for d in cat if d.extra.get("stack"))  # the demo's BD ORTHO stack
+    n = len(footprints(cat)) - dalles
+    assert dalles >= 1 and n >= 25
     at = AppTest.from_file(str(REPO / "pages/5_Overview.py"), default_timeout=180).run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
-    assert any(f"{n:,} patch footprints" in c.value for c in at.caption)
+    want = f"{n:,} patch footprints and {dalles} BD ORTHO dalle{'s' if dalles > 1 else ''},"
+    assert any(want in c.value for c in at.caption), [c.value for c in at.caption]
     assert any("Outline of France: Natural Earth" in c.value for c in at.caption)
     from flair_viz.overview import outline
 

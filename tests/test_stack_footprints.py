@@ -45,3 +45,15 @@ def test_the_demo_stack_has_the_footprint_of_its_rgb_tile():
     with rasterio.open(cat.get("BDORTHO_RGB").path) as ds:
         assert len(rows) == 1 and np.allclose(fp.l93[rows[0]], tuple(ds.bounds))
     assert (fp.table["patch"].notna()).sum() == len(fp) - 1  # every other footprint is a patch
+
+
+def test_the_overview_counts_patches_and_dalles_apart_and_names_a_missing_domain(delivery):  # noqa: F811
+    from flair_viz.overview.layer import catalog_colouring
+    from flair_viz.web.overview import footprint_count
+
+    root, _, _ = delivery
+    cat = Catalog.load(catalog_with(root, 'id = "H"\nrgb = "ortho/rvb"'))
+    n_dalles = len(list((root / "ortho" / "rvb").glob("*.jp2")))
+    assert footprint_count(footprints(cat)) == f"0 patch footprints and {n_dalles} BD ORTHO dalles"
+    legend = catalog_colouring(cat, "domain")[1].legend
+    assert ("no domain given", "#969696") in legend.entries  # a stack names no domain: not "unknown"

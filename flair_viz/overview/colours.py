@@ -119,7 +119,8 @@ def patch_values(fp: Footprints, table: MetricsTable, model: str, metric: str, p
 
 
 def _categorical(labels: np.ndarray, ordered: list[str], colours: list[str], title: str) -> Colouring:
-    """Label ``ordered[i]`` gets ``colours[i]``; a footprint without a label is grey ("unknown")."""
+    """Label ``ordered[i]`` gets ``colours[i]``; a footprint without a label is grey ("no domain given": a
+    BD ORTHO stack's dalles, or an image whose entry names none)."""
     index = {v: i for i, v in enumerate(ordered)}
     pal = _palette(colours)
     idx = np.array([index.get(v, -1) for v in labels], dtype=np.int64)
@@ -127,7 +128,7 @@ def _categorical(labels: np.ndarray, ordered: list[str], colours: list[str], tit
     rgba[idx >= 0] = pal[idx[idx >= 0]]
     entries = list(zip(ordered, colours))
     if (idx < 0).any():
-        entries.append(("unknown", "#969696"))
+        entries.append((f"no {title.lower()} given", "#969696"))
     return Colouring(rgba, Legend(title, entries))
 
 

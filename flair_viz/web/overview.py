@@ -50,6 +50,15 @@ def scored_models(cat: Catalog) -> list[str]:
     return in_card_order(p.model for p in catalog_pairs(cat) if p.model)
 
 
+def footprint_count(fp: Footprints) -> str:
+    """"25 patch footprints", or with stacks "25 patch footprints and 4 BD ORTHO dalles": a stack's dalles
+    (no patch number) are drawn too, and counting them as patches misled."""
+    dalles = int(fp.table["patch"].isna().sum()) if len(fp) else 0
+    patches = len(fp) - dalles
+    text = f"{patches:,} patch footprint{'s' if patches != 1 else ''}"
+    return text + (f" and {dalles:,} BD ORTHO dalle{'s' if dalles != 1 else ''}" if dalles else "")
+
+
 def view_choices(fp: Footprints) -> list[str]:
     """``All patches``, then each domain, then each ``domain / zone``: what the map can zoom to."""
     t = fp.table
