@@ -25,6 +25,7 @@ from rasterio.io import DatasetReader
 from rio_tiler.io import Reader
 
 from flair_viz.core import stack
+from flair_viz.core.stamps import file_stamp
 
 KEEP = 2  # handles per stack file: reads of one stack in parallel, each handle with its own decoded dalles
 
@@ -54,34 +55,31 @@ class _Handles:
         else:  # the file changed while it was lent: nobody will borrow this version again
             dataset.close()
 
+    def close_idle(self) -> None:
+        """Close the handles not lent now (those lent are closed when given back to a superseded version)."""
+        while True:
+            try:
+                dataset = self.free.get_nowait()
+            except queue.Empty:
+                return
+            if dataset is not None:
+                dataset.close()
 
-_files: dict[str, tuple[tuple[int, int], _Handles]] = {}
+
+_files: dict[str, tuple[dict, _Handles]] = {}  # path -> (its file_stamp, its handles)
 _lock = threading.Lock()
 
 
-def _stamp(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
-
-
 def _handles(path: str) -> _Handles | None:
-    stamp = _stamp(path)
-    if stamp is None:
-        return None
+    try:
+        stamp = file_stamp(path)
+    except OSError:
+        return None  # gone: the reader's own open names the problem
     with _lock:
         held = _files.get(path)
         if held is None or held[0] != stamp:
-            if held is not None:  # an older version: close what is not lent now
-                while True:
-                    try:
-                        old = held[1].free.get_nowait()
-                    except queue.Empty:
-                        break
-                    if old is not None:
-                        old.close()
+            if held is not None:  # an older version
+                held[1].close_idle()
             held = _files[path] = (stamp, _Handles(path))
         return held[1]
 
@@ -96,13 +94,7 @@ def close_all() -> None:
     """Close every handle not lent now, and forget them (tests; a server stopping)."""
     with _lock:
         for _, handles in _files.values():
-            while True:
-                try:
-                    dataset = handles.free.get_nowait()
-                except queue.Empty:
-                    break
-                if dataset is not None:
-                    dataset.close()
+            handles.close_idle()
         _files.clear()
 
 
