@@ -11,6 +11,7 @@ origin, so that one JSON answer carries ``Access-Control-Allow-Origin`` (it says
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from attrs import define, field
@@ -19,12 +20,33 @@ from fastapi.responses import JSONResponse
 
 from flair_viz.core.catalog import Catalog
 from flair_viz.core.tiling import TmsId, check_tilesize, png_response, png_responses
-from flair_viz.overview.colours import COLOR_BY
+from flair_viz.overview.colours import COLOR_BY, Colouring
+from flair_viz.overview.footprints import Footprints
 from flair_viz.overview.hover import describe, patch_near
 from flair_viz.overview.layer import catalog_colouring
 from flair_viz.overview.render import TILE_SIZE, tile_png
 
 ColorBy = Literal[COLOR_BY]
+ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
+@dataclass
+class ColouringParams:
+    """What colours the footprints: the same query on every overview route, injected as one dependency (the
+    shape of titiler's dependencies), so the tiles, the legend and the hover answer always agree."""
+
+    color_by: Annotated[ColorBy, Query(description="domain, date, miou, oa, iou (needs cls) or confusion "
+                                                   "(needs truth_class, pred_class)")] = "domain"
+    model: Annotated[str | None, Query(description="model whose stored scores colour the patches",
+                                       pattern=ID_PATTERN)] = None
+    protocol: Annotated[Literal["flair1", "full"], Query()] = "flair1"
+    cls: Annotated[int | None, Query(description="class of the IoU (1-based, in the protocol's view)")] = None
+    truth_class: Annotated[int | None, Query()] = None
+    pred_class: Annotated[int | None, Query()] = None
+
+    def of(self, catalog: Catalog) -> tuple[Footprints, Colouring]:
+        return catalog_colouring(catalog, self.color_by, self.model, self.protocol, self.cls, self.truth_class,
+                                 self.pred_class)
 
 
 @define
@@ -43,31 +65,19 @@ class OverviewRouter:
             catalog=Depends(get_catalog),  # injected: not an annotation (looked up in globals)
             tileMatrixSetId: TmsId,  # noqa: N803 (titiler's name)
             z: int, x: int, y: int,
-            color_by: Annotated[ColorBy, Query(description="domain, date, miou, oa, iou (needs cls) or confusion "
-                                                           "(needs truth_class, pred_class)")] = "domain",
-            model: Annotated[str | None, Query(description="model whose stored scores colour the patches",
-                                               pattern=r"^[A-Za-z0-9_.-]+$")] = None,
-            protocol: Annotated[Literal["flair1", "full"], Query()] = "flair1",
-            cls: Annotated[int | None, Query(description="class of the IoU (1-based, in the protocol's view)")] = None,
-            truth_class: Annotated[int | None, Query()] = None,
-            pred_class: Annotated[int | None, Query()] = None,
+            colouring: Annotated[ColouringParams, Depends()],
             tilesize: Annotated[int, Query(description="256 or 512")] = TILE_SIZE,
         ) -> Response:
             check_tilesize(tilesize)
-            fp, c = catalog_colouring(catalog, color_by, model, protocol, cls, truth_class, pred_class)
+            fp, c = colouring.of(catalog)
             return png_response(tile_png(fp, c.rgba, z, x, y, tilesize, tileMatrixSetId))
 
         @self.router.get("/overview/legend")
         def overview_legend(*,
             catalog=Depends(get_catalog),
-            color_by: Annotated[ColorBy, Query()] = "domain",
-            model: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]+$")] = None,
-            protocol: Annotated[Literal["flair1", "full"], Query()] = "flair1",
-            cls: Annotated[int | None, Query()] = None,
-            truth_class: Annotated[int | None, Query()] = None,
-            pred_class: Annotated[int | None, Query()] = None,
+            colouring: Annotated[ColouringParams, Depends()],
         ) -> dict:
-            fp, c = catalog_colouring(catalog, color_by, model, protocol, cls, truth_class, pred_class)
+            fp, c = colouring.of(catalog)
             return {"title": c.legend.title, "entries": [{"label": lab, "color": col} for lab, col in c.legend.entries],
                     "note": c.legend.note, "patches": len(fp)}
 
@@ -78,18 +88,14 @@ class OverviewRouter:
             lat: Annotated[float, Query(ge=-85, le=85)],
             zoom: Annotated[float, Query(ge=0, le=24, description="the map's zoom: a patch drawn as a dot is "
                                                                   "found within the dot")] = 24,
-            color_by: Annotated[ColorBy, Query()] = "domain",
-            model: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]+$")] = None,
-            protocol: Annotated[Literal["flair1", "full"], Query()] = "flair1",
-            cls: Annotated[int | None, Query()] = None,
-            truth_class: Annotated[int | None, Query()] = None,
-            pred_class: Annotated[int | None, Query()] = None,
+            colouring: Annotated[ColouringParams, Depends()],
             score_model: Annotated[str | None, Query(description="with color_by=domain or date: also give this "
-                                                                 "model's stored mIoU", pattern=r"^[A-Za-z0-9_.-]+$")] = None,
+                                                                 "model's stored mIoU", pattern=ID_PATTERN)] = None,
         ) -> JSONResponse:
-            fp, c = catalog_colouring(catalog, color_by, model, protocol, cls, truth_class, pred_class)
+            fp, c = colouring.of(catalog)
             row = patch_near(fp, lon, lat, zoom)
-            score_of = (catalog_colouring(catalog, "miou", score_model, protocol)[1]
-                        if score_model and color_by in ("domain", "date") and row is not None else None)
-            body = {"hit": False} if row is None else {"hit": True, **describe(fp, c, color_by, row, score_of)}
+            score_of = (catalog_colouring(catalog, "miou", score_model, colouring.protocol)[1]
+                        if score_model and colouring.color_by in ("domain", "date") and row is not None else None)
+            body = ({"hit": False} if row is None
+                    else {"hit": True, **describe(fp, c, colouring.color_by, row, score_of)})
             return JSONResponse(body, headers={"Access-Control-Allow-Origin": "*"})
