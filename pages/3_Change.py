@@ -160,13 +160,8 @@ def change_map_view(a, b, confidence) -> None:
                   "at the top right." if confidence else "The change layers appear once the change is computed."))
     overlays = cached_overlays(str(confidence), confidence.stat().st_mtime) if confidence else None
     m = common.guarded(lambda: change_map.predictions_map(a, b, base, overlays))
-    map_col, legend_col = st.columns([4, 1])
-    with map_col:
-        if m is not None:
-            common.render_map(m, key=f"predictions-{a.id}-{b.id}-{confidence or ''}")
-    with legend_col:
-        st.markdown("**Change layers**")
-        st.html(change_map.confidence_legend_html())
+    common.map_with_legend(m, f"predictions-{a.id}-{b.id}-{confidence or ''}", "Change layers",
+                           change_map.confidence_legend_html())
 
 if view == "series":
     series_view()
@@ -261,16 +256,9 @@ st.subheader("Map")
 st.caption(f"Drag the bar: left **{before.vintage or before.id}**, right **{after.vintage or after.id}**. "
            "The change layer on top shows changed pixels only"
            + (" (flow colours use the default grouping)." if grouping_file else "."))
-map_col, legend_col = st.columns([4, 1])
-with map_col:
-    if m is not None:
-        common.render_map(m, key=f"change-{before.id}-{after.id}-{mode}")
-with legend_col:
-    st.markdown("**Change layer**")
-    if mode == "flow":
-        st.html(change_map.flow_legend_html())
-    else:
-        st.html(webmap.legend_html(views.changed_to(result)))
+common.map_with_legend(m, f"change-{before.id}-{after.id}-{mode}", "Change layer",
+                       change_map.flow_legend_html() if mode == "flow"
+                       else webmap.legend_html(views.changed_to(result)))
 
 # -- from-to matrix and flows ----------------------------------------------------------------------
 st.subheader("From-to matrix (hectares)")

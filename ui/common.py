@@ -171,9 +171,21 @@ def edit_rows(rows: gpd.GeoDataFrame, apply: Callable[[object, object], tuple[in
 
 
 def render_map(m, key: str, height: int = 560, returned_objects: list[str] | None = None):
-    """Show a folium map; by default nothing is returned, so panning does not rerun the page."""
-    return st_folium(m, key=key, height=height, use_container_width=True,
+    """Show a folium map as wide as its column; by default nothing is returned, so panning does not rerun
+    the page. (``width=None`` is the full width in streamlit-folium, what its ``use_container_width`` sets.)"""
+    return st_folium(m, key=key, height=height, width=None,
                      returned_objects=[] if returned_objects is None else returned_objects)
+
+
+def map_with_legend(m, key: str, title: str, legend_html: str) -> None:
+    """A map (None: nothing, its error already shown) with its legend in a narrow column beside it."""
+    map_col, legend_col = st.columns([4, 1])
+    with map_col:
+        if m is not None:
+            render_map(m, key=key)
+    with legend_col:
+        st.markdown(f"**{title}**")
+        st.html(legend_html)
 
 
 def footer() -> None:
