@@ -23,12 +23,22 @@ from flair_viz.core.errors import FlairVizError, InvalidInput, Misconfigured, No
 START_WAIT_S = 120.0  # a first start exports the CPU engines before it binds: seconds per model
 
 
-def is_up(url: str, timeout: float = 0.5) -> bool:
+def _health(url: str, timeout: float) -> dict | None:
+    """The server's /healthz answer ({} when it is not JSON), or None when it does not answer 200."""
     try:
         with urllib.request.urlopen(f"{url}/healthz", timeout=timeout) as r:
-            return r.status == 200
+            if r.status != 200:
+                return None
+            try:
+                return json.loads(r.read())
+            except ValueError:
+                return {}
     except Exception:
-        return False
+        return None
+
+
+def is_up(url: str, timeout: float = 0.5) -> bool:
+    return _health(url, timeout) is not None
 
 
 def wait_while_warming(url: str, limit_s: float = 60.0, say=print) -> float:
@@ -40,12 +50,9 @@ def wait_while_warming(url: str, limit_s: float = 60.0, say=print) -> float:
     t0 = time.monotonic()
     said = False
     while time.monotonic() - t0 < limit_s:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
-                if not json.loads(r.read()).get("warming"):
-                    break
-        except Exception:
-            break  # a server that does not say: nothing to wait for
+        health = _health(url, 2)
+        if not (health and health.get("warming")):
+            break  # done, or a server that does not say: nothing to wait for
         if not said:
             say("Predicting the demo zone ahead (first start only; kept on disk)...")
             said = True
