@@ -172,7 +172,7 @@ def edit_rows(rows: gpd.GeoDataFrame, apply: Callable[[object, object], tuple[in
 
 def render_map(m, key: str, height: int = 560, returned_objects: list[str] | None = None):
     """Show a folium map as wide as its column; by default nothing is returned, so panning does not rerun
-    the page. (``width=None`` is the full width in streamlit-folium, what its ``use_container_width`` sets.)"""
+    the page. (``width=None``: the full column width in streamlit-folium.)"""
     return st_folium(m, key=key, height=height, width=None,
                      returned_objects=[] if returned_objects is None else returned_objects)
 
